@@ -1,0 +1,219 @@
+"""The dynamic energy pass: label every operator with joules and seconds.
+
+Sensors cannot read a single kernel (GPU counters update every 10-100 ms), so
+each operator is replayed on its own recorded inputs enough rounds to fill the
+backend's minimum window. Trials are interleaved: trial t re-runs the whole
+program and measures every operator once, so slow drift (thermal, other
+processes) spreads over all operators instead of biasing the last ones.
+Operators with equal signatures are measured once per trial and shared.
+Values are freed as soon as the program no longer needs them, so memory stays
+near one forward pass.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch.utils._pytree import tree_map
+
+from magneton.backends.base import EnergyBackend
+from magneton.capture import is_profiled, run_piece
+from magneton.graph import GraphPiece, OpGraph, OpNode
+from magneton.stats import Summary, summarize
+from magneton.workload import Workload
+
+FORWARD_KEY = "__forward__"
+_CALIBRATION_S = 0.002  # long enough to time one call of a microsecond op
+
+
+@dataclass(frozen=True)
+class PassOptions:
+    trials: int = 5
+    warmup_calls: int = 3
+    min_window_s: float | None = None  # default: the backend's own minimum window
+    max_rounds: int = 100_000
+    idle_s: float = 0.2
+    noisy_relative_spread: float = 0.25  # CI half-width / median above which a node is marked noisy
+
+
+@dataclass(frozen=True)
+class NodeEnergy:
+    energy_j: Summary  # per call
+    time_s: Summary  # per call, wall clock
+    rounds: int
+    measured_as: str  # the node whose replay carried this measurement (signature dedupe)
+
+
+@dataclass
+class EnergyPassResult:
+    nodes: dict[str, NodeEnergy | None]  # None: zero-cost (view/metadata), not measured
+    forward_energy_j: Summary
+    forward_time_s: Summary
+    idle_power_w: float
+    min_window_s: float
+    trials: int
+    unique_signatures: int
+    notes: list[str] = field(default_factory=list)
+
+    def node_energy_j(self, node_id: str) -> float:
+        measured = self.nodes.get(node_id)
+        return measured.energy_j.median if measured else 0.0
+
+    @property
+    def node_sum_j(self) -> float:
+        return sum(self.node_energy_j(node_id) for node_id in self.nodes)
+
+    @property
+    def coverage(self) -> float:
+        """Sum of per-node energies over the whole forward pass's energy."""
+        whole = self.forward_energy_j.median
+        return self.node_sum_j / whole if whole > 0 else float("nan")
+
+
+def _clone_tensors(value: Any) -> Any:
+    return tree_map(lambda v: v.clone() if isinstance(v, torch.Tensor) else v, value)
+
+
+def _make_repeater(call: Callable[[], Any], rounds: int, device: str) -> Callable[[], None]:
+    """A function that performs ``rounds`` calls with as little overhead as possible."""
+    if device.startswith("cuda"):
+        graph_replay = _cuda_graph(call)
+        if graph_replay is not None:
+            call = graph_replay
+
+    def repeat() -> None:
+        for _ in range(rounds):
+            call()
+
+    return repeat
+
+
+def _cuda_graph(call: Callable[[], Any]) -> Callable[[], Any] | None:
+    """Capture one call as a CUDA graph so replays skip Python and launch overhead."""
+    try:
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            call()
+        return graph.replay
+    except Exception:  # ops that sync or allocate on the host cannot be captured: plain replay
+        torch.cuda.synchronize()
+        return None
+
+
+class _Timer:
+    """Calibrates how many rounds fill a window, once per signature."""
+
+    def __init__(self, backend: EnergyBackend, options: PassOptions, min_window_s: float) -> None:
+        self.backend, self.options, self.min_window_s = backend, options, min_window_s
+        self.rounds: dict[str, int] = {}
+
+    def rounds_for(self, key: str, call: Callable[[], Any]) -> int:
+        if key not in self.rounds:
+            for _ in range(self.options.warmup_calls):
+                call()
+            self.backend.synchronize()
+            calls, start = 0, time.perf_counter()
+            while True:
+                call()
+                calls += 1
+                self.backend.synchronize()
+                elapsed = time.perf_counter() - start
+                if elapsed >= _CALIBRATION_S or calls >= 1000:
+                    break
+            per_call_s = max(elapsed / calls, 1e-9)
+            self.rounds[key] = max(1, min(self.options.max_rounds, math.ceil(self.min_window_s / per_call_s)))
+        return self.rounds[key]
+
+    def measure(self, key: str, call: Callable[[], Any], device: str) -> tuple[float, float, int]:
+        rounds = self.rounds_for(key, call)
+        reading = self.backend.measure(key, _make_repeater(call, rounds, device), rounds)
+        return reading.energy_j / rounds, reading.time_s / rounds, rounds
+
+
+class _MeasuringInterpreter(torch.fx.Interpreter):
+    """Runs a piece for real and, on the way, replays each not-yet-measured signature."""
+
+    def __init__(self, piece: GraphPiece, nodes: dict[str, OpNode], timer: _Timer, device: str,
+                 measured_this_trial: set[str], samples: dict[str, list[tuple[float, float]]]) -> None:
+        super().__init__(piece.module)
+        self.nodes, self.timer, self.device = nodes, timer, device
+        self.measured_this_trial, self.samples = measured_this_trial, samples
+
+    def run_node(self, fx_node: torch.fx.Node) -> Any:
+        op_node = self.nodes.get(fx_node.name) if is_profiled(fx_node) else None
+        if op_node is None or op_node.zero_cost or op_node.signature in self.measured_this_trial:
+            return super().run_node(fx_node)
+        args, kwargs = self.fetch_args_kwargs_from_env(fx_node)
+        if op_node.mutates:  # replaying an in-place op must not corrupt the real run's values
+            args, kwargs = _clone_tensors((args, kwargs))
+        if fx_node.op == "call_module":
+            submodule = self.module.get_submodule(str(fx_node.target))
+            call: Callable[[], Any] = lambda: submodule(*args, **kwargs)  # noqa: E731
+        else:
+            target: Any = fx_node.target
+            call = lambda: target(*args, **kwargs)  # noqa: E731
+        energy_j, time_s, _ = self.timer.measure(op_node.signature, call, self.device)
+        self.samples.setdefault(op_node.signature, []).append((energy_j, time_s))
+        self.measured_this_trial.add(op_node.signature)
+        del args, kwargs, call
+        return super().run_node(fx_node)
+
+
+def run_energy_pass(graph: OpGraph, workload: Workload, backend: EnergyBackend,
+                    options: PassOptions | None = None) -> EnergyPassResult:
+    """Measure every operator of ``graph`` and the whole forward pass of ``workload``."""
+    options = options or PassOptions()
+    if options.trials < 1:
+        raise ValueError("trials must be >= 1")
+    min_window_s = options.min_window_s if options.min_window_s is not None else backend.info().min_window_s
+    timer = _Timer(backend, options, min_window_s)
+    device = graph.device
+    by_piece: list[dict[str, OpNode]] = [{} for _ in graph.pieces]
+    for node in graph.nodes:
+        by_piece[node.piece][node.fx_name] = node
+    samples: dict[str, list[tuple[float, float]]] = {}
+    forward_samples: list[tuple[float, float]] = []
+
+    def forward() -> Any:
+        return workload.fn(*workload.args, **workload.kwargs)
+
+    with torch.no_grad():
+        idle = backend.measure_idle(options.idle_s)
+        idle_power_w = idle.energy_j / idle.time_s if idle.time_s > 0 else 0.0
+        for _ in range(options.trials):
+            energy_j, time_s, _rounds = timer.measure(FORWARD_KEY, forward, device)
+            forward_samples.append((energy_j, time_s))
+            measured_this_trial: set[str] = set()
+            for piece, nodes in zip(graph.pieces, by_piece):
+                interpreter = _MeasuringInterpreter(piece, nodes, timer, device, measured_this_trial, samples)
+                run_piece(interpreter, piece)
+                del interpreter
+
+    first_with_signature: dict[str, str] = {}
+    results: dict[str, NodeEnergy | None] = {}
+    for node in graph.nodes:
+        if node.zero_cost:
+            results[node.id] = None
+            continue
+        first = first_with_signature.setdefault(node.signature, node.id)
+        trial_samples = samples[node.signature]
+        results[node.id] = NodeEnergy(
+            energy_j=summarize([e for e, _ in trial_samples]),
+            time_s=summarize([t for _, t in trial_samples]),
+            rounds=timer.rounds[node.signature],
+            measured_as=first,
+        )
+    return EnergyPassResult(
+        nodes=results,
+        forward_energy_j=summarize([e for e, _ in forward_samples]),
+        forward_time_s=summarize([t for _, t in forward_samples]),
+        idle_power_w=idle_power_w,
+        min_window_s=min_window_s,
+        trials=options.trials,
+        unique_signatures=len(samples),
+    )

@@ -1,0 +1,44 @@
+"""One exception hierarchy: every error a user can see is a MagnetonError."""
+
+from __future__ import annotations
+
+
+class MagnetonError(Exception):
+    """Base of every error Magneton raises on purpose."""
+
+
+class WorkloadError(MagnetonError):
+    """A target could not be loaded or did not return a usable workload."""
+
+    def __init__(self, target: str, problem: str) -> None:
+        self.target = target
+        self.problem = problem
+        super().__init__(f"target {target!r}: {problem}")
+
+
+class CaptureError(MagnetonError):
+    """No capture method could produce an operator graph."""
+
+
+class BackendError(MagnetonError):
+    """An energy backend failed while measuring."""
+
+
+class BackendUnavailable(BackendError):
+    """An energy backend cannot be used on this machine; the message says why."""
+
+
+class SensorPermissionError(BackendUnavailable):
+    """The sensor exists but this process may not read it."""
+
+
+class SensorNotSupported(BackendUnavailable):
+    """The sensor cannot measure this device (old GPU without counter, MIG slice, ...)."""
+
+
+class DeviceLostError(BackendError):
+    """The device disappeared or stopped answering during a measurement."""
+
+
+class TraceError(MagnetonError):
+    """A recorded energy trace is missing, malformed or does not match the workload."""

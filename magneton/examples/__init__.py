@@ -1,0 +1,1 @@
+"""Small, dependency-free example workloads that tests, benchmarks and device checks share."""

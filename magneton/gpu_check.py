@@ -1,0 +1,131 @@
+"""Device check: measure a tiny GPT-2-style model on a CUDA GPU with NVML, twice.
+
+Run ``python -m magneton.gpu_check`` on a machine with an NVIDIA GPU. It
+prints the sensor, the per-operator energies of two independent analyses,
+their coverage (per-node sum / whole forward pass) and how well the two runs
+agree: Spearman rank correlation of per-node energies and the difference of
+the total energies. Exit codes: 0 the runs agree, 1 they do not (thresholds
+below), 2 no CUDA GPU or NVML unusable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from typing import Any
+
+# Two runs of the same program on the same idle GPU should rank operators
+# almost identically and agree on the total within a few percent.
+MIN_SPEARMAN = 0.8
+MAX_TOTAL_DIFF_PCT = 10.0
+TIME_BUDGET_S = 300.0
+
+
+def _parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m magneton.gpu_check", description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cuda", help="torch CUDA device (default: cuda)")
+    parser.add_argument("--trials", type=int, default=5, help="trials per node in each run (default: 5)")
+    parser.add_argument("--top", type=int, default=25, help="print the N most energetic nodes (default: 25)")
+    return parser.parse_args(argv)
+
+
+def _cuda_index(device: str) -> int:
+    _, _, index = device.partition(":")
+    return int(index) if index else 0
+
+
+def _probe_nvml(device: str) -> str | None:
+    """Return why the check cannot run, or None when CUDA and NVML are both usable."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return (f"no CUDA GPU: torch {torch.__version__} (CUDA build {torch.version.cuda}) "
+                "reports torch.cuda.is_available() == False")
+    from magneton.backends.nvml import NvmlBackend
+    from magneton.errors import MagnetonError
+
+    try:
+        backend = NvmlBackend(_cuda_index(device))
+    except MagnetonError as err:
+        return f"NVML unusable: {err}"
+    try:
+        info = backend.info()
+        print(f"sensor: {info.sensor}")
+        print(f"  update period {info.update_period_s * 1e3 if info.update_period_s else float('nan'):.1f} ms, "
+              f"min window {info.min_window_s * 1e3:.0f} ms, resolution {info.resolution_j} J")
+        for note in info.notes:
+            print(f"  note: {note}")
+    finally:
+        backend.close()
+    return None
+
+
+def _print_run(label: str, report: dict[str, Any], elapsed_s: float, top: int) -> None:
+    nodes = sorted(report["nodes"], key=lambda n: n["energy_j"], reverse=True)
+    coverage = report.get("coverage")
+    print(f"\n== {label}: {elapsed_s:.1f} s, backend {report['backend']['name']} "
+          f"({report['backend']['provenance']})")
+    print(f"total {report['total_energy_j'] * 1e3:.3f} mJ / forward, {report['total_time_s'] * 1e3:.3f} ms; "
+          f"coverage {coverage if coverage is None else f'{coverage:.2f}'}; {len(nodes)} nodes")
+    print(f"{'id':<28} {'op':<40} {'energy_mJ':>10} {'time_ms':>9}")
+    for node in nodes[:top]:
+        print(f"{node['id'][:28]:<28} {node['op'][:40]:<40} {node['energy_j'] * 1e3:>10.4f} "
+              f"{node['time_s'] * 1e3:>9.4f}")
+    if len(nodes) > top:
+        print(f"... {len(nodes) - top} more")
+
+
+def repeatability(first: dict[str, Any], second: dict[str, Any]) -> tuple[float, float, int]:
+    """(Spearman of per-node energies over nodes both runs measured, total difference %, node count)."""
+    from magneton.stats import spearman
+
+    a = {n["id"]: n["energy_j"] for n in first["nodes"] if n["energy_j"] > 0}
+    b = {n["id"]: n["energy_j"] for n in second["nodes"] if n["energy_j"] > 0}
+    common = sorted(a.keys() & b.keys())
+    rho = spearman([a[i] for i in common], [b[i] for i in common]) if len(common) >= 2 else float("nan")
+    total_a, total_b = first["total_energy_j"], second["total_energy_j"]
+    mean = (total_a + total_b) / 2
+    diff_pct = abs(total_a - total_b) / mean * 100 if mean > 0 else float("nan")
+    return rho, diff_pct, len(common)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parse_args(argv)
+    started = time.perf_counter()
+    problem = _probe_nvml(args.device)
+    if problem is not None:
+        print(f"gpu_check cannot run: {problem}", file=sys.stderr)
+        return 2
+
+    # Imported late: the analysis pulls in torch.fx machinery not needed to say "no GPU".
+    from magneton.analyze import AnalyzeOptions, analyze_workload
+    from magneton.examples.tiny_gpt import build_tiny_gpt
+    from magneton.workload import Workload
+
+    model, inputs = build_tiny_gpt(device=args.device)
+    workload = Workload(fn=model, args=inputs)
+    options = AnalyzeOptions(backend="nvml", device=args.device, trials=args.trials)
+    label = "magneton.examples.tiny_gpt:build_tiny_gpt (n_layer=4, n_embd=256, n_head=4, seq=128, batch=4)"
+    reports = []
+    for run in (1, 2):
+        run_start = time.perf_counter()
+        report = analyze_workload(workload, label, options)
+        _print_run(f"run {run}", report, time.perf_counter() - run_start, args.top)
+        reports.append(report)
+
+    rho, diff_pct, common = repeatability(reports[0], reports[1])
+    elapsed_s = time.perf_counter() - started
+    print(f"\nrepeatability: Spearman {rho:.3f} over {common} nodes, total energy differs by {diff_pct:.2f}%")
+    print(f"coverage: run 1 {reports[0].get('coverage')}, run 2 {reports[1].get('coverage')}")
+    print(f"elapsed {elapsed_s:.1f} s (budget {TIME_BUDGET_S:.0f} s)")
+    if elapsed_s > TIME_BUDGET_S:
+        print(f"warning: the check took longer than {TIME_BUDGET_S:.0f} s; lower --trials", file=sys.stderr)
+    ok = rho >= MIN_SPEARMAN and diff_pct <= MAX_TOTAL_DIFF_PCT
+    verdict = "PASS" if ok else "FAIL"
+    print(f"{verdict}: need Spearman >= {MIN_SPEARMAN} and total difference <= {MAX_TOTAL_DIFF_PCT}%")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

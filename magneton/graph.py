@@ -1,0 +1,89 @@
+"""The operator graph Magneton analyses: nodes are operators, edges are tensors."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from magneton.source import SourceLocation
+
+if TYPE_CHECKING:
+    import torch
+
+
+@dataclass(frozen=True)
+class TensorMeta:
+    shape: tuple[int, ...]
+    dtype: str
+    stride: tuple[int, ...]
+    contiguous: bool
+    device: str
+
+    @classmethod
+    def of(cls, tensor: torch.Tensor) -> TensorMeta:
+        import torch
+
+        dtype = str(tensor.dtype).removeprefix("torch.")
+        if tensor.layout != torch.strided:  # sparse/nested tensors have no strides
+            return cls(tuple(tensor.shape), dtype, (), False, str(tensor.device))
+        return cls(tuple(tensor.shape), dtype, tuple(tensor.stride()), tensor.is_contiguous(), str(tensor.device))
+
+    def to_json(self) -> dict[str, Any]:
+        return {"shape": list(self.shape), "dtype": self.dtype, "stride": list(self.stride),
+                "contiguous": self.contiguous, "device": self.device}
+
+    def key(self) -> str:
+        return f"{self.dtype}{list(self.shape)}s{list(self.stride)}@{self.device}"
+
+
+@dataclass
+class OpNode:
+    """One operator call of the captured program."""
+
+    id: str
+    op: str  # ATen overload name ("aten.addmm.default"), or module/function name for fx fallbacks
+    piece: int  # index of the GraphPiece that runs it
+    fx_name: str  # node name inside that piece's graph
+    module_path: str
+    module_type: str
+    source: SourceLocation | None
+    inputs: list[TensorMeta] = field(default_factory=list)
+    outputs: list[TensorMeta] = field(default_factory=list)
+    scalar_args: str = ""  # non-tensor arguments; they change what the op computes
+    mutates: bool = False
+    zero_cost_reason: str | None = None  # set for views and metadata-only ops, never measured
+
+    @property
+    def signature(self) -> str:
+        """Op + input shapes, dtypes, strides + scalar args: equal signatures cost the same."""
+        inputs = ",".join(meta.key() for meta in self.inputs)
+        return f"{self.op}({inputs}){self.scalar_args}"
+
+    @property
+    def zero_cost(self) -> bool:
+        return self.zero_cost_reason is not None
+
+
+@dataclass
+class GraphPiece:
+    """An executable part of the program: a GraphModule and the flat inputs it runs on."""
+
+    name: str
+    module: torch.fx.GraphModule
+    flat_inputs: list[Any]
+    io_processing: bool = False  # True when placeholders take the original (args) not flat leaves
+
+
+@dataclass
+class OpGraph:
+    method: str  # "torch.export", "make_fx", "torch.fx.symbolic_trace" or "piecewise"
+    pieces: list[GraphPiece]
+    nodes: list[OpNode]
+    notes: list[str] = field(default_factory=list)
+    device: str = "cpu"
+
+    def node(self, node_id: str) -> OpNode:
+        for node in self.nodes:
+            if node.id == node_id:
+                return node
+        raise KeyError(node_id)

@@ -1,0 +1,150 @@
+"""Loading a target (``file.py:fn`` or ``pkg.module:fn``) into a Workload.
+
+Magneton never guesses: every way a target can be wrong gets its own message
+naming the target and what was expected.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import sys
+import traceback
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from magneton.errors import WorkloadError
+
+EXPECTED_RETURN = "(callable, args), (callable, args, kwargs) or a magneton.Workload"
+_SCALAR_TYPES = (bool, int, float, str, type(None))
+
+
+@dataclass(frozen=True)
+class Workload:
+    """A callable and the example inputs to profile it with."""
+
+    fn: Callable[..., Any]
+    args: tuple[Any, ...] = ()
+    kwargs: Mapping[str, Any] = field(default_factory=dict)
+
+
+def split_target(target: str) -> tuple[str, str]:
+    """Split ``where:function`` at the last colon (file paths may contain colons)."""
+    where, sep, function = target.rpartition(":")
+    if not sep or not where or not function:
+        raise WorkloadError(target, "expected 'path/to/file.py:function' or 'package.module:function'")
+    if not function.isidentifier():
+        raise WorkloadError(target, f"{function!r} is not a Python function name")
+    return where, function
+
+
+def _traceback_tail(err: BaseException, frames: int = 4) -> str:
+    lines = traceback.format_exception(type(err), err, err.__traceback__)
+    body = "".join(lines[-(frames * 2 + 1):]).rstrip()
+    return "\n".join("    " + line for line in body.splitlines())
+
+
+def _import_file(target: str, path: Path) -> Any:
+    if not path.is_file():
+        raise WorkloadError(target, f"file not found: {path} (resolved to {path.resolve()})")
+    if path.suffix != ".py":
+        raise WorkloadError(target, f"{path} is not a Python file (.py)")
+    module_name = f"_magneton_target_{abs(hash(str(path.resolve())))}"
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    if spec is None or spec.loader is None:
+        raise WorkloadError(target, f"cannot import {path}")
+    module = importlib.util.module_from_spec(spec)
+    # The user's file may import its siblings, as it would when run as a script.
+    sys.path.insert(0, str(path.resolve().parent))
+    sys.modules[module_name] = module
+    try:
+        spec.loader.exec_module(module)
+    except Exception as err:
+        sys.modules.pop(module_name, None)
+        raise WorkloadError(target, f"importing {path} raised {type(err).__name__}:\n{_traceback_tail(err)}") from err
+    finally:
+        sys.path.remove(str(path.resolve().parent))
+    return module
+
+
+def _import_module(target: str, name: str) -> Any:
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as err:
+        if err.name and name.startswith(err.name):
+            raise WorkloadError(target, f"no module named {err.name!r} (not a file path either)") from err
+        raise WorkloadError(target, f"importing {name} raised ModuleNotFoundError:\n{_traceback_tail(err)}") from err
+    except Exception as err:
+        raise WorkloadError(target, f"importing {name} raised {type(err).__name__}:\n{_traceback_tail(err)}") from err
+
+
+def _looks_like_file(where: str) -> bool:
+    return where.endswith(".py") or "/" in where or "\\" in where
+
+
+def load_target(target: str) -> Workload:
+    """Import the target, call its function, and validate what it returned."""
+    where, function = split_target(target)
+    module = _import_file(target, Path(where)) if _looks_like_file(where) else _import_module(target, where)
+    factory = getattr(module, function, None)
+    if factory is None:
+        available = sorted(n for n, v in vars(module).items() if callable(v) and not n.startswith("_")
+                           and getattr(v, "__module__", None) == module.__name__)
+        hint = f"; callables defined there: {', '.join(available)}" if available else ""
+        raise WorkloadError(target, f"no function {function!r} in {where}{hint}")
+    if not callable(factory):
+        raise WorkloadError(target, f"{function!r} in {where} is a {type(factory).__name__}, not a function")
+    try:
+        returned = factory()
+    except TypeError as err:
+        if "argument" in str(err) and err.__traceback__ is not None and err.__traceback__.tb_next is None:
+            raise WorkloadError(target, f"{function}() must take no arguments: {err}") from err
+        raise WorkloadError(target, f"{function}() raised TypeError:\n{_traceback_tail(err)}") from err
+    except Exception as err:
+        raise WorkloadError(target, f"{function}() raised {type(err).__name__}:\n{_traceback_tail(err)}") from err
+    return validate_workload(target, returned)
+
+
+def validate_workload(target: str, returned: Any) -> Workload:
+    """Turn a factory's return value into a Workload, or say exactly what is wrong."""
+    if isinstance(returned, Workload):
+        workload = returned
+    elif isinstance(returned, tuple) and len(returned) in (2, 3):
+        fn, args = returned[0], returned[1]
+        kwargs = returned[2] if len(returned) == 3 else {}
+        if isinstance(args, list):
+            args = tuple(args)
+        if not isinstance(args, tuple):
+            raise WorkloadError(target, f"args must be a tuple of inputs, got {type(args).__name__}; "
+                                        f"wrap a single tensor as (x,)")
+        if not isinstance(kwargs, Mapping):
+            raise WorkloadError(target, f"kwargs must be a dict, got {type(kwargs).__name__}")
+        workload = Workload(fn, args, dict(kwargs))
+    else:
+        shape = f"a tuple of {len(returned)}" if isinstance(returned, tuple) else type(returned).__name__
+        raise WorkloadError(target, f"returned {shape}; expected {EXPECTED_RETURN}")
+    if not callable(workload.fn):
+        raise WorkloadError(target, f"the first element must be callable (an nn.Module or function), "
+                                    f"got {type(workload.fn).__name__}")
+    _check_inputs(target, workload)
+    return workload
+
+
+def _check_inputs(target: str, workload: Workload) -> None:
+    import torch
+    from torch.utils._pytree import tree_flatten_with_path, keystr
+
+    leaves, _ = tree_flatten_with_path((workload.args, dict(workload.kwargs)))
+    tensors = 0
+    for path, leaf in leaves:
+        if isinstance(leaf, torch.Tensor):
+            tensors += 1
+        elif not isinstance(leaf, _SCALAR_TYPES):
+            where = "args" + keystr(path[1:]) if path[0].idx == 0 else "kwargs" + keystr(path[1:])  # type: ignore[attr-defined]
+            hint = "; convert it with torch.from_numpy" if type(leaf).__module__ == "numpy" else ""
+            raise WorkloadError(target, f"input {where} is a {type(leaf).__module__}.{type(leaf).__name__}; "
+                                        f"inputs must be torch.Tensors (or plain Python scalars){hint}")
+    if tensors == 0:
+        raise WorkloadError(target, "no input is a torch.Tensor; return example tensors to run the model on")

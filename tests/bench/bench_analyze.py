@@ -1,0 +1,128 @@
+"""Benchmarks for `magneton analyze` (run with `just bench`). Prints figures; asserts nothing.
+
+Model: the bundled 4-layer GPT-2-like TinyGPT (n_embd 256, seq 128, batch 4) on CPU.
+Every ratio is measured within this one run, on this machine, so machine speed cancels out.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+TARGET = "magneton.examples.tiny_gpt:workload"
+
+
+def _peak_rss_bytes() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmHWM in /proc/self/status")
+
+
+def _current_rss_bytes() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmRSS in /proc/self/status")
+
+
+def _reset_peak_rss() -> None:
+    # Writing 5 to clear_refs resets VmHWM to the current RSS (Linux >= 4.0).
+    Path("/proc/self/clear_refs").write_text("5")
+
+
+def memory_child() -> None:
+    """Runs in a subprocess: peak RSS growth of one forward pass vs. one analysis."""
+    import torch
+
+    from magneton.analyze import AnalyzeOptions, analyze_workload
+    from magneton.examples.tiny_gpt import build_tiny_gpt
+    from magneton.workload import Workload
+
+    model, args = build_tiny_gpt()
+    with torch.no_grad():
+        model(*args)  # first-call allocations (thread pools, kernels) are not the model's
+        _reset_peak_rss()
+        base = _current_rss_bytes()
+        model(*args)
+        forward_peak = _peak_rss_bytes() - base
+    _reset_peak_rss()
+    base = _current_rss_bytes()
+    analyze_workload(Workload(model, args), TARGET, AnalyzeOptions(backend="estimate"))
+    analysis_peak = _peak_rss_bytes() - base
+    print(json.dumps({"forward_peak_bytes": forward_peak, "analysis_peak_bytes": analysis_peak}))
+
+
+def forward_time_s(repeats: int = 10) -> float:
+    import torch
+
+    from magneton.examples.tiny_gpt import build_tiny_gpt
+
+    model, args = build_tiny_gpt()
+    with torch.no_grad():
+        for _ in range(3):
+            model(*args)
+        samples = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            model(*args)
+            samples.append(time.perf_counter() - start)
+    return statistics.median(samples)
+
+
+def run_cli_analyze(json_path: Path) -> float:
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "magneton", "analyze", TARGET, "--backend", "estimate", "--quiet",
+                    "--json", str(json_path)], check=True, stdout=subprocess.DEVNULL)
+    return time.perf_counter() - start
+
+
+def per_node_energies(report: dict) -> list[float]:
+    return [node["energy_j"] for node in report["nodes"] if node["zero_cost_reason"] is None]
+
+
+def main() -> None:
+    from magneton.stats import spearman
+
+    print(f"benchmark model: {TARGET} (4 layers, n_embd 256, seq 128, batch 4), CPU, estimate backend")
+    forward_s = forward_time_s()
+    with tempfile.TemporaryDirectory() as tmp:
+        first_json, second_json = Path(tmp) / "a.json", Path(tmp) / "b.json"
+        first_wall_s = run_cli_analyze(first_json)
+        second_wall_s = run_cli_analyze(second_json)
+        first = json.loads(first_json.read_text())
+        second = json.loads(second_json.read_text())
+    print(f"plain forward pass:                {forward_s * 1e3:.1f} ms (median of 10)")
+    for label, wall_s in (("run 1", first_wall_s), ("run 2", second_wall_s)):
+        print(f"magneton analyze wall time, {label}:  {wall_s:.2f} s = {wall_s / forward_s:.0f}x one forward pass")
+    for label, report in (("run 1", first), ("run 2", second)):
+        print(f"coverage, {label}:                   {report['coverage']:.3f}  (target 0.8-1.25)")
+
+    child = subprocess.run([sys.executable, __file__, "--memory-child"], check=True, capture_output=True, text=True)
+    memory = json.loads(child.stdout.strip().splitlines()[-1])
+    ratio = memory["analysis_peak_bytes"] / max(memory["forward_peak_bytes"], 1)
+    print(f"peak RSS growth, forward pass:     {memory['forward_peak_bytes'] / 2**20:.1f} MiB")
+    print(f"peak RSS growth, analysis:         {memory['analysis_peak_bytes'] / 2**20:.1f} MiB "
+          f"= {ratio:.1f}x the forward pass")
+
+    a, b = per_node_energies(first), per_node_energies(second)
+    rho = spearman(a, b)
+    total_diff = abs(first["total_energy_j"] - second["total_energy_j"]) / first["total_energy_j"]
+    print(f"repeatability, Spearman of {len(a)} per-node energies: {rho:.3f}  (target >= 0.9)")
+    print(f"repeatability, total-energy difference: {total_diff:.1%}  (target <= 10%)")
+    print(f"energies are {first['backend']['provenance']} by {first['backend']['name']}: "
+          f"{first['backend']['formula']} with watts_per_core={first['backend']['constants']['watts_per_core']}")
+
+
+if __name__ == "__main__":
+    if "--memory-child" in sys.argv:
+        memory_child()
+    else:
+        os.environ.setdefault("PYTHONHASHSEED", "0")
+        main()
