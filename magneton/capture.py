@@ -47,6 +47,27 @@ def tensor_leaves(value: Any) -> list[torch.Tensor]:
     return []  # caches and other objects: not part of what we profile
 
 
+class InputSnapshot:
+    """Pristine copies of input tensors, to undo a program that modifies its own inputs.
+
+    Capture with real tensors and every replay of the forward pass run the
+    user's program on the user's tensors; an in-place update (a KV cache, say)
+    would otherwise make each run see different values than the last.
+    """
+
+    def __init__(self, values: Any) -> None:
+        self.tensors = tensor_leaves(values)
+        self.copies = [tensor.detach().clone() for tensor in self.tensors]
+
+    def changed(self) -> bool:
+        return any(not torch.equal(t, c) for t, c in zip(self.tensors, self.copies, strict=True))
+
+    def restore(self) -> None:
+        with torch.no_grad():
+            for tensor, copy in zip(self.tensors, self.copies, strict=True):
+                tensor.copy_(copy)
+
+
 class _FlatOutput(nn.Module):
     """Wraps the workload so every capture method sees a plain tuple of tensors out."""
 
@@ -68,8 +89,39 @@ def _short_error(err: BaseException) -> str:
     return f"{type(err).__name__}: {first[:300]}"
 
 
+@contextlib.contextmanager
+def _full_stack_traces() -> Iterator[None]:
+    """Make torch.export keep every frame below the first ``forward``, as make_fx does.
+
+    By default export keeps only frames *named* ``forward``, so an op in a helper
+    method or a plain-function workload would point at the wrong line or none.
+    Our wrapper's forward is always the outermost one, so nothing of the user's
+    is lost. Private API: if it changes, export's default traces are used.
+    """
+    tracer_base = getattr(torch.fx.proxy, "TracerBase", None)
+    original = getattr(tracer_base, "_filter_traceback_frames", None)
+    if tracer_base is None or original is None:
+        yield
+        return
+
+    def keep_from_first_forward(self: Any, summary: Any) -> Any:
+        forward_only = self._record_forward_stack_traces_only
+        self._record_forward_stack_traces_only = False
+        try:
+            return original(self, summary)
+        finally:
+            self._record_forward_stack_traces_only = forward_only
+
+    tracer_base._filter_traceback_frames = keep_from_first_forward
+    try:
+        yield
+    finally:
+        tracer_base._filter_traceback_frames = original
+
+
 def _capture_export(workload: Workload) -> GraphPiece:
-    program = torch.export.export(_FlatOutput(workload.fn), workload.args, dict(workload.kwargs), strict=False)
+    with _full_stack_traces():
+        program = torch.export.export(_FlatOutput(workload.fn), workload.args, dict(workload.kwargs), strict=False)
     flat, _ = tree_flatten((workload.args, dict(workload.kwargs)))
     return GraphPiece("main", program.module(), flat)
 
@@ -83,7 +135,7 @@ def _capture_make_fx(workload: Workload) -> GraphPiece:
 
     def run_flat(*tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
         leaves = list(flat)
-        for position, tensor in zip(tensor_positions, tensors):
+        for position, tensor in zip(tensor_positions, tensors, strict=True):
             leaves[position] = tensor
         args, kwargs = spec.unflatten(leaves)
         return wrapper(*args, **kwargs)
@@ -119,8 +171,10 @@ CAPTURE_METHODS: tuple[tuple[str, Callable[[Workload], GraphPiece]], ...] = (
 def capture(workload: Workload) -> OpGraph:
     """Capture ``workload`` whole if any method can, else piecewise; raise CaptureError if nothing works."""
     notes: list[str] = []
+    inputs = InputSnapshot((workload.args, dict(workload.kwargs)))
     with torch.no_grad():
         result = _capture_whole(workload, notes)
+        inputs.restore()
         if result is not None:
             method, piece = result
             graph = OpGraph(method, [piece], [], notes)
@@ -134,6 +188,10 @@ def capture(workload: Workload) -> OpGraph:
         else:
             raise CaptureError("no capture method worked:\n  " + "\n  ".join(notes))
         annotate(graph)
+    graph.mutates_inputs = inputs.changed()
+    inputs.restore()
+    if graph.mutates_inputs:
+        notes.append("the program modifies its own inputs in place; Magneton restores them before every run")
     graph.device = _workload_device(workload)
     return graph
 
@@ -243,10 +301,14 @@ def _module_info(node: torch.fx.Node, prefix: str) -> tuple[str, str]:
         module_type = module_type.rsplit(".", 1)[-1]
         if module_type == _FlatOutput.__name__:
             module_type = ""
-        return prefix + path, module_type
+        return _join_path(prefix, path), module_type
     if node.op == "call_module":
         return prefix + str(node.target), ""
     return prefix.rstrip("."), ""
+
+
+def _join_path(prefix: str, path: str) -> str:
+    return prefix + path if path else prefix.rstrip(".")
 
 
 def _scalar_repr(value: Any) -> str:

@@ -22,7 +22,7 @@ import torch
 from torch.utils._pytree import tree_map
 
 from magneton.backends.base import EnergyBackend
-from magneton.capture import is_profiled, run_piece
+from magneton.capture import InputSnapshot, is_profiled, run_piece
 from magneton.graph import GraphPiece, OpGraph, OpNode
 from magneton.stats import Summary, summarize
 from magneton.workload import Workload
@@ -79,13 +79,7 @@ def _clone_tensors(value: Any) -> Any:
     return tree_map(lambda v: v.clone() if isinstance(v, torch.Tensor) else v, value)
 
 
-def _make_repeater(call: Callable[[], Any], rounds: int, device: str) -> Callable[[], None]:
-    """A function that performs ``rounds`` calls with as little overhead as possible."""
-    if device.startswith("cuda"):
-        graph_replay = _cuda_graph(call)
-        if graph_replay is not None:
-            call = graph_replay
-
+def _repeat(call: Callable[[], Any], rounds: int) -> Callable[[], None]:
     def repeat() -> None:
         for _ in range(rounds):
             call()
@@ -96,6 +90,13 @@ def _make_repeater(call: Callable[[], Any], rounds: int, device: str) -> Callabl
 def _cuda_graph(call: Callable[[], Any]) -> Callable[[], Any] | None:
     """Capture one call as a CUDA graph so replays skip Python and launch overhead."""
     try:
+        # Warm up on a side stream first, as CUDA graph capture requires (lazy cuBLAS workspaces etc.).
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            for _ in range(2):
+                call()
+        torch.cuda.current_stream().wait_stream(side)
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph):
             call()
@@ -129,9 +130,12 @@ class _Timer:
             self.rounds[key] = max(1, min(self.options.max_rounds, math.ceil(self.min_window_s / per_call_s)))
         return self.rounds[key]
 
-    def measure(self, key: str, call: Callable[[], Any], device: str) -> tuple[float, float, int]:
+    def measure(self, key: str, call: Callable[[], Any], cuda_graph: bool = False) -> tuple[float, float, int]:
+        """Per-call energy (J) and time (s) of ``call``, and the rounds that filled the window."""
+        if cuda_graph:
+            call = _cuda_graph(call) or call
         rounds = self.rounds_for(key, call)
-        reading = self.backend.measure(key, _make_repeater(call, rounds, device), rounds)
+        reading = self.backend.measure(key, _repeat(call, rounds), rounds)
         return reading.energy_j / rounds, reading.time_s / rounds, rounds
 
 
@@ -157,10 +161,9 @@ class _MeasuringInterpreter(torch.fx.Interpreter):
         else:
             target: Any = fx_node.target
             call = lambda: target(*args, **kwargs)  # noqa: E731
-        energy_j, time_s, _ = self.timer.measure(op_node.signature, call, self.device)
+        energy_j, time_s, _ = self.timer.measure(op_node.signature, call, cuda_graph=self.device.startswith("cuda"))
         self.samples.setdefault(op_node.signature, []).append((energy_j, time_s))
         self.measured_this_trial.add(op_node.signature)
-        del args, kwargs, call
         return super().run_node(fx_node)
 
 
@@ -179,20 +182,27 @@ def run_energy_pass(graph: OpGraph, workload: Workload, backend: EnergyBackend,
     samples: dict[str, list[tuple[float, float]]] = {}
     forward_samples: list[tuple[float, float]] = []
 
+    inputs = InputSnapshot([workload.args, dict(workload.kwargs)] + [piece.flat_inputs for piece in graph.pieces])
+
     def forward() -> Any:
+        if graph.mutates_inputs:  # each replay must see the same inputs; costs one copy of them
+            inputs.restore()
         return workload.fn(*workload.args, **workload.kwargs)
 
     with torch.no_grad():
         idle = backend.measure_idle(options.idle_s)
         idle_power_w = idle.energy_j / idle.time_s if idle.time_s > 0 else 0.0
         for _ in range(options.trials):
-            energy_j, time_s, _rounds = timer.measure(FORWARD_KEY, forward, device)
+            # The whole pass runs eagerly, as the user runs it: no CUDA graph for it.
+            energy_j, time_s, _rounds = timer.measure(FORWARD_KEY, forward)
             forward_samples.append((energy_j, time_s))
+            inputs.restore()
             measured_this_trial: set[str] = set()
-            for piece, nodes in zip(graph.pieces, by_piece):
+            for piece, nodes in zip(graph.pieces, by_piece, strict=True):
                 interpreter = _MeasuringInterpreter(piece, nodes, timer, device, measured_this_trial, samples)
                 run_piece(interpreter, piece)
                 del interpreter
+        inputs.restore()
 
     first_with_signature: dict[str, str] = {}
     results: dict[str, NodeEnergy | None] = {}

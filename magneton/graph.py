@@ -81,6 +81,7 @@ class OpGraph:
     nodes: list[OpNode]
     notes: list[str] = field(default_factory=list)
     device: str = "cpu"
+    mutates_inputs: bool = False  # the program writes into its own input tensors
 
     def node(self, node_id: str) -> OpNode:
         for node in self.nodes:

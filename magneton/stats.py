@@ -74,7 +74,7 @@ def spearman(a: Sequence[float], b: Sequence[float]) -> float:
         raise ValueError("spearman() needs two sequences of equal length >= 2")
     ra, rb = _ranks(a), _ranks(b)
     mean_a, mean_b = statistics.fmean(ra), statistics.fmean(rb)
-    cov = sum((x - mean_a) * (y - mean_b) for x, y in zip(ra, rb))
+    cov = sum((x - mean_a) * (y - mean_b) for x, y in zip(ra, rb, strict=True))
     var_a = sum((x - mean_a) ** 2 for x in ra)
     var_b = sum((y - mean_b) ** 2 for y in rb)
     if var_a == 0 or var_b == 0:

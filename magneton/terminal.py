@@ -43,6 +43,9 @@ def _where(source: dict[str, Any] | None) -> str:
     return f"{_short_path(source['file'])}:{source['line']}" if source else "?"
 
 
+_NUMERIC_COLUMNS = ("#", "energy", "share", "time", "ops", "count")
+
+
 def _header(report: dict[str, Any]) -> Panel:
     backend = report["backend"]
     estimated = backend["provenance"] == "estimated"
@@ -62,7 +65,9 @@ def _header(report: dict[str, Any]) -> Panel:
     lines.append("energy     ", style="dim").append(
         f"{format_energy(report['total_energy_j'])} per forward pass "
         f"(trials {format_energy(ci_low)}–{format_energy(ci_high)}), "
-        f"{format_time(report['total_time_s'])}; idle power {report['idle_power_w']:.3g} W\n")
+        f"{format_time(report['total_time_s'])}\n")
+    lines.append("active     ", style="dim").append(
+        f"{format_energy(report['active_energy_j'])} above idle (idle power {report['idle_power_w']:.3g} W)\n")
     coverage = report["coverage"]
     lines.append("coverage   ", style="dim").append(
         f"{coverage:.2f}" if coverage is not None else "n/a",
@@ -86,9 +91,8 @@ def short_op(op: str) -> str:
 
 def _operators_table(report: dict[str, Any], top: int) -> Table:
     table = Table(title=f"Top {top} operators by energy (per forward pass)", title_justify="left")
-    for column, justify in (("#", "right"), ("op", "left"), ("energy", "right"), ("share", "right"),
-                            ("time", "right"), ("source", "left"), ("module", "left")):
-        table.add_column(column, justify=justify, overflow="fold")
+    for column in ("#", "op", "energy", "share", "time", "source", "module"):
+        table.add_column(column, justify="right" if column in _NUMERIC_COLUMNS else "left", overflow="fold")
     ranked = sorted((n for n in report["nodes"] if n["energy_j"] > 0), key=lambda n: -n["energy_j"])
     for rank, node in enumerate(ranked[:top], 1):
         energy = format_energy(node["energy_j"]) + (" ~" if node["noisy"] else "")
@@ -106,7 +110,7 @@ def _operators_table(report: dict[str, Any], top: int) -> Table:
 def _line_table(report: dict[str, Any], top: int) -> Table:
     table = Table(title="By source line", title_justify="left")
     for column in ("where", "energy", "share", "ops", "code"):
-        table.add_column(column, justify="right" if column in ("energy", "share", "ops") else "left")
+        table.add_column(column, justify="right" if column in _NUMERIC_COLUMNS else "left")
     for group in report["rollups"]["by_line"][:top]:
         table.add_row(_where(group), format_energy(group["energy_j"]), f"{group['share']:.1%}",
                       str(len(group["nodes"])), group["code"])
@@ -116,10 +120,11 @@ def _line_table(report: dict[str, Any], top: int) -> Table:
 def _op_table(report: dict[str, Any], top: int) -> Table:
     table = Table(title="By operator type", title_justify="left")
     for column in ("op", "count", "energy", "share"):
-        table.add_column(column, justify="left" if column == "op" else "right")
+        table.add_column(column, justify="right" if column in _NUMERIC_COLUMNS else "left")
     for group in report["rollups"]["by_op"][:top]:
         if group["energy_j"] > 0:
-            table.add_row(short_op(group["op"]), str(group["count"]), format_energy(group["energy_j"]), f"{group['share']:.1%}")
+            table.add_row(short_op(group["op"]), str(group["count"]), format_energy(group["energy_j"]),
+                          f"{group['share']:.1%}")
     return table
 
 

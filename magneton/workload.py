@@ -61,7 +61,7 @@ def _import_file(target: str, path: Path) -> Any:
     sys.modules[module_name] = module
     try:
         spec.loader.exec_module(module)
-    except Exception as err:
+    except (Exception, SystemExit) as err:  # a script's sys.exit() must not end a whole batch
         sys.modules.pop(module_name, None)
         raise WorkloadError(target, f"importing {path} raised {type(err).__name__}:\n{_traceback_tail(err)}") from err
     finally:
@@ -76,7 +76,7 @@ def _import_module(target: str, name: str) -> Any:
         if err.name and name.startswith(err.name):
             raise WorkloadError(target, f"no module named {err.name!r} (not a file path either)") from err
         raise WorkloadError(target, f"importing {name} raised ModuleNotFoundError:\n{_traceback_tail(err)}") from err
-    except Exception as err:
+    except (Exception, SystemExit) as err:
         raise WorkloadError(target, f"importing {name} raised {type(err).__name__}:\n{_traceback_tail(err)}") from err
 
 
@@ -102,7 +102,7 @@ def load_target(target: str) -> Workload:
         if "argument" in str(err) and err.__traceback__ is not None and err.__traceback__.tb_next is None:
             raise WorkloadError(target, f"{function}() must take no arguments: {err}") from err
         raise WorkloadError(target, f"{function}() raised TypeError:\n{_traceback_tail(err)}") from err
-    except Exception as err:
+    except (Exception, SystemExit) as err:
         raise WorkloadError(target, f"{function}() raised {type(err).__name__}:\n{_traceback_tail(err)}") from err
     return validate_workload(target, returned)
 
@@ -110,21 +110,21 @@ def load_target(target: str) -> Workload:
 def validate_workload(target: str, returned: Any) -> Workload:
     """Turn a factory's return value into a Workload, or say exactly what is wrong."""
     if isinstance(returned, Workload):
-        workload = returned
+        fn, args, kwargs = returned.fn, returned.args, returned.kwargs
     elif isinstance(returned, tuple) and len(returned) in (2, 3):
         fn, args = returned[0], returned[1]
         kwargs = returned[2] if len(returned) == 3 else {}
-        if isinstance(args, list):
-            args = tuple(args)
-        if not isinstance(args, tuple):
-            raise WorkloadError(target, f"args must be a tuple of inputs, got {type(args).__name__}; "
-                                        f"wrap a single tensor as (x,)")
-        if not isinstance(kwargs, Mapping):
-            raise WorkloadError(target, f"kwargs must be a dict, got {type(kwargs).__name__}")
-        workload = Workload(fn, args, dict(kwargs))
     else:
         shape = f"a tuple of {len(returned)}" if isinstance(returned, tuple) else type(returned).__name__
         raise WorkloadError(target, f"returned {shape}; expected {EXPECTED_RETURN}")
+    if isinstance(args, list):
+        args = tuple(args)
+    if not isinstance(args, tuple):
+        raise WorkloadError(target, f"args must be a tuple of inputs, got {type(args).__name__}; "
+                                    f"wrap a single tensor as (x,)")
+    if not isinstance(kwargs, Mapping):
+        raise WorkloadError(target, f"kwargs must be a dict, got {type(kwargs).__name__}")
+    workload = Workload(fn, args, dict(kwargs))
     if not callable(workload.fn):
         raise WorkloadError(target, f"the first element must be callable (an nn.Module or function), "
                                     f"got {type(workload.fn).__name__}")
@@ -134,7 +134,7 @@ def validate_workload(target: str, returned: Any) -> Workload:
 
 def _check_inputs(target: str, workload: Workload) -> None:
     import torch
-    from torch.utils._pytree import tree_flatten_with_path, keystr
+    from torch.utils._pytree import keystr, tree_flatten_with_path
 
     leaves, _ = tree_flatten_with_path((workload.args, dict(workload.kwargs)))
     tensors = 0

@@ -104,12 +104,21 @@ def test_counter_going_backwards_is_a_device_error(nvml: Any) -> None:
         backend.close_window(window)
 
 
-def test_update_period_is_inferred_at_start_up(nvml: Any) -> None:
-    # A counter that refreshes every 10 ms, read in a tight loop by the start-up probe.
-    nvml.nvmlDeviceGetTotalEnergyConsumption.side_effect = lambda handle: int(time.perf_counter() / 0.01) * 700
+def test_update_period_is_inferred_at_start_up(nvml: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A counter that refreshes every 10 ms of a fake clock that advances 1 ms per look.
+    now_s = [0.0]
+
+    def clock() -> float:
+        now_s[0] += 0.001
+        return now_s[0]
+
+    monkeypatch.setattr(
+        nvml_module, "sample_changes", lambda read, duration_s: sample_changes(read, duration_s, clock=clock)
+    )
+    nvml.nvmlDeviceGetTotalEnergyConsumption.side_effect = lambda handle: int(round(now_s[0], 6) / 0.01) * 700
     backend = NvmlBackend(0)
-    assert backend.update_period_s == pytest.approx(0.01, rel=0.3)
-    assert backend.min_window_s == pytest.approx(max(0.05, 10 * backend.update_period_s))
+    assert backend.update_period_s == pytest.approx(0.01, abs=1e-9)
+    assert backend.min_window_s == pytest.approx(0.1, abs=1e-9)
     assert "measured at start-up" in " ".join(backend.info().notes)
     backend.close()
 
@@ -190,7 +199,7 @@ def test_polling_mode_integrates_a_power_ramp(nvml: Any) -> None:
     # it is exact, so the result does not depend on how punctually the thread polls.
     pre_volta(nvml)
     base_s = time.perf_counter()
-    nvml.nvmlDeviceGetPowerUsage.side_effect = lambda handle: round((100 + 1000 * (time.perf_counter() - base_s)) * 1e3)
+    nvml.nvmlDeviceGetPowerUsage.side_effect = lambda handle: (100 + 1000 * (time.perf_counter() - base_s)) * 1e3
     backend = NvmlBackend(0, poll_interval_s=0.002, update_period_s=0.002)
     try:
         start_s = backend.open_window()
@@ -198,7 +207,9 @@ def test_polling_mode_integrates_a_power_ramp(nvml: Any) -> None:
         reading = backend.close_window(start_s)
         a, b = start_s - base_s, start_s - base_s + reading.time_s
         expected_j = 100 * reading.time_s + 500 * (b**2 - a**2)
-        assert reading.energy_j == pytest.approx(expected_j, rel=1e-3)
+        # 1% leaves room for a poll preempted mid-call on a loaded machine; the
+        # integration itself is checked exactly in test_trapezoid_integration_exact_values.
+        assert reading.energy_j == pytest.approx(expected_j, rel=1e-2)
     finally:
         backend.close()
 

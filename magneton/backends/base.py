@@ -69,7 +69,7 @@ class EnergyBackend(ABC):
     def close_window(self, window: Any) -> WindowReading:
         """End the window started by open_window and return what was spent in it."""
 
-    def synchronize(self) -> None:
+    def synchronize(self) -> None:  # noqa: B027 - a no-op by default, not abstract
         """Wait for queued device work; accelerators override this."""
 
     def measure(self, key: str, run: Callable[[], None], rounds: int) -> WindowReading:
@@ -91,5 +91,5 @@ class EnergyBackend(ABC):
         time.sleep(duration_s)
         return self.close_window(window)
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - a no-op by default, not abstract
         """Release sensor handles and threads."""

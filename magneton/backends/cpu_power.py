@@ -8,6 +8,7 @@ report that uses it says so.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import statistics
@@ -119,8 +120,8 @@ def _cached_model() -> str:
 
 
 def _positive(watts: float, where: str) -> float:
-    if not watts > 0:
+    if not (math.isfinite(watts) and watts > 0):
         from magneton.errors import MagnetonError
 
-        raise MagnetonError(f"{where} must be a positive number of watts, got {watts}")
+        raise MagnetonError(f"{where} must be a finite, positive number of watts, got {watts}")
     return float(watts)

@@ -321,8 +321,9 @@ class _PowerPoller:
         self._thread.start()
 
     def _sample(self) -> None:
+        before = time.perf_counter()
         power_w = self._read_power_w()
-        now = time.perf_counter()
+        now = (before + time.perf_counter()) / 2  # the reading belongs to the middle of the call
         with self._lock:
             self._samples.append((now, power_w))
             self._prune()

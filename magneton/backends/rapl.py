@@ -147,10 +147,10 @@ def _label_domains(zones: list[_Zone]) -> list[str]:
     ]
 
 
-def _permission_message(path: Path) -> str:
+def _permission_message(path: Path, root: Path) -> str:
     return (
         f"cannot read {path}: since Linux 5.10 RAPL energy counters are readable by root only. "
-        f"Fix: run as root, or `sudo chmod o+r {path.parent.parent}/*rapl:*/energy_uj` (until reboot), "
+        f"Fix: run as root, or `sudo chmod o+r {root}/*rapl:*/energy_uj` (until reboot), "
         "or make it permanent with a udev rule: "
         'SUBSYSTEM=="powercap", ACTION=="add", RUN+="/bin/chmod o+r /sys%p/energy_uj"'
     )
@@ -181,7 +181,7 @@ class RaplBackend(EnergyBackend):
                 max_range_uj = _read_int(zone.directory / "max_energy_range_uj")
                 _read_int(energy_path)
             except PermissionError as err:
-                raise SensorPermissionError(_permission_message(energy_path)) from err
+                raise SensorPermissionError(_permission_message(energy_path, self.root)) from err
             except (OSError, ValueError) as err:
                 raise BackendUnavailable(f"RAPL zone {zone.directory} is not readable: {err}") from err
             domains.append(RaplDomain(label, zone.directory.name, _zone_kind(zone) or "", energy_path, max_range_uj))
@@ -220,7 +220,7 @@ class RaplBackend(EnergyBackend):
             try:
                 values.append(_read_int(domain.energy_path))
             except PermissionError as err:
-                raise SensorPermissionError(_permission_message(domain.energy_path)) from err
+                raise SensorPermissionError(_permission_message(domain.energy_path, self.root)) from err
             except (OSError, ValueError) as err:
                 raise BackendError(f"reading RAPL counter {domain.energy_path} failed: {err}") from err
         return values
