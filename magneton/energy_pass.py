@@ -6,6 +6,13 @@ backend's minimum window. Trials are interleaved: trial t re-runs the whole
 program and measures every operator once, so slow drift (thermal, other
 processes) spreads over all operators instead of biasing the last ones.
 Operators with equal signatures are measured once per trial and shared.
+
+In a real forward pass an operator reads weights and activations that the
+operators before it pushed out of the CPU caches; replaying it on the same
+operands round after round would keep them cache-hot and under-count its
+cost. So replays rotate through copies of the operands, enough copies to
+exceed the caches (``replay_working_set_bytes``), and each copy is read once
+per round.
 Values are freed as soon as the program no longer needs them, so memory stays
 near one forward pass.
 """
@@ -19,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-from torch.utils._pytree import tree_map
+from torch.utils._pytree import tree_flatten, tree_map
 
 from magneton.backends.base import EnergyBackend
 from magneton.capture import InputSnapshot, is_profiled, run_piece
@@ -37,7 +44,12 @@ class PassOptions:
     warmup_calls: int = 3
     min_window_s: float | None = None  # default: the backend's own minimum window
     max_rounds: int = 100_000
+    # Operand copies rotated through by a replay; 0 replays on the original operands only.
+    replay_working_set_bytes: int = 32 * 2**20
+    max_operand_copies: int = 64
     idle_s: float = 0.2
+    # The whole pass is cheap next to all operators' replays: a longer window averages its jitter.
+    forward_window_s: float = 0.2
     noisy_relative_spread: float = 0.25  # CI half-width / median above which a node is marked noisy
 
 
@@ -79,6 +91,20 @@ def _clone_tensors(value: Any) -> Any:
     return tree_map(lambda v: v.clone() if isinstance(v, torch.Tensor) else v, value)
 
 
+def _tensor_bytes(value: Any) -> int:
+    leaves, _ = tree_flatten(value)
+    return sum(leaf.numel() * leaf.element_size() for leaf in leaves if isinstance(leaf, torch.Tensor))
+
+
+def operand_copies(args: Any, kwargs: Any, options: PassOptions) -> list[tuple[Any, Any]]:
+    """The operands plus enough clones that rotating through them exceeds ``replay_working_set_bytes``."""
+    size = _tensor_bytes((args, kwargs))
+    count = 1
+    if size > 0 and options.replay_working_set_bytes > 0:
+        count = max(1, min(options.max_operand_copies, math.ceil(options.replay_working_set_bytes / size)))
+    return [(args, kwargs)] + [_clone_tensors((args, kwargs)) for _ in range(count - 1)]
+
+
 def _repeat(call: Callable[[], Any], rounds: int) -> Callable[[], None]:
     def repeat() -> None:
         for _ in range(rounds):
@@ -113,7 +139,7 @@ class _Timer:
         self.backend, self.options, self.min_window_s = backend, options, min_window_s
         self.rounds: dict[str, int] = {}
 
-    def rounds_for(self, key: str, call: Callable[[], Any]) -> int:
+    def rounds_for(self, key: str, call: Callable[[], Any], window_s: float) -> int:
         if key not in self.rounds:
             for _ in range(self.options.warmup_calls):
                 call()
@@ -127,16 +153,18 @@ class _Timer:
                 if elapsed >= _CALIBRATION_S or calls >= 1000:
                     break
             per_call_s = max(elapsed / calls, 1e-9)
-            self.rounds[key] = max(1, min(self.options.max_rounds, math.ceil(self.min_window_s / per_call_s)))
+            self.rounds[key] = max(1, min(self.options.max_rounds, math.ceil(window_s / per_call_s)))
         return self.rounds[key]
 
-    def measure(self, key: str, call: Callable[[], Any], cuda_graph: bool = False) -> tuple[float, float, int]:
-        """Per-call energy (J) and time (s) of ``call``, and the rounds that filled the window."""
+    def measure(self, key: str, call: Callable[[], Any], calls_per_run: int = 1, cuda_graph: bool = False,
+                window_s: float | None = None) -> tuple[float, float, int]:
+        """Energy (J) and time (s) per operator call; ``call`` performs ``calls_per_run`` of them."""
         if cuda_graph:
             call = _cuda_graph(call) or call
-        rounds = self.rounds_for(key, call)
+        rounds = self.rounds_for(key, call, max(self.min_window_s, window_s or 0.0))
         reading = self.backend.measure(key, _repeat(call, rounds), rounds)
-        return reading.energy_j / rounds, reading.time_s / rounds, rounds
+        calls = rounds * calls_per_run
+        return reading.energy_j / calls, reading.time_s / calls, rounds
 
 
 class _MeasuringInterpreter(torch.fx.Interpreter):
@@ -155,13 +183,16 @@ class _MeasuringInterpreter(torch.fx.Interpreter):
         args, kwargs = self.fetch_args_kwargs_from_env(fx_node)
         if op_node.mutates:  # replaying an in-place op must not corrupt the real run's values
             args, kwargs = _clone_tensors((args, kwargs))
-        if fx_node.op == "call_module":
-            submodule = self.module.get_submodule(str(fx_node.target))
-            call: Callable[[], Any] = lambda: submodule(*args, **kwargs)  # noqa: E731
-        else:
-            target: Any = fx_node.target
-            call = lambda: target(*args, **kwargs)  # noqa: E731
-        energy_j, time_s, _ = self.timer.measure(op_node.signature, call, cuda_graph=self.device.startswith("cuda"))
+        operator: Any = (self.module.get_submodule(str(fx_node.target)) if fx_node.op == "call_module"
+                         else fx_node.target)
+        copies = operand_copies(args, kwargs, self.timer.options)
+
+        def call_each_copy() -> None:
+            for copy_args, copy_kwargs in copies:
+                operator(*copy_args, **copy_kwargs)
+
+        energy_j, time_s, _ = self.timer.measure(op_node.signature, call_each_copy, calls_per_run=len(copies),
+                                                 cuda_graph=self.device.startswith("cuda"))
         self.samples.setdefault(op_node.signature, []).append((energy_j, time_s))
         self.measured_this_trial.add(op_node.signature)
         return super().run_node(fx_node)
@@ -194,7 +225,7 @@ def run_energy_pass(graph: OpGraph, workload: Workload, backend: EnergyBackend,
         idle_power_w = idle.energy_j / idle.time_s if idle.time_s > 0 else 0.0
         for _ in range(options.trials):
             # The whole pass runs eagerly, as the user runs it: no CUDA graph for it.
-            energy_j, time_s, _rounds = timer.measure(FORWARD_KEY, forward)
+            energy_j, time_s, _rounds = timer.measure(FORWARD_KEY, forward, window_s=options.forward_window_s)
             forward_samples.append((energy_j, time_s))
             inputs.restore()
             measured_this_trial: set[str] = set()

@@ -12,12 +12,13 @@ from torch import nn
 import magneton.energy_pass as energy_pass
 from magneton.backends.estimate import EstimateBackend
 from magneton.capture import capture
-from magneton.energy_pass import FORWARD_KEY, PassOptions, run_energy_pass
+from magneton.energy_pass import FORWARD_KEY, PassOptions, operand_copies, run_energy_pass
 from magneton.graph import OpGraph
 from magneton.stats import spearman, summarize
 from magneton.workload import Workload
 
-FAST = PassOptions(trials=3, warmup_calls=1, min_window_s=0.001, idle_s=0.0)
+# One operand copy: the arithmetic below is per replayed call (copy rotation is tested on its own).
+FAST = PassOptions(trials=3, warmup_calls=1, min_window_s=0.001, idle_s=0.0, replay_working_set_bytes=0)
 
 
 class Mixed(nn.Module):
@@ -374,3 +375,43 @@ def test_spearman_degenerate_inputs() -> None:
         spearman([1, 2], [1, 2, 3])
     with pytest.raises(ValueError):
         spearman([1], [1])
+
+
+# --- operand rotation: replays must not run on cache-hot operands -----------------------------------
+
+
+def test_operand_copies_fill_the_working_set_with_distinct_storage() -> None:
+    x = torch.randn(256, 1024)  # 1 MiB of float32
+    options = PassOptions(replay_working_set_bytes=8 * 2**20)
+    copies = operand_copies((x, 2), {"dim": 1}, options)
+    assert len(copies) == 8
+    assert copies[0][0][0] is x  # the real operands are one of the copies
+    pointers = {args[0].data_ptr() for args, _ in copies}
+    assert len(pointers) == 8
+    assert all(torch.equal(args[0], x) and args[1] == 2 and kwargs == {"dim": 1} for args, kwargs in copies)
+    assert len(operand_copies((x,), {}, PassOptions(replay_working_set_bytes=1024 * 2**20, max_operand_copies=5))) == 5
+    assert len(operand_copies((x,), {}, PassOptions(replay_working_set_bytes=0))) == 1
+    assert len(operand_copies((3,), {}, options)) == 1  # nothing to copy
+
+
+def test_energy_is_per_operator_call_across_copies(monkeypatch, fake_backend_cls) -> None:
+    class OneRelu(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.relu(x)
+
+    workload = Workload(OneRelu(), (torch.randn(1024),))  # 4 KiB
+    graph = capture(workload)
+    copies_made = []
+
+    def counting_copies(args, kwargs, options):
+        copies = operand_copies(args, kwargs, options)
+        copies_made.append(len(copies))
+        return copies
+
+    monkeypatch.setattr(energy_pass, "operand_copies", counting_copies)
+    options = PassOptions(trials=1, warmup_calls=0, min_window_s=0.001, idle_s=0.0,
+                          replay_working_set_bytes=16 * 1024)
+    result = run_energy_pass(graph, workload, fake_backend_cls(energy_per_call=lambda key: 2.0), options)
+    assert copies_made == [4]
+    # The fake window holds 2 J per run of the replay function, which called relu once on each of 4 copies.
+    assert result.nodes["relu"].energy_j.median == 0.5
