@@ -48,17 +48,27 @@ def analyze_workload(workload: Workload, target_label: str, options: AnalyzeOpti
     if options.device is not None:
         workload = move_workload(workload, options.device)
     graph = capture(workload)
-    choice = create_backend(options.backend, BackendOptions(
-        device=graph.device, watts_per_core=options.watts_per_core, trace_path=options.trace_path,
-        powercap_root=options.powercap_root))
+    choice = create_backend(
+        options.backend,
+        BackendOptions(
+            device=graph.device,
+            watts_per_core=options.watts_per_core,
+            trace_path=options.trace_path,
+            powercap_root=options.powercap_root,
+        ),
+    )
     backend = choice.backend
     recorder = None
     if options.record_trace is not None:
         from magneton.backends.replay import TraceRecorder
 
         backend = recorder = TraceRecorder(choice.backend)
-    pass_options = PassOptions(trials=options.trials, warmup_calls=options.warmup_calls,
-                               min_window_s=options.min_window_s, idle_s=options.idle_s)
+    pass_options = PassOptions(
+        trials=options.trials,
+        warmup_calls=options.warmup_calls,
+        min_window_s=options.min_window_s,
+        idle_s=options.idle_s,
+    )
     try:
         result = run_energy_pass(graph, workload, backend, pass_options)
         if recorder is not None and options.record_trace is not None:
@@ -79,8 +89,9 @@ class BatchItem:
     error: str | None
 
 
-def analyze_batch(targets: Sequence[str], options: AnalyzeOptions,
-                  on_item: Callable[[BatchItem], None] | None = None) -> list[BatchItem]:
+def analyze_batch(
+    targets: Sequence[str], options: AnalyzeOptions, on_item: Callable[[BatchItem], None] | None = None
+) -> list[BatchItem]:
     """Analyze each target; one that fails yields an error item and the batch goes on."""
     items = []
     for target in targets:

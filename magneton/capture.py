@@ -140,10 +140,13 @@ def _capture_make_fx(workload: Workload) -> GraphPiece:
         args, kwargs = spec.unflatten(leaves)
         return wrapper(*args, **kwargs)
 
-    module = make_fx(run_flat, tracing_mode="real", record_module_stack=True, record_stack_traces=True,
-                     _error_on_data_dependent_ops=False)(
-        *[flat[i] for i in tensor_positions]
-    )
+    module = make_fx(
+        run_flat,
+        tracing_mode="real",
+        record_module_stack=True,
+        record_stack_traces=True,
+        _error_on_data_dependent_ops=False,
+    )(*[flat[i] for i in tensor_positions])
     return GraphPiece("main", module, [flat[i] for i in tensor_positions])
 
 
@@ -182,8 +185,10 @@ def capture(workload: Workload) -> OpGraph:
             pieces = _capture_pieces(workload.fn, workload, notes, prefix="", depth=0)
             if not pieces:
                 raise CaptureError("no capture method worked, whole or piecewise:\n  " + "\n  ".join(notes))
-            notes.append(f"captured piecewise in {len(pieces)} pieces; code between them is not measured "
-                         "per operator (see coverage)")
+            notes.append(
+                f"captured piecewise in {len(pieces)} pieces; code between them is not measured "
+                "per operator (see coverage)"
+            )
             graph = OpGraph("piecewise", pieces, [], notes)
         else:
             raise CaptureError("no capture method worked:\n  " + "\n  ".join(notes))
@@ -217,20 +222,24 @@ def _capture_whole(workload: Workload, notes: list[str]) -> tuple[str, GraphPiec
             notes.append(f"{method} failed: {_short_error(err)}")
             continue
         if index > 0 and method == "make_fx":
-            notes.append("make_fx traced with real tensors: Python control flow follows the path "
-                         "taken for these example inputs")
+            notes.append(
+                "make_fx traced with real tensors: Python control flow follows the path taken for these example inputs"
+            )
         return method, piece
     return None
 
 
-def _capture_pieces(module: nn.Module, workload: Workload, notes: list[str], prefix: str,
-                    depth: int) -> list[GraphPiece]:
+def _capture_pieces(
+    module: nn.Module, workload: Workload, notes: list[str], prefix: str, depth: int
+) -> list[GraphPiece]:
     """Capture each child module on the inputs it receives in an eager run."""
     calls: dict[str, tuple[nn.Module, tuple[Any, ...], dict[str, Any]]] = {}
     handles = []
     for name, child in module.named_children():
+
         def record(mod: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], name: str = name) -> None:
             calls.setdefault(name, (mod, args, kwargs))
+
         handles.append(child.register_forward_pre_hook(record, with_kwargs=True))
     try:
         workload.fn(*workload.args, **workload.kwargs)
@@ -330,8 +339,9 @@ def _storage_ptrs(tensors: list[torch.Tensor]) -> set[int]:
     return {t.untyped_storage().data_ptr() for t in tensors if t.layout == torch.strided and t.numel() > 0}
 
 
-def _zero_cost_reason(node: torch.fx.Node, in_tensors: list[torch.Tensor], out_tensors: list[torch.Tensor],
-                      mutates: bool) -> str | None:
+def _zero_cost_reason(
+    node: torch.fx.Node, in_tensors: list[torch.Tensor], out_tensors: list[torch.Tensor], mutates: bool
+) -> str | None:
     if node.target is operator.getitem:
         return "tuple indexing"
     if not out_tensors:
@@ -363,20 +373,22 @@ class _Annotator(torch.fx.Interpreter):
             module_type = type(self.piece.module.get_submodule(str(node.target))).__name__
         mutates = _is_mutating(node)
         source = innermost_user_frame(node.meta.get("stack_trace"))
-        self.op_graph.nodes.append(OpNode(
-            id=node.name if self.piece.name == "main" else f"{self.piece.name}/{node.name}",
-            op=op_name(node, self.piece.module),
-            piece=self.index,
-            fx_name=node.name,
-            module_path=module_path,
-            module_type=module_type,
-            source=source,
-            inputs=[TensorMeta.of(t) for t in in_tensors],
-            outputs=[TensorMeta.of(t) for t in out_tensors],
-            scalar_args=_scalar_repr(node.args) + _scalar_repr(sorted(node.kwargs.items())),
-            mutates=mutates,
-            zero_cost_reason=_zero_cost_reason(node, in_tensors, out_tensors, mutates),
-        ))
+        self.op_graph.nodes.append(
+            OpNode(
+                id=node.name if self.piece.name == "main" else f"{self.piece.name}/{node.name}",
+                op=op_name(node, self.piece.module),
+                piece=self.index,
+                fx_name=node.name,
+                module_path=module_path,
+                module_type=module_type,
+                source=source,
+                inputs=[TensorMeta.of(t) for t in in_tensors],
+                outputs=[TensorMeta.of(t) for t in out_tensors],
+                scalar_args=_scalar_repr(node.args) + _scalar_repr(sorted(node.kwargs.items())),
+                mutates=mutates,
+                zero_cost_reason=_zero_cost_reason(node, in_tensors, out_tensors, mutates),
+            )
+        )
         return result
 
 

@@ -33,30 +33,54 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="magneton",
         description="Energy profiler for PyTorch: finds operators that spend joules without making "
-                    "the result better or faster.")
+        "the result better or faster.",
+    )
     parser.add_argument("--version", action="version", version=f"magneton {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
 
     analyze = commands.add_parser(
-        "analyze", help="profile a workload operator by operator",
+        "analyze",
+        help="profile a workload operator by operator",
         description="Capture the workload's operator graph, measure (or estimate) every operator's energy, "
-                    "and report where the joules go. Exit code: 0 nothing found, 1 findings, 2 errors.")
-    analyze.add_argument("targets", nargs="+", metavar="TARGET",
-                         help="path/to/file.py:function or package.module:function; the function takes no "
-                              "arguments and returns (callable, args[, kwargs]) or a magneton.Workload")
-    analyze.add_argument("--backend", choices=BACKEND_NAMES, default="auto",
-                         help="energy source (default: auto — nvml on CUDA, else rapl if readable, else estimate)")
+        "and report where the joules go. Exit code: 0 nothing found, 1 findings, 2 errors.",
+    )
+    analyze.add_argument(
+        "targets",
+        nargs="+",
+        metavar="TARGET",
+        help="path/to/file.py:function or package.module:function; the function takes no "
+        "arguments and returns (callable, args[, kwargs]) or a magneton.Workload",
+    )
+    analyze.add_argument(
+        "--backend",
+        choices=BACKEND_NAMES,
+        default="auto",
+        help="energy source (default: auto — nvml on CUDA, else rapl if readable, else estimate)",
+    )
     analyze.add_argument("--device", help="move the workload to this torch device first (e.g. cuda, cuda:1, cpu)")
-    analyze.add_argument("--json", type=Path, metavar="PATH",
-                         help="write the magneton.report/1 JSON here (a folder when several targets are given)")
+    analyze.add_argument(
+        "--json",
+        type=Path,
+        metavar="PATH",
+        help="write the magneton.report/1 JSON here (a folder when several targets are given)",
+    )
     analyze.add_argument("--trials", type=_positive_int, default=5, help="interleaved trials per operator (default 5)")
-    analyze.add_argument("--min-window-s", type=_positive_float,
-                         help="shortest measurement window in seconds (default: the backend's)")
-    analyze.add_argument("--cpu-watts-per-core", type=_positive_float, metavar="W",
-                         help="per-core power for the estimate backend (also MAGNETON_CPU_WATTS_PER_CORE)")
+    analyze.add_argument(
+        "--min-window-s", type=_positive_float, help="shortest measurement window in seconds (default: the backend's)"
+    )
+    analyze.add_argument(
+        "--cpu-watts-per-core",
+        type=_positive_float,
+        metavar="W",
+        help="per-core power for the estimate backend (also MAGNETON_CPU_WATTS_PER_CORE)",
+    )
     analyze.add_argument("--trace", type=Path, metavar="FILE", help="recorded trace for --backend replay")
-    analyze.add_argument("--record-trace", type=Path, metavar="FILE",
-                         help="record every measurement to FILE (.json or .csv) for --backend replay")
+    analyze.add_argument(
+        "--record-trace",
+        type=Path,
+        metavar="FILE",
+        help="record every measurement to FILE (.json or .csv) for --backend replay",
+    )
     analyze.add_argument("--top", type=_positive_int, default=15, help="operators shown in the terminal (default 15)")
     analyze.add_argument("--quiet", action="store_true", help="no terminal report, only errors and the summary")
 
@@ -87,8 +111,14 @@ def run_analyze(args: argparse.Namespace) -> int:
         errors.print("[red]error:[/] --record-trace takes a single target")
         return EXIT_ERROR
     options = AnalyzeOptions(
-        backend=args.backend, device=args.device, trials=args.trials, min_window_s=args.min_window_s,
-        watts_per_core=args.cpu_watts_per_core, trace_path=args.trace, record_trace=args.record_trace)
+        backend=args.backend,
+        device=args.device,
+        trials=args.trials,
+        min_window_s=args.min_window_s,
+        watts_per_core=args.cpu_watts_per_core,
+        trace_path=args.trace,
+        record_trace=args.record_trace,
+    )
     write_failures = 0
 
     def show(item: BatchItem) -> None:
@@ -116,9 +146,11 @@ def run_analyze(args: argparse.Namespace) -> int:
     failed = sum(1 for item in items if item.error) + write_failures
     reports = [item.report for item in items if item.report is not None]
     findings = sum(len(report["findings"]) for report in reports)
-    console.print(f"analyzed {len(items)} target{'s' if len(items) != 1 else ''}: {len(reports)} ok, "
-                  f"{failed} error{'s' if failed != 1 else ''}, {findings} finding{'s' if findings != 1 else ''}",
-                  highlight=False)
+    console.print(
+        f"analyzed {len(items)} target{'s' if len(items) != 1 else ''}: {len(reports)} ok, "
+        f"{failed} error{'s' if failed != 1 else ''}, {findings} finding{'s' if findings != 1 else ''}",
+        highlight=False,
+    )
     return exit_code(reports, failed)
 
 

@@ -156,8 +156,14 @@ class _Timer:
             self.rounds[key] = max(1, min(self.options.max_rounds, math.ceil(window_s / per_call_s)))
         return self.rounds[key]
 
-    def measure(self, key: str, call: Callable[[], Any], calls_per_run: int = 1, cuda_graph: bool = False,
-                window_s: float | None = None) -> tuple[float, float, int]:
+    def measure(
+        self,
+        key: str,
+        call: Callable[[], Any],
+        calls_per_run: int = 1,
+        cuda_graph: bool = False,
+        window_s: float | None = None,
+    ) -> tuple[float, float, int]:
         """Energy (J) and time (s) per operator call; ``call`` performs ``calls_per_run`` of them."""
         if cuda_graph:
             call = _cuda_graph(call) or call
@@ -170,8 +176,15 @@ class _Timer:
 class _MeasuringInterpreter(torch.fx.Interpreter):
     """Runs a piece for real and, on the way, replays each not-yet-measured signature."""
 
-    def __init__(self, piece: GraphPiece, nodes: dict[str, OpNode], timer: _Timer, device: str,
-                 measured_this_trial: set[str], samples: dict[str, list[tuple[float, float]]]) -> None:
+    def __init__(
+        self,
+        piece: GraphPiece,
+        nodes: dict[str, OpNode],
+        timer: _Timer,
+        device: str,
+        measured_this_trial: set[str],
+        samples: dict[str, list[tuple[float, float]]],
+    ) -> None:
         super().__init__(piece.module)
         self.nodes, self.timer, self.device = nodes, timer, device
         self.measured_this_trial, self.samples = measured_this_trial, samples
@@ -183,23 +196,26 @@ class _MeasuringInterpreter(torch.fx.Interpreter):
         args, kwargs = self.fetch_args_kwargs_from_env(fx_node)
         if op_node.mutates:  # replaying an in-place op must not corrupt the real run's values
             args, kwargs = _clone_tensors((args, kwargs))
-        operator: Any = (self.module.get_submodule(str(fx_node.target)) if fx_node.op == "call_module"
-                         else fx_node.target)
+        operator: Any = (
+            self.module.get_submodule(str(fx_node.target)) if fx_node.op == "call_module" else fx_node.target
+        )
         copies = operand_copies(args, kwargs, self.timer.options)
 
         def call_each_copy() -> None:
             for copy_args, copy_kwargs in copies:
                 operator(*copy_args, **copy_kwargs)
 
-        energy_j, time_s, _ = self.timer.measure(op_node.signature, call_each_copy, calls_per_run=len(copies),
-                                                 cuda_graph=self.device.startswith("cuda"))
+        energy_j, time_s, _ = self.timer.measure(
+            op_node.signature, call_each_copy, calls_per_run=len(copies), cuda_graph=self.device.startswith("cuda")
+        )
         self.samples.setdefault(op_node.signature, []).append((energy_j, time_s))
         self.measured_this_trial.add(op_node.signature)
         return super().run_node(fx_node)
 
 
-def run_energy_pass(graph: OpGraph, workload: Workload, backend: EnergyBackend,
-                    options: PassOptions | None = None) -> EnergyPassResult:
+def run_energy_pass(
+    graph: OpGraph, workload: Workload, backend: EnergyBackend, options: PassOptions | None = None
+) -> EnergyPassResult:
     """Measure every operator of ``graph`` and the whole forward pass of ``workload``."""
     options = options or PassOptions()
     if options.trials < 1:

@@ -18,8 +18,10 @@ def render_env(console: Console, device: str | None = None) -> None:
     from magneton.terminal import format_energy, format_time
 
     console.print(f"magneton {__version__}", highlight=False)
-    console.print(f"python   {sys.version.split()[0]} ({platform.python_implementation()}, {platform.platform()})",
-                  highlight=False)
+    console.print(
+        f"python   {sys.version.split()[0]} ({platform.python_implementation()}, {platform.platform()})",
+        highlight=False,
+    )
     console.print(f"torch    {torch.__version__}, {torch.get_num_threads()} CPU threads", highlight=False)
     console.print(f"cpu      {cpu_model_name()}", highlight=False)
     if torch.cuda.is_available():

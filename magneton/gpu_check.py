@@ -30,30 +30,30 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def _cuda_index(device: str) -> int:
-    _, _, index = device.partition(":")
-    return int(index) if index else 0
-
-
 def _probe_nvml(device: str) -> str | None:
     """Return why the check cannot run, or None when CUDA and NVML are both usable."""
     import torch
 
     if not torch.cuda.is_available():
-        return (f"no CUDA GPU: torch {torch.__version__} (CUDA build {torch.version.cuda}) "
-                "reports torch.cuda.is_available() == False")
+        return (
+            f"no CUDA GPU: torch {torch.__version__} (CUDA build {torch.version.cuda}) "
+            "reports torch.cuda.is_available() == False"
+        )
+    from magneton.backends import cuda_index
     from magneton.backends.nvml import NvmlBackend
     from magneton.errors import MagnetonError
 
     try:
-        backend = NvmlBackend(_cuda_index(device))
+        backend = NvmlBackend(cuda_index(device))
     except MagnetonError as err:
         return f"NVML unusable: {err}"
     try:
         info = backend.info()
         print(f"sensor: {info.sensor}")
-        print(f"  update period {info.update_period_s * 1e3 if info.update_period_s else float('nan'):.1f} ms, "
-              f"min window {info.min_window_s * 1e3:.0f} ms, resolution {info.resolution_j} J")
+        print(
+            f"  update period {info.update_period_s * 1e3 if info.update_period_s else float('nan'):.1f} ms, "
+            f"min window {info.min_window_s * 1e3:.0f} ms, resolution {info.resolution_j} J"
+        )
         for note in info.notes:
             print(f"  note: {note}")
     finally:
@@ -64,30 +64,18 @@ def _probe_nvml(device: str) -> str | None:
 def _print_run(label: str, report: dict[str, Any], elapsed_s: float, top: int) -> None:
     nodes = sorted(report["nodes"], key=lambda n: n["energy_j"], reverse=True)
     coverage = report.get("coverage")
-    print(f"\n== {label}: {elapsed_s:.1f} s, backend {report['backend']['name']} "
-          f"({report['backend']['provenance']})")
-    print(f"total {report['total_energy_j'] * 1e3:.3f} mJ / forward, {report['total_time_s'] * 1e3:.3f} ms; "
-          f"coverage {coverage if coverage is None else f'{coverage:.2f}'}; {len(nodes)} nodes")
+    print(f"\n== {label}: {elapsed_s:.1f} s, backend {report['backend']['name']} ({report['backend']['provenance']})")
+    print(
+        f"total {report['total_energy_j'] * 1e3:.3f} mJ / forward, {report['total_time_s'] * 1e3:.3f} ms; "
+        f"coverage {coverage if coverage is None else f'{coverage:.2f}'}; {len(nodes)} nodes"
+    )
     print(f"{'id':<28} {'op':<40} {'energy_mJ':>10} {'time_ms':>9}")
     for node in nodes[:top]:
-        print(f"{node['id'][:28]:<28} {node['op'][:40]:<40} {node['energy_j'] * 1e3:>10.4f} "
-              f"{node['time_s'] * 1e3:>9.4f}")
+        print(
+            f"{node['id'][:28]:<28} {node['op'][:40]:<40} {node['energy_j'] * 1e3:>10.4f} {node['time_s'] * 1e3:>9.4f}"
+        )
     if len(nodes) > top:
         print(f"... {len(nodes) - top} more")
-
-
-def repeatability(first: dict[str, Any], second: dict[str, Any]) -> tuple[float, float, int]:
-    """(Spearman of per-node energies over nodes both runs measured, total difference %, node count)."""
-    from magneton.stats import spearman
-
-    a = {n["id"]: n["energy_j"] for n in first["nodes"] if n["energy_j"] > 0}
-    b = {n["id"]: n["energy_j"] for n in second["nodes"] if n["energy_j"] > 0}
-    common = sorted(a.keys() & b.keys())
-    rho = spearman([a[i] for i in common], [b[i] for i in common]) if len(common) >= 2 else float("nan")
-    total_a, total_b = first["total_energy_j"], second["total_energy_j"]
-    mean = (total_a + total_b) / 2
-    diff_pct = abs(total_a - total_b) / mean * 100 if mean > 0 else float("nan")
-    return rho, diff_pct, len(common)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -114,7 +102,10 @@ def main(argv: list[str] | None = None) -> int:
         _print_run(f"run {run}", report, time.perf_counter() - run_start, args.top)
         reports.append(report)
 
-    rho, diff_pct, common = repeatability(reports[0], reports[1])
+    from magneton.report import compare_runs
+
+    agreement = compare_runs(reports[0], reports[1])
+    rho, diff_pct, common = agreement.spearman, agreement.total_difference * 100, agreement.nodes
     elapsed_s = time.perf_counter() - started
     print(f"\nrepeatability: Spearman {rho:.3f} over {common} nodes, total energy differs by {diff_pct:.2f}%")
     print(f"coverage: run 1 {reports[0].get('coverage')}, run 2 {reports[1].get('coverage')}")

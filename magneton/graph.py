@@ -29,8 +29,13 @@ class TensorMeta:
         return cls(tuple(tensor.shape), dtype, tuple(tensor.stride()), tensor.is_contiguous(), str(tensor.device))
 
     def to_json(self) -> dict[str, Any]:
-        return {"shape": list(self.shape), "dtype": self.dtype, "stride": list(self.stride),
-                "contiguous": self.contiguous, "device": self.device}
+        return {
+            "shape": list(self.shape),
+            "dtype": self.dtype,
+            "stride": list(self.stride),
+            "contiguous": self.contiguous,
+            "device": self.device,
+        }
 
     def key(self) -> str:
         return f"{self.dtype}{list(self.shape)}s{list(self.stride)}@{self.device}"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import platform
 from collections import defaultdict
+from dataclasses import dataclass
 from typing import Any
 
 from magneton import __version__
@@ -30,8 +31,9 @@ def device_description(device: str) -> str:
     return f"{cpu_model_name()} ({platform.machine()})"
 
 
-def build_report(target: str, graph: OpGraph, result: EnergyPassResult, choice: BackendChoice,
-                 options: PassOptions) -> dict[str, Any]:
+def build_report(
+    target: str, graph: OpGraph, result: EnergyPassResult, choice: BackendChoice, options: PassOptions
+) -> dict[str, Any]:
     """Assemble the report dict; every energy is joules per forward pass, with its provenance."""
     import torch
 
@@ -43,26 +45,28 @@ def build_report(target: str, graph: OpGraph, result: EnergyPassResult, choice: 
         measured = result.nodes[node.id]
         energy_j = measured.energy_j.median if measured else 0.0
         time_s = measured.time_s.median if measured else 0.0
-        nodes.append({
-            "id": node.id,
-            "op": node.op,
-            "energy_j": energy_j,
-            "time_s": time_s,
-            "expected_energy_j": None,  # filled by the expected-energy regression when trained
-            "active_energy_j": max(0.0, energy_j - result.idle_power_w * time_s),
-            "energy_ci_j": [measured.energy_j.low, measured.energy_j.high] if measured else [0.0, 0.0],
-            "ci_confidence": measured.energy_j.confidence if measured else None,
-            "noisy": bool(measured and measured.energy_j.relative_spread > options.noisy_relative_spread),
-            "share": energy_j / node_sum_j if node_sum_j > 0 else 0.0,
-            "rounds": measured.rounds if measured else 0,
-            "measured_as": measured.measured_as if measured else None,
-            "zero_cost_reason": node.zero_cost_reason,
-            "module_path": node.module_path,
-            "module_type": node.module_type,
-            "inputs": [meta.to_json() for meta in node.inputs],
-            "outputs": [meta.to_json() for meta in node.outputs],
-            "source": node.source.to_json() if node.source else None,
-        })
+        nodes.append(
+            {
+                "id": node.id,
+                "op": node.op,
+                "energy_j": energy_j,
+                "time_s": time_s,
+                "expected_energy_j": None,  # filled by the expected-energy regression when trained
+                "active_energy_j": max(0.0, energy_j - result.idle_power_w * time_s),
+                "energy_ci_j": [measured.energy_j.low, measured.energy_j.high] if measured else [0.0, 0.0],
+                "ci_confidence": measured.energy_j.confidence if measured else None,
+                "noisy": bool(measured and measured.energy_j.relative_spread > options.noisy_relative_spread),
+                "share": energy_j / node_sum_j if node_sum_j > 0 else 0.0,
+                "rounds": measured.rounds if measured else 0,
+                "measured_as": measured.measured_as if measured else None,
+                "zero_cost_reason": node.zero_cost_reason,
+                "module_path": node.module_path,
+                "module_type": node.module_type,
+                "inputs": [meta.to_json() for meta in node.inputs],
+                "outputs": [meta.to_json() for meta in node.outputs],
+                "source": node.source.to_json() if node.source else None,
+            }
+        )
     return {
         "schema": SCHEMA,
         "magneton_version": __version__,
@@ -106,8 +110,7 @@ def rollup_by_line(nodes: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def rollup_by_op(nodes: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    groups: dict[str, dict[str, Any]] = defaultdict(lambda: {"energy_j": 0.0, "time_s": 0.0, "share": 0.0,
-                                                             "count": 0})
+    groups: dict[str, dict[str, Any]] = defaultdict(lambda: {"energy_j": 0.0, "time_s": 0.0, "share": 0.0, "count": 0})
     for node in nodes:
         group = groups[node["op"]]
         group["energy_j"] += node["energy_j"]
@@ -115,6 +118,36 @@ def rollup_by_op(nodes: list[dict[str, Any]]) -> list[dict[str, Any]]:
         group["share"] += node["share"]
         group["count"] += 1
     return sorted(({"op": op, **group} for op, group in groups.items()), key=lambda g: -g["energy_j"])
+
+
+@dataclass(frozen=True)
+class RunComparison:
+    """How well two reports of the same workload agree."""
+
+    spearman: float  # rank correlation of per-node energies, over nodes both runs measured
+    nodes: int
+    total_difference: float  # |total A - total B| / mean of the two
+    node_sum_difference: float  # the same for the per-node sums
+
+
+def _relative_difference(a: float, b: float) -> float:
+    mean = (a + b) / 2
+    return abs(a - b) / mean if mean > 0 else float("nan")
+
+
+def compare_runs(first: dict[str, Any], second: dict[str, Any]) -> RunComparison:
+    from magneton.stats import spearman
+
+    a = {n["id"]: n["energy_j"] for n in first["nodes"] if n["energy_j"] > 0}
+    b = {n["id"]: n["energy_j"] for n in second["nodes"] if n["energy_j"] > 0}
+    common = sorted(a.keys() & b.keys())
+    rho = spearman([a[i] for i in common], [b[i] for i in common]) if len(common) >= 2 else float("nan")
+    return RunComparison(
+        spearman=rho,
+        nodes=len(common),
+        total_difference=_relative_difference(first["total_energy_j"], second["total_energy_j"]),
+        node_sum_difference=_relative_difference(first["node_energy_sum_j"], second["node_energy_sum_j"]),
+    )
 
 
 def exit_code(reports: list[dict[str, Any]], errors: int) -> int:

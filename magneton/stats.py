@@ -26,8 +26,13 @@ class Summary:
         return (self.high - self.low) / (2 * abs(self.median))
 
     def to_json(self) -> dict[str, object]:
-        return {"median": self.median, "low": self.low, "high": self.high, "confidence": self.confidence,
-                "samples": list(self.samples)}
+        return {
+            "median": self.median,
+            "low": self.low,
+            "high": self.high,
+            "confidence": self.confidence,
+            "samples": list(self.samples),
+        }
 
 
 def _binomial_cdf_below(k: int, n: int) -> float:

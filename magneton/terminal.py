@@ -52,8 +52,10 @@ def _header(report: dict[str, Any]) -> Panel:
     provenance = Text(backend["provenance"].upper(), style="bold yellow" if estimated else "bold green")
     lines = Text()
     lines.append("target     ", style="dim").append(report["target"] + "\n")
-    lines.append("device     ", style="dim").append(f"{report['device']} — {report['device_description']}, "
-                                                   f"{report['threads']} threads, torch {report['torch_version']}\n")
+    lines.append("device     ", style="dim").append(
+        f"{report['device']} — {report['device_description']}, "
+        f"{report['threads']} threads, torch {report['torch_version']}\n"
+    )
     lines.append("backend    ", style="dim").append(f"{backend['name']} (").append(provenance)
     lines.append(f") — {backend['sensor']}\n")
     if backend.get("formula"):
@@ -65,15 +67,20 @@ def _header(report: dict[str, Any]) -> Panel:
     lines.append("energy     ", style="dim").append(
         f"{format_energy(report['total_energy_j'])} per forward pass "
         f"(trials {format_energy(ci_low)}–{format_energy(ci_high)}), "
-        f"{format_time(report['total_time_s'])}\n")
+        f"{format_time(report['total_time_s'])}\n"
+    )
     lines.append("active     ", style="dim").append(
-        f"{format_energy(report['active_energy_j'])} above idle (idle power {report['idle_power_w']:.3g} W)\n")
+        f"{format_energy(report['active_energy_j'])} above idle (idle power {report['idle_power_w']:.3g} W)\n"
+    )
     coverage = report["coverage"]
     lines.append("coverage   ", style="dim").append(
         f"{coverage:.2f}" if coverage is not None else "n/a",
-        style="bold" if coverage is not None and 0.8 <= coverage <= 1.25 else "bold red")
-    lines.append(f" (sum of {len(report['nodes'])} operators / whole forward pass; "
-                 f"{report['unique_signatures']} distinct signatures measured, {report['trials']} trials)\n")
+        style="bold" if coverage is not None and 0.8 <= coverage <= 1.25 else "bold red",
+    )
+    lines.append(
+        f" (sum of {len(report['nodes'])} operators / whole forward pass; "
+        f"{report['unique_signatures']} distinct signatures measured, {report['trials']} trials)\n"
+    )
     lines.append("capture    ", style="dim").append(report["capture"]["method"])
     for note in report["capture"]["notes"]:
         lines.append("\n           " + note, style="dim")
@@ -102,8 +109,9 @@ def _operators_table(report: dict[str, Any], top: int) -> Table:
         module = node["module_path"] or "(root)"
         if node["module_type"]:
             module += f" [{node['module_type']}]"
-        table.add_row(str(rank), short_op(node["op"]), energy, f"{node['share']:.1%}", format_time(node["time_s"]),
-                      source, module)
+        table.add_row(
+            str(rank), short_op(node["op"]), energy, f"{node['share']:.1%}", format_time(node["time_s"]), source, module
+        )
     return table
 
 
@@ -112,8 +120,13 @@ def _line_table(report: dict[str, Any], top: int) -> Table:
     for column in ("where", "energy", "share", "ops", "code"):
         table.add_column(column, justify="right" if column in _NUMERIC_COLUMNS else "left")
     for group in report["rollups"]["by_line"][:top]:
-        table.add_row(_where(group), format_energy(group["energy_j"]), f"{group['share']:.1%}",
-                      str(len(group["nodes"])), group["code"])
+        table.add_row(
+            _where(group),
+            format_energy(group["energy_j"]),
+            f"{group['share']:.1%}",
+            str(len(group["nodes"])),
+            group["code"],
+        )
     return table
 
 
@@ -123,8 +136,9 @@ def _op_table(report: dict[str, Any], top: int) -> Table:
         table.add_column(column, justify="right" if column in _NUMERIC_COLUMNS else "left")
     for group in report["rollups"]["by_op"][:top]:
         if group["energy_j"] > 0:
-            table.add_row(short_op(group["op"]), str(group["count"]), format_energy(group["energy_j"]),
-                          f"{group['share']:.1%}")
+            table.add_row(
+                short_op(group["op"]), str(group["count"]), format_energy(group["energy_j"]), f"{group['share']:.1%}"
+            )
     return table
 
 
@@ -133,8 +147,9 @@ def _footer(report: dict[str, Any]) -> Text:
     noisy = sum(1 for node in report["nodes"] if node["noisy"])
     text = Text()
     if noisy:
-        text.append(f"~ marks {noisy} noisy operators (confidence interval wider than ±25% of the median).\n",
-                    style="yellow")
+        text.append(
+            f"~ marks {noisy} noisy operators (confidence interval wider than ±25% of the median).\n", style="yellow"
+        )
     if backend["provenance"] == "estimated":
         text.append("All energies are ESTIMATED from CPU time, not measured by a sensor.", style="bold yellow")
     else:
@@ -145,5 +160,12 @@ def _footer(report: dict[str, Any]) -> Text:
 
 
 def render_report(report: dict[str, Any], console: Console, top: int = 15) -> None:
-    console.print(Group(_header(report), _operators_table(report, top), _line_table(report, min(top, 10)),
-                        _op_table(report, min(top, 10)), _footer(report)))
+    console.print(
+        Group(
+            _header(report),
+            _operators_table(report, top),
+            _line_table(report, min(top, 10)),
+            _op_table(report, min(top, 10)),
+            _footer(report),
+        )
+    )

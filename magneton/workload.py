@@ -42,7 +42,7 @@ def split_target(target: str) -> tuple[str, str]:
 
 def _traceback_tail(err: BaseException, frames: int = 4) -> str:
     lines = traceback.format_exception(type(err), err, err.__traceback__)
-    body = "".join(lines[-(frames * 2 + 1):]).rstrip()
+    body = "".join(lines[-(frames * 2 + 1) :]).rstrip()
     return "\n".join("    " + line for line in body.splitlines())
 
 
@@ -90,8 +90,11 @@ def load_target(target: str) -> Workload:
     module = _import_file(target, Path(where)) if _looks_like_file(where) else _import_module(target, where)
     factory = getattr(module, function, None)
     if factory is None:
-        available = sorted(n for n, v in vars(module).items() if callable(v) and not n.startswith("_")
-                           and getattr(v, "__module__", None) == module.__name__)
+        available = sorted(
+            n
+            for n, v in vars(module).items()
+            if callable(v) and not n.startswith("_") and getattr(v, "__module__", None) == module.__name__
+        )
         hint = f"; callables defined there: {', '.join(available)}" if available else ""
         raise WorkloadError(target, f"no function {function!r} in {where}{hint}")
     if not callable(factory):
@@ -120,14 +123,16 @@ def validate_workload(target: str, returned: Any) -> Workload:
     if isinstance(args, list):
         args = tuple(args)
     if not isinstance(args, tuple):
-        raise WorkloadError(target, f"args must be a tuple of inputs, got {type(args).__name__}; "
-                                    f"wrap a single tensor as (x,)")
+        raise WorkloadError(
+            target, f"args must be a tuple of inputs, got {type(args).__name__}; wrap a single tensor as (x,)"
+        )
     if not isinstance(kwargs, Mapping):
         raise WorkloadError(target, f"kwargs must be a dict, got {type(kwargs).__name__}")
     workload = Workload(fn, args, dict(kwargs))
     if not callable(workload.fn):
-        raise WorkloadError(target, f"the first element must be callable (an nn.Module or function), "
-                                    f"got {type(workload.fn).__name__}")
+        raise WorkloadError(
+            target, f"the first element must be callable (an nn.Module or function), got {type(workload.fn).__name__}"
+        )
     _check_inputs(target, workload)
     return workload
 
@@ -144,7 +149,10 @@ def _check_inputs(target: str, workload: Workload) -> None:
         elif not isinstance(leaf, _SCALAR_TYPES):
             where = "args" + keystr(path[1:]) if path[0].idx == 0 else "kwargs" + keystr(path[1:])  # type: ignore[attr-defined]
             hint = "; convert it with torch.from_numpy" if type(leaf).__module__ == "numpy" else ""
-            raise WorkloadError(target, f"input {where} is a {type(leaf).__module__}.{type(leaf).__name__}; "
-                                        f"inputs must be torch.Tensors (or plain Python scalars){hint}")
+            raise WorkloadError(
+                target,
+                f"input {where} is a {type(leaf).__module__}.{type(leaf).__name__}; "
+                f"inputs must be torch.Tensors (or plain Python scalars){hint}",
+            )
     if tensors == 0:
         raise WorkloadError(target, "no input is a torch.Tensor; return example tensors to run the model on")

@@ -52,8 +52,9 @@ def report_schema() -> dict:
 
 def line_of(path: str | Path, marker: str) -> int:
     """1-based line number of the only line of ``path`` that ends with the comment ``# <marker>``."""
-    lines = [i for i, text in enumerate(Path(path).read_text().splitlines(), 1)
-             if text.rstrip().endswith(f"# {marker}")]
+    lines = [
+        i for i, text in enumerate(Path(path).read_text().splitlines(), 1) if text.rstrip().endswith(f"# {marker}")
+    ]
     assert len(lines) == 1, f"marker {marker!r} found on lines {lines} of {path}"
     return lines[0]
 
@@ -76,8 +77,15 @@ def run_cli() -> Callable[..., subprocess.CompletedProcess[str]]:
     """Run ``python -m magneton ARGS`` in a subprocess, as a user would."""
 
     def run(*args: str, cwd: Path | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "magneton", *args], cwd=cwd, env=_cli_env(),
-                              capture_output=True, text=True, timeout=timeout, check=False)
+        return subprocess.run(
+            [sys.executable, "-m", "magneton", *args],
+            cwd=cwd,
+            env=_cli_env(),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
 
     return run
 
@@ -85,8 +93,15 @@ def run_cli() -> Callable[..., subprocess.CompletedProcess[str]]:
 @pytest.fixture
 def run_python() -> Callable[..., subprocess.CompletedProcess[str]]:
     def run(code: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-c", code], cwd=cwd, env=_cli_env(), capture_output=True,
-                              text=True, timeout=120, check=False)
+        return subprocess.run(
+            [sys.executable, "-c", code],
+            cwd=cwd,
+            env=_cli_env(),
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
 
     return run
 
@@ -118,7 +133,7 @@ def fake_backend_cls():
 
     class FakeBackend(EnergyBackend):
         name = "fake"
-        TIME_PER_CALL_S = 2.0 ** -12  # binary fraction: t * rounds / rounds is exact
+        TIME_PER_CALL_S = 2.0**-12  # binary fraction: t * rounds / rounds is exact
         IDLE = WindowReading(energy_j=0.5, time_s=0.25)
 
         def __init__(self, energy_per_call=fake_energy_per_call, min_window_s: float = 0.5) -> None:
@@ -129,8 +144,12 @@ def fake_backend_cls():
             self.closed = False
 
         def info(self) -> BackendInfo:
-            return BackendInfo(name="replay", provenance="estimated", sensor="deterministic test double",
-                               min_window_s=self.min_window_s)
+            return BackendInfo(
+                name="replay",
+                provenance="estimated",
+                sensor="deterministic test double",
+                min_window_s=self.min_window_s,
+            )
 
         def open_window(self):
             raise AssertionError("the energy pass must measure through measure()")

@@ -284,8 +284,12 @@ def test_resolve_nvml_index(torch_index: int, visible: str | None, torch_uuid: s
 
 def test_resolve_by_pci_bus_id_when_uuid_is_unknown() -> None:
     index = resolve_nvml_index(
-        0, "0,1", [UUID_0, UUID_1], None,
-        nvml_pci_bus_ids=["00000000:1A:00.0", "00000000:3B:00.0"], torch_pci_bus_id="00000000:3b:00.0",
+        0,
+        "0,1",
+        [UUID_0, UUID_1],
+        None,
+        nvml_pci_bus_ids=["00000000:1A:00.0", "00000000:3B:00.0"],
+        torch_pci_bus_id="00000000:3b:00.0",
     )
     assert index == 1
 

@@ -36,8 +36,13 @@ class ScriptedBackend(EnergyBackend):
 
     def info(self) -> BackendInfo:
         return BackendInfo(
-            name=self.name, provenance=self.provenance, sensor="scripted sensor", min_window_s=0.25,
-            resolution_j=0.001, constants={"k": 1}, notes=("a note",),
+            name=self.name,
+            provenance=self.provenance,
+            sensor="scripted sensor",
+            min_window_s=0.25,
+            resolution_j=0.001,
+            constants={"k": 1},
+            notes=("a note",),
         )
 
     def open_window(self) -> Any:
@@ -195,25 +200,47 @@ BACKEND = {"name": "nvml", "provenance": "measured", "sensor": "s"}
         ("t.json", "[]", "expected a JSON object"),
         ("t.json", json.dumps({"schema": "other/2"}), "schema is 'other/2', expected 'magneton.trace/1'"),
         ("t.json", json.dumps({"schema": TRACE_SCHEMA, "measurements": {}}), "'backend' must be an object"),
-        ("t.json", json.dumps({"schema": TRACE_SCHEMA, "backend": {**BACKEND, "provenance": "guessed"},
-                               "measurements": {}}), "neither 'measured' nor 'estimated'"),
-        ("t.json", json.dumps({"schema": TRACE_SCHEMA, "backend": BACKEND, "measurements": {"k": []}}),
-         "key 'k' must have a non-empty list of trials"),
-        ("t.json", json.dumps({"schema": TRACE_SCHEMA, "backend": BACKEND,
-                               "measurements": {"k": [{"energy_j": "lots", "time_s": 1}]}}),
-         "energy_j must be a number, got 'lots'"),
-        ("t.json", json.dumps({"schema": TRACE_SCHEMA, "backend": BACKEND,
-                               "measurements": {"k": [{"energy_j": 1.0}]}}), "needs 'energy_j' and 'time_s'"),
+        (
+            "t.json",
+            json.dumps({"schema": TRACE_SCHEMA, "backend": {**BACKEND, "provenance": "guessed"}, "measurements": {}}),
+            "neither 'measured' nor 'estimated'",
+        ),
+        (
+            "t.json",
+            json.dumps({"schema": TRACE_SCHEMA, "backend": BACKEND, "measurements": {"k": []}}),
+            "key 'k' must have a non-empty list of trials",
+        ),
+        (
+            "t.json",
+            json.dumps(
+                {"schema": TRACE_SCHEMA, "backend": BACKEND, "measurements": {"k": [{"energy_j": "lots", "time_s": 1}]}}
+            ),
+            "energy_j must be a number, got 'lots'",
+        ),
+        (
+            "t.json",
+            json.dumps({"schema": TRACE_SCHEMA, "backend": BACKEND, "measurements": {"k": [{"energy_j": 1.0}]}}),
+            "needs 'energy_j' and 'time_s'",
+        ),
         ("t.csv", "key,trial,energy_j,time_s\nk,0,1,1\n", "first line must be '# schema: magneton.trace/1'"),
         ("t.csv", f"# schema: {TRACE_SCHEMA}\nkey,trial,energy_j,time_s\n", "missing '# backend: {...}' line"),
-        ("t.csv", f"# schema: {TRACE_SCHEMA}\n# backend: {json.dumps(BACKEND)}\nkey,energy\n",
-         "expected CSV header"),
-        ("t.csv", f"# schema: {TRACE_SCHEMA}\n# backend: {json.dumps(BACKEND)}\nkey,trial,energy_j,time_s\nk,0,1\n",
-         "line 4: expected 4 columns, got 3"),
-        ("t.csv", f"# schema: {TRACE_SCHEMA}\n# backend: {json.dumps(BACKEND)}\nkey,trial,energy_j,time_s\n"
-         "k,0,1,1\nk,0,2,1\n", "trial 0 of key 'k' appears twice"),
-        ("t.csv", f"# schema: {TRACE_SCHEMA}\n# backend: {json.dumps(BACKEND)}\nkey,trial,energy_j,time_s\n"
-         "k,0,-1,1\n", "must be a non-negative number"),
+        ("t.csv", f"# schema: {TRACE_SCHEMA}\n# backend: {json.dumps(BACKEND)}\nkey,energy\n", "expected CSV header"),
+        (
+            "t.csv",
+            f"# schema: {TRACE_SCHEMA}\n# backend: {json.dumps(BACKEND)}\nkey,trial,energy_j,time_s\nk,0,1\n",
+            "line 4: expected 4 columns, got 3",
+        ),
+        (
+            "t.csv",
+            f"# schema: {TRACE_SCHEMA}\n# backend: {json.dumps(BACKEND)}\nkey,trial,energy_j,time_s\n"
+            "k,0,1,1\nk,0,2,1\n",
+            "trial 0 of key 'k' appears twice",
+        ),
+        (
+            "t.csv",
+            f"# schema: {TRACE_SCHEMA}\n# backend: {json.dumps(BACKEND)}\nkey,trial,energy_j,time_s\nk,0,-1,1\n",
+            "must be a non-negative number",
+        ),
     ],
 )
 def test_malformed_trace_is_a_trace_error(tmp_path: Path, name: str, text: str, message: str) -> None:

@@ -22,8 +22,9 @@ THIS_FILE = os.path.realpath(__file__)
 
 def line_of(path: str, marker: str) -> int:
     """1-based number of the only line of ``path`` ending with the comment ``# <marker>``."""
-    lines = [i for i, text in enumerate(Path(path).read_text().splitlines(), 1)
-             if text.rstrip().endswith(f"# {marker}")]
+    lines = [
+        i for i, text in enumerate(Path(path).read_text().splitlines(), 1) if text.rstrip().endswith(f"# {marker}")
+    ]
     assert len(lines) == 1, (marker, lines)
     return lines[0]
 
@@ -77,14 +78,20 @@ def test_plain_module_is_captured_by_export(annotated_graph: OpGraph) -> None:
     assert annotated_graph.device == "cpu"
     assert len(annotated_graph.pieces) == 1
     assert [node.op for node in annotated_graph.nodes] == [
-        "aten.embedding.default", "aten.linear.default", "aten.layer_norm.default", "aten.transpose.int",
-        "aten.contiguous.default"]
+        "aten.embedding.default",
+        "aten.linear.default",
+        "aten.layer_norm.default",
+        "aten.transpose.int",
+        "aten.contiguous.default",
+    ]
 
 
 def test_node_tensor_metadata(annotated_graph: OpGraph) -> None:
     embedding = only(annotated_graph, "aten.embedding.default")
-    assert embedding.inputs == [TensorMeta((10, 8), "float32", (8, 1), True, "cpu"),
-                                TensorMeta((4,), "int64", (1,), True, "cpu")]
+    assert embedding.inputs == [
+        TensorMeta((10, 8), "float32", (8, 1), True, "cpu"),
+        TensorMeta((4,), "int64", (1,), True, "cpu"),
+    ]
     assert embedding.outputs == [TensorMeta((4, 8), "float32", (8, 1), True, "cpu")]
 
     linear = only(annotated_graph, "aten.linear.default")
@@ -115,13 +122,16 @@ def test_module_paths_and_types(annotated_graph: OpGraph) -> None:
     }
 
 
-@pytest.mark.parametrize(("op", "marker"), [
-    ("aten.embedding.default", "MARK-embedding"),
-    ("aten.linear.default", "MARK-linear"),
-    ("aten.layer_norm.default", "MARK-layer-norm"),
-    ("aten.transpose.int", "MARK-transpose"),
-    ("aten.contiguous.default", "MARK-contiguous"),
-])
+@pytest.mark.parametrize(
+    ("op", "marker"),
+    [
+        ("aten.embedding.default", "MARK-embedding"),
+        ("aten.linear.default", "MARK-linear"),
+        ("aten.layer_norm.default", "MARK-layer-norm"),
+        ("aten.transpose.int", "MARK-transpose"),
+        ("aten.contiguous.default", "MARK-contiguous"),
+    ],
+)
 def test_each_node_maps_to_its_exact_source_line(annotated_graph: OpGraph, op: str, marker: str) -> None:
     assert_at_marker(only(annotated_graph, op), marker)
 
@@ -218,8 +228,9 @@ def test_data_dependent_control_flow_falls_back_to_make_fx() -> None:
     assert graph.method == "make_fx"
     assert len(graph.notes) == 2
     assert graph.notes[0].startswith("torch.export failed: ")
-    assert graph.notes[1] == ("make_fx traced with real tensors: Python control flow follows the path taken for "
-                              "these example inputs")
+    assert graph.notes[1] == (
+        "make_fx traced with real tensors: Python control flow follows the path taken for these example inputs"
+    )
     ops = [node.op for node in graph.nodes]
     assert "aten.mul.Tensor" in ops and "aten.sub.Tensor" not in ops  # specialised to x.sum() > 0
     assert "aten.addmm.default" in ops
@@ -271,8 +282,7 @@ def piecewise_graph() -> OpGraph:
 def test_uncapturable_program_is_captured_piecewise(piecewise_graph: OpGraph) -> None:
     assert piecewise_graph.method == "piecewise"
     notes = piecewise_graph.notes
-    assert [note.split(" failed: ")[0] for note in notes[:3]] == ["torch.export", "make_fx",
-                                                                  "torch.fx.symbolic_trace"]
+    assert [note.split(" failed: ")[0] for note in notes[:3]] == ["torch.export", "make_fx", "torch.fx.symbolic_trace"]
     assert notes[3:] == [
         "piece a: captured with torch.export",
         "piece b: captured with torch.export",
@@ -321,8 +331,9 @@ def test_uncapturable_function_raises_capture_error() -> None:
 @pytest.fixture(scope="module")
 def gpt2_graph() -> OpGraph:
     transformers = pytest.importorskip("transformers")
-    config = transformers.GPT2Config(n_layer=2, n_embd=64, n_head=2, vocab_size=128, n_positions=32,
-                                     bos_token_id=0, eos_token_id=0)
+    config = transformers.GPT2Config(
+        n_layer=2, n_embd=64, n_head=2, vocab_size=128, n_positions=32, bos_token_id=0, eos_token_id=0
+    )
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         model = transformers.GPT2LMHeadModel(config).eval()
@@ -354,8 +365,9 @@ def test_gpt2_sources_point_into_transformers(gpt2_graph: OpGraph) -> None:
     # The innermost non-torch frame: transformers' own SDPA integration, not torch's functional.
     assert attention and all(f"{sep}transformers{sep}" in node.source.file for node in attention)
     # The QKV projection is transformers' Conv1D: its addmm sits in transformers/pytorch_utils.py.
-    c_attn = [node for node in gpt2_graph.nodes if node.module_path == "transformer.h.0.attn.c_attn"
-              and not node.zero_cost]
+    c_attn = [
+        node for node in gpt2_graph.nodes if node.module_path == "transformer.h.0.attn.c_attn" and not node.zero_cost
+    ]
     assert [node.op for node in c_attn] == ["aten.addmm.default"]
     assert c_attn[0].module_type == "Conv1D"
     assert c_attn[0].source.file.endswith(f"transformers{sep}pytorch_utils.py")
@@ -364,8 +376,13 @@ def test_gpt2_sources_point_into_transformers(gpt2_graph: OpGraph) -> None:
 
 def test_gpt2_module_paths(gpt2_graph: OpGraph) -> None:
     paths = {node.module_path for node in gpt2_graph.nodes}
-    assert {"transformer.wte", "transformer.h.0.ln_1", "transformer.h.1.mlp.c_fc", "transformer.ln_f",
-            "lm_head"} <= paths
+    assert {
+        "transformer.wte",
+        "transformer.h.0.ln_1",
+        "transformer.h.1.mlp.c_fc",
+        "transformer.ln_f",
+        "lm_head",
+    } <= paths
     lm_head = [node for node in gpt2_graph.nodes if node.module_path == "lm_head"]
     assert [node.op for node in lm_head] == ["aten.linear.default"]
     assert lm_head[0].outputs[0].shape == (1, 16, 128)
@@ -386,10 +403,10 @@ def frames() -> dict[str, str]:
     stdlib = sysconfig.get_paths()["stdlib"]
     return {
         "user": os.path.join("/home", "someone", "project", "model.py"),
-        "third_party": os.path.join(stdlib, "site-packages", "transformers", "models", "gpt2",
-                                    "modeling_gpt2.py"),
-        "venv_third_party": os.path.join("/opt", "venv", "lib", "python3.11", "site-packages", "transformers",
-                                         "pytorch_utils.py"),
+        "third_party": os.path.join(stdlib, "site-packages", "transformers", "models", "gpt2", "modeling_gpt2.py"),
+        "venv_third_party": os.path.join(
+            "/opt", "venv", "lib", "python3.11", "site-packages", "transformers", "pytorch_utils.py"
+        ),
         "torch": os.path.join(torch_dir, "nn", "modules", "module.py"),
         "magneton": os.path.join(os.path.dirname(magneton.__file__), "capture.py"),
         "magneton_example": os.path.join(os.path.dirname(magneton.__file__), "examples", "tiny_gpt.py"),
@@ -409,8 +426,9 @@ def test_is_user_file(frames: dict[str, str]) -> None:
 
 
 def test_parse_stack_trace(frames: dict[str, str]) -> None:
-    trace = (_frame(frames["user"], 12, "forward", "y = self.block(x)")
-             + _frame(frames["torch"], 1775, "_call_impl", "return forward_call(*args, **kwargs)"))
+    trace = _frame(frames["user"], 12, "forward", "y = self.block(x)") + _frame(
+        frames["torch"], 1775, "_call_impl", "return forward_call(*args, **kwargs)"
+    )
     assert parse_stack_trace(trace) == [
         SourceLocation(frames["user"], 12, "forward", "y = self.block(x)"),
         SourceLocation(frames["torch"], 1775, "_call_impl", "return forward_call(*args, **kwargs)"),
@@ -426,25 +444,30 @@ def test_parse_stack_trace_reads_missing_code_from_file() -> None:
 
 
 def test_innermost_user_frame_skips_torch_keeps_third_party(frames: dict[str, str]) -> None:
-    trace = (_frame(frames["magneton"], 62, "forward", "return tuple(...)")
-             + _frame(frames["user"], 20, "forward", "return self.model(x)")
-             + _frame(frames["torch"], 1775, "_call_impl", "return forward_call(*args, **kwargs)")
-             + _frame(frames["venv_third_party"], 119, "forward", "x = torch.addmm(...)")
-             + _frame(frames["torch"], 500, "inner", "return fn(x)")
-             + _frame(frames["stdlib"], 81, "inner", "return func(*args, **kwds)"))
-    assert innermost_user_frame(trace) == SourceLocation(frames["venv_third_party"], 119, "forward",
-                                                         "x = torch.addmm(...)")
+    trace = (
+        _frame(frames["magneton"], 62, "forward", "return tuple(...)")
+        + _frame(frames["user"], 20, "forward", "return self.model(x)")
+        + _frame(frames["torch"], 1775, "_call_impl", "return forward_call(*args, **kwargs)")
+        + _frame(frames["venv_third_party"], 119, "forward", "x = torch.addmm(...)")
+        + _frame(frames["torch"], 500, "inner", "return fn(x)")
+        + _frame(frames["stdlib"], 81, "inner", "return func(*args, **kwds)")
+    )
+    assert innermost_user_frame(trace) == SourceLocation(
+        frames["venv_third_party"], 119, "forward", "x = torch.addmm(...)"
+    )
 
 
 def test_innermost_user_frame_falls_back_to_user_code(frames: dict[str, str]) -> None:
-    trace = (_frame(frames["user"], 20, "forward", "return self.lin(x)")
-             + _frame(frames["torch"], 125, "forward", "return F.linear(input, self.weight, self.bias)"))
+    trace = _frame(frames["user"], 20, "forward", "return self.lin(x)") + _frame(
+        frames["torch"], 125, "forward", "return F.linear(input, self.weight, self.bias)"
+    )
     assert innermost_user_frame(trace) == SourceLocation(frames["user"], 20, "forward", "return self.lin(x)")
 
 
 def test_innermost_user_frame_none_when_only_library_frames(frames: dict[str, str]) -> None:
-    trace = (_frame(frames["magneton"], 62, "forward", "return tuple(...)")
-             + _frame(frames["torch"], 125, "forward", "return F.linear(input, self.weight, self.bias)"))
+    trace = _frame(frames["magneton"], 62, "forward", "return tuple(...)") + _frame(
+        frames["torch"], 125, "forward", "return F.linear(input, self.weight, self.bias)"
+    )
     assert innermost_user_frame(trace) is None
     assert innermost_user_frame(None) is None
     assert innermost_user_frame("") is None

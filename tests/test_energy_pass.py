@@ -58,8 +58,13 @@ def unique_measured_signatures(graph: OpGraph) -> list[str]:
 def test_mixed_graph_shape(mixed: tuple[Workload, OpGraph]) -> None:
     _, graph = mixed
     assert [(node.id, node.zero_cost) for node in graph.nodes] == [
-        ("linear", False), ("linear_1", False), ("add", False), ("transpose", True), ("contiguous", False),
-        ("mul", False)]
+        ("linear", False),
+        ("linear_1", False),
+        ("add", False),
+        ("transpose", True),
+        ("contiguous", False),
+        ("mul", False),
+    ]
     assert graph.node("linear").signature == graph.node("linear_1").signature
     assert len(unique_measured_signatures(graph)) == 4
 
@@ -186,8 +191,11 @@ def test_piecewise_graph_is_measured_across_pieces(fake_backend_cls) -> None:
     backend = fake_backend_cls()
     result = run_energy_pass(graph, workload, backend, PassOptions(trials=2, min_window_s=0.001, idle_s=0.0))
     # a/linear and b/linear have one signature (as do the relus): measured once per trial, shared.
-    assert [key for key, _ in backend.measured] == [FORWARD_KEY, graph.node("a/linear").signature,
-                                                    graph.node("a/relu").signature] * 2
+    assert [key for key, _ in backend.measured] == [
+        FORWARD_KEY,
+        graph.node("a/linear").signature,
+        graph.node("a/relu").signature,
+    ] * 2
     assert result.nodes["b/linear"].measured_as == "a/linear"
     assert result.nodes["b/relu"].measured_as == "a/relu"
     assert result.unique_signatures == 2
@@ -284,8 +292,9 @@ def test_signature_dedupe_with_estimate_backend() -> None:
     workload = Workload(Twice().eval(), (torch.randn(8, 16), torch.randn(8, 16)))
     graph = capture(workload)
     assert [node.id for node in graph.nodes] == ["linear", "linear_1", "add"]
-    result = run_energy_pass(graph, workload, EstimateBackend(watts_per_core=10.0),
-                             PassOptions(trials=2, min_window_s=0.002, idle_s=0.01))
+    result = run_energy_pass(
+        graph, workload, EstimateBackend(watts_per_core=10.0), PassOptions(trials=2, min_window_s=0.002, idle_s=0.01)
+    )
     first, second = result.nodes["linear"], result.nodes["linear_1"]
     assert first.measured_as == second.measured_as == "linear"
     assert first.energy_j.median == second.energy_j.median
@@ -349,8 +358,7 @@ def test_summarize_relative_spread_and_json() -> None:
     summary = summarize([1.0, 2.0, 3.0])
     assert summary.relative_spread == (3.0 - 1.0) / (2 * 2.0)
     assert summarize([0.0, 0.0]).relative_spread == 0.0
-    assert summary.to_json() == {"median": 2.0, "low": 1.0, "high": 3.0, "confidence": 0.75,
-                                 "samples": [1.0, 2.0, 3.0]}
+    assert summary.to_json() == {"median": 2.0, "low": 1.0, "high": 3.0, "confidence": 0.75, "samples": [1.0, 2.0, 3.0]}
 
 
 def test_summarize_needs_samples() -> None:
@@ -409,8 +417,7 @@ def test_energy_is_per_operator_call_across_copies(monkeypatch, fake_backend_cls
         return copies
 
     monkeypatch.setattr(energy_pass, "operand_copies", counting_copies)
-    options = PassOptions(trials=1, warmup_calls=0, min_window_s=0.001, idle_s=0.0,
-                          replay_working_set_bytes=16 * 1024)
+    options = PassOptions(trials=1, warmup_calls=0, min_window_s=0.001, idle_s=0.0, replay_working_set_bytes=16 * 1024)
     result = run_energy_pass(graph, workload, fake_backend_cls(energy_per_call=lambda key: 2.0), options)
     assert copies_made == [4]
     # The fake window holds 2 J per run of the replay function, which called relu once on each of 4 copies.

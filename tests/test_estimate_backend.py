@@ -131,11 +131,14 @@ def test_table_match_for_brand_string() -> None:
     assert power.detail.startswith("TDP 270 W / 40 cores (https://")
 
 
-@pytest.mark.parametrize(("model", "watts"), [
-    ("AMD EPYC 7763 64-Core Processor", 280 / 64),
-    ("Intel(R) Xeon(R) Gold 6148 CPU @ 2.40GHz", 150 / 20),
-    ("Intel(R) Core(TM) i9-13900K", 125 / 24),
-])
+@pytest.mark.parametrize(
+    ("model", "watts"),
+    [
+        ("AMD EPYC 7763 64-Core Processor", 280 / 64),
+        ("Intel(R) Xeon(R) Gold 6148 CPU @ 2.40GHz", 150 / 20),
+        ("Intel(R) Core(TM) i9-13900K", 125 / 24),
+    ],
+)
 def test_table_matches_other_vendors(model: str, watts: float) -> None:
     assert resolve_watts_per_core(None, model=model).watts == watts
 
@@ -232,8 +235,9 @@ def test_auto_falls_back_to_estimate_without_sensors(tmp_path: Path) -> None:
     assert choice.reason == "auto: no readable sensor, estimate is the fallback"
     assert len(choice.warnings) == 2
     assert choice.warnings[0].startswith("rapl unavailable: ")
-    assert choice.warnings[1] == ("no energy sensor readable: falling back to the CPU-time estimate "
-                                  "(numbers are estimated)")
+    assert choice.warnings[1] == (
+        "no energy sensor readable: falling back to the CPU-time estimate (numbers are estimated)"
+    )
 
 
 def test_unknown_backend_name() -> None:

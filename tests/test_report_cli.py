@@ -109,8 +109,13 @@ def test_report_nodes(report: dict) -> None:
         assert node["source"]["file"] == os.path.realpath(__file__) or node["source"]["file"] == __file__
         assert node["expected_energy_j"] is None
     linear = next(node for node in report["nodes"] if node["module_path"] == "up")
-    assert linear["inputs"][0] == {"shape": [8, 16], "dtype": "float32", "stride": [16, 1], "contiguous": True,
-                                   "device": "cpu"}
+    assert linear["inputs"][0] == {
+        "shape": [8, 16],
+        "dtype": "float32",
+        "stride": [16, 1],
+        "contiguous": True,
+        "device": "cpu",
+    }
 
 
 def test_shares_sum_to_one(report: dict) -> None:
@@ -179,8 +184,9 @@ def test_nan_coverage_is_written_as_null(fake_backend_cls, tmp_path: Path, repor
     graph = capture(workload)
     backend = fake_backend_cls(energy_per_call=lambda key: 0.0 if key == FORWARD_KEY else 1.0)
     options = PassOptions(trials=1, min_window_s=0.001, idle_s=0.0, replay_working_set_bytes=0)
-    built = build_report("t", graph, run_energy_pass(graph, workload, backend, options),
-                         BackendChoice(backend, "test double"), options)
+    built = build_report(
+        "t", graph, run_energy_pass(graph, workload, backend, options), BackendChoice(backend, "test double"), options
+    )
     assert built["coverage"] is None
     write_json_atomic(tmp_path / "r.json", built)  # allow_nan=False would raise on a NaN
     validate(json.loads((tmp_path / "r.json").read_text()), report_schema)
@@ -300,8 +306,19 @@ def test_env_lists_backends_with_reasons(run_cli) -> None:
 
 def test_analyze_bundled_example(run_cli, tmp_path: Path, report_schema: dict) -> None:
     out = tmp_path / "out.json"
-    result = run_cli("analyze", "magneton.examples.tiny_gpt:workload", "--backend", "estimate", "--trials", "2",
-                     "--min-window-s", "0.002", "--json", str(out), cwd=tmp_path)
+    result = run_cli(
+        "analyze",
+        "magneton.examples.tiny_gpt:workload",
+        "--backend",
+        "estimate",
+        "--trials",
+        "2",
+        "--min-window-s",
+        "0.002",
+        "--json",
+        str(out),
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr
     report = json.loads(out.read_text())
     validate(report, report_schema)
@@ -309,8 +326,10 @@ def test_analyze_bundled_example(run_cli, tmp_path: Path, report_schema: dict) -
     assert report["backend"]["provenance"] == "estimated"
     assert isinstance(report["coverage"], float) and math.isfinite(report["coverage"])
     assert report["capture"]["method"] == "torch.export"
-    assert any(node["source"] and node["source"]["file"].endswith(os.path.join("examples", "tiny_gpt.py"))
-               for node in report["nodes"])
+    assert any(
+        node["source"] and node["source"]["file"].endswith(os.path.join("examples", "tiny_gpt.py"))
+        for node in report["nodes"]
+    )
     assert "ESTIMATED" in result.stdout
     assert f"JSON report written to {out}" in result.stdout
     assert result.stdout.splitlines()[-1] == "analyzed 1 target: 1 ok, 0 errors, 0 findings"
@@ -319,9 +338,23 @@ def test_analyze_bundled_example(run_cli, tmp_path: Path, report_schema: dict) -
 def test_batch_with_a_bad_target_still_reports_the_good_one(run_cli, tmp_path: Path, report_schema) -> None:
     shutil.copy(TINY_MLP, tmp_path / "tiny_mlp.py")
     out_dir = tmp_path / "reports"
-    result = run_cli("analyze", "missing.py:workload", "tiny_mlp.py:workload", "--backend", "estimate",
-                     "--cpu-watts-per-core", "3.5", "--trials", "2", "--min-window-s", "0.002",
-                     "--json", str(out_dir), "--quiet", cwd=tmp_path)
+    result = run_cli(
+        "analyze",
+        "missing.py:workload",
+        "tiny_mlp.py:workload",
+        "--backend",
+        "estimate",
+        "--cpu-watts-per-core",
+        "3.5",
+        "--trials",
+        "2",
+        "--min-window-s",
+        "0.002",
+        "--json",
+        str(out_dir),
+        "--quiet",
+        cwd=tmp_path,
+    )
     assert result.returncode == 2
     assert "error: target 'missing.py:workload': file not found: missing.py" in " ".join(result.stderr.split())
     assert result.stdout.splitlines()[-1] == "analyzed 2 targets: 1 ok, 1 error, 0 findings"
@@ -332,8 +365,11 @@ def test_batch_with_a_bad_target_still_reports_the_good_one(run_cli, tmp_path: P
     assert report["target"] == "tiny_mlp.py:workload"
     assert report["backend"]["constants"]["watts_per_core"] == 3.5
     assert report["backend"]["constants"]["watts_per_core_origin"] == "override:--cpu-watts-per-core"
-    assert [node["op"] for node in report["nodes"]] == ["aten.linear.default", "aten.relu.default",
-                                                        "aten.linear.default"]
+    assert [node["op"] for node in report["nodes"]] == [
+        "aten.linear.default",
+        "aten.relu.default",
+        "aten.linear.default",
+    ]
 
 
 def test_missing_target_alone_exits_two(run_cli, tmp_path: Path) -> None:
@@ -349,9 +385,35 @@ def test_in_process_cli_batch_continues_after_a_bad_target(tmp_path: Path, capsy
 
     monkeypatch.chdir(tmp_path)
     (tmp_path / "raises.py").write_text("def workload():\n    raise RuntimeError('weights missing')\n")
-    code = main(["analyze", "raises.py:workload", f"{TINY_MLP}:workload", "--backend", "estimate",
-                 "--trials", "1", "--min-window-s", "0.002", "--quiet"])
+    code = main(
+        [
+            "analyze",
+            "raises.py:workload",
+            f"{TINY_MLP}:workload",
+            "--backend",
+            "estimate",
+            "--trials",
+            "1",
+            "--min-window-s",
+            "0.002",
+            "--quiet",
+        ]
+    )
     captured = capsys.readouterr()
     assert code == 2
     assert "RuntimeError: weights missing" in captured.err
     assert captured.out.splitlines()[-1] == "analyzed 2 targets: 1 ok, 1 error, 0 findings"
+
+
+def test_compare_runs_ranks_common_measured_nodes_and_relative_differences() -> None:
+    from magneton.report import compare_runs
+
+    first = {"total_energy_j": 1.0, "node_energy_sum_j": 0.6, "nodes": [
+        {"id": "a", "energy_j": 0.1}, {"id": "b", "energy_j": 0.5}, {"id": "view", "energy_j": 0.0}]}
+    second = {"total_energy_j": 3.0, "node_energy_sum_j": 0.6, "nodes": [
+        {"id": "a", "energy_j": 0.4}, {"id": "b", "energy_j": 0.2}, {"id": "view", "energy_j": 0.0}]}
+    agreement = compare_runs(first, second)
+    assert agreement.nodes == 2  # zero-cost nodes are not ranked
+    assert agreement.spearman == -1.0  # the two measured nodes swapped order
+    assert agreement.total_difference == 1.0  # |1 - 3| / mean 2
+    assert agreement.node_sum_difference == 0.0

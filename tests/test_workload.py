@@ -93,8 +93,9 @@ def test_submodule_missing() -> None:
     assert "no module named 'magneton.no_such_module'" in err.problem
 
 
-def test_module_whose_own_import_fails_is_not_reported_as_missing(tmp_path: Path,
-                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_module_whose_own_import_fails_is_not_reported_as_missing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     (tmp_path / "wrapper_pkg_for_tests.py").write_text("import dependency_that_is_not_installed_xyz\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     err = load_error("wrapper_pkg_for_tests:workload")
@@ -112,8 +113,10 @@ def test_function_missing_lists_available_callables(write_target) -> None:
 
 def test_function_missing_in_module_target_lists_callables() -> None:
     err = load_error("magneton.examples.tiny_gpt:no_such_factory")
-    assert err.problem == ("no function 'no_such_factory' in magneton.examples.tiny_gpt; callables defined there: "
-                           "Block, CausalSelfAttention, MLP, TinyGPT, build_tiny_gpt, workload")
+    assert err.problem == (
+        "no function 'no_such_factory' in magneton.examples.tiny_gpt; callables defined there: "
+        "Block, CausalSelfAttention, MLP, TinyGPT, build_tiny_gpt, workload"
+    )
 
 
 def test_function_missing_with_no_callables_has_no_hint(write_target) -> None:
@@ -198,13 +201,16 @@ def test_failed_file_import_does_not_leak_module_or_sys_path(write_target) -> No
 # --- what the function returned -----------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("body", "shape"), [
-    ("return torch.ones(2)", "Tensor"),
-    ("return None", "NoneType"),
-    ("return (Net(), (torch.ones(1, 4),), {}, 'extra')", "a tuple of 4"),
-    ("return (Net(),)", "a tuple of 1"),
-    ("return [Net(), (torch.ones(1, 4),)]", "list"),
-])
+@pytest.mark.parametrize(
+    ("body", "shape"),
+    [
+        ("return torch.ones(2)", "Tensor"),
+        ("return None", "NoneType"),
+        ("return (Net(), (torch.ones(1, 4),), {}, 'extra')", "a tuple of 4"),
+        ("return (Net(),)", "a tuple of 1"),
+        ("return [Net(), (torch.ones(1, 4),)]", "list"),
+    ],
+)
 def test_wrong_return_shape(write_target, body: str, shape: str) -> None:
     target = write_target(MODEL_FILE + f"\n\ndef workload():\n    {body}\n")
     err = load_error(target)
@@ -225,11 +231,15 @@ def test_kwargs_not_a_dict(write_target) -> None:
 
 
 def test_numpy_input_suggests_from_numpy(write_target) -> None:
-    target = write_target(MODEL_FILE + "\nimport numpy as np\n\n\ndef workload():\n"
-                                       "    return Net(), (np.ones((1, 4), dtype='float32'),)\n")
+    target = write_target(
+        MODEL_FILE + "\nimport numpy as np\n\n\ndef workload():\n"
+        "    return Net(), (np.ones((1, 4), dtype='float32'),)\n"
+    )
     err = load_error(target)
-    assert err.problem == ("input args[0] is a numpy.ndarray; inputs must be torch.Tensors (or plain Python "
-                           "scalars); convert it with torch.from_numpy")
+    assert err.problem == (
+        "input args[0] is a numpy.ndarray; inputs must be torch.Tensors (or plain Python "
+        "scalars); convert it with torch.from_numpy"
+    )
 
 
 def test_numpy_kwarg_is_located() -> None:
@@ -242,8 +252,9 @@ def test_numpy_kwarg_is_located() -> None:
 def test_nested_bad_input_is_located() -> None:
     with pytest.raises(WorkloadError) as info:
         validate_workload("t.py:f", (nn.Linear(4, 4), ([torch.ones(1), {"k": object()}],)))
-    assert info.value.problem == ("input args[0][1]['k'] is a builtins.object; inputs must be torch.Tensors "
-                                  "(or plain Python scalars)")
+    assert info.value.problem == (
+        "input args[0][1]['k'] is a builtins.object; inputs must be torch.Tensors (or plain Python scalars)"
+    )
 
 
 def test_no_tensor_input(write_target) -> None:
@@ -288,16 +299,17 @@ def test_list_args_become_a_tuple(write_target) -> None:
 
 
 def test_file_target_three_tuple_with_kwargs(write_target) -> None:
-    target = write_target(MODEL_FILE + "\n\ndef workload():\n"
-                                       "    return Net(), (torch.ones(2, 4),), {'scale': 2.0}\n")
+    target = write_target(MODEL_FILE + "\n\ndef workload():\n    return Net(), (torch.ones(2, 4),), {'scale': 2.0}\n")
     workload = load_target(target)
     assert workload.kwargs == {"scale": 2.0}
     assert isinstance(workload.kwargs, dict)
 
 
 def test_file_target_returning_workload(write_target) -> None:
-    target = write_target(MODEL_FILE + "\nfrom magneton import Workload\n\n\ndef workload():\n"
-                                       "    return Workload(Net(), (torch.ones(3, 4),), {'scale': 0.5})\n")
+    target = write_target(
+        MODEL_FILE + "\nfrom magneton import Workload\n\n\ndef workload():\n"
+        "    return Workload(Net(), (torch.ones(3, 4),), {'scale': 0.5})\n"
+    )
     workload = load_target(target)
     assert isinstance(workload, Workload)
     assert workload.args[0].shape == (3, 4)
@@ -323,7 +335,8 @@ def test_plain_function_workload(write_target) -> None:
 
 def test_file_target_may_import_its_siblings(tmp_path: Path, write_target) -> None:
     (tmp_path / "sibling_layers_for_tests.py").write_text(
-        "from torch import nn\n\n\ndef make():\n    return nn.Linear(4, 2)\n")
+        "from torch import nn\n\n\ndef make():\n    return nn.Linear(4, 2)\n"
+    )
     target = write_target("""
         import torch
         from sibling_layers_for_tests import make
@@ -338,7 +351,8 @@ def test_file_target_may_import_its_siblings(tmp_path: Path, write_target) -> No
 
 def test_relative_file_target(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     (tmp_path / "rel_model.py").write_text(
-        "import torch\n\n\ndef workload():\n    return torch.relu, (torch.ones(2),)\n")
+        "import torch\n\n\ndef workload():\n    return torch.relu, (torch.ones(2),)\n"
+    )
     monkeypatch.chdir(tmp_path)
     workload = load_target("rel_model.py:workload")
     assert workload.fn is torch.relu
@@ -361,10 +375,13 @@ def test_workload_with_tensor_args_is_rejected() -> None:
         validate_workload("t.py:f", Workload(nn.Linear(4, 4), torch.ones(2, 4)))  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize("source", [
-    "import sys\n\nsys.exit(0)\n",
-    "import sys\n\n\ndef workload():\n    sys.exit(0)\n",
-])
+@pytest.mark.parametrize(
+    "source",
+    [
+        "import sys\n\nsys.exit(0)\n",
+        "import sys\n\n\ndef workload():\n    sys.exit(0)\n",
+    ],
+)
 def test_target_calling_sys_exit_is_a_workload_error(write_target, source: str) -> None:
     target = write_target(source)
     try:

@@ -30,7 +30,8 @@ def _is_cuda(device: str) -> bool:
     return device.startswith("cuda")
 
 
-def _cuda_index(device: str) -> int:
+def cuda_index(device: str) -> int:
+    """``cuda:1`` -> 1, ``cuda`` -> 0."""
     _, _, index = device.partition(":")
     return int(index) if index else 0
 
@@ -51,7 +52,7 @@ def _build(name: str, options: BackendOptions) -> EnergyBackend:
             )
         from magneton.backends.nvml import NvmlBackend
 
-        return NvmlBackend(_cuda_index(options.device))
+        return NvmlBackend(cuda_index(options.device))
     if name == "replay":
         if options.trace_path is None:
             raise MagnetonError("--backend replay needs --trace FILE (a trace written with --record-trace)")
@@ -76,8 +77,9 @@ def create_backend(name: str, options: BackendOptions) -> BackendChoice:
             continue
         return BackendChoice(backend, f"auto: {candidate} is the best readable sensor here", tuple(warnings))
     warnings.append("no energy sensor readable: falling back to the CPU-time estimate (numbers are estimated)")
-    return BackendChoice(_build("estimate", options), "auto: no readable sensor, estimate is the fallback",
-                         tuple(warnings))
+    return BackendChoice(
+        _build("estimate", options), "auto: no readable sensor, estimate is the fallback", tuple(warnings)
+    )
 
 
 @dataclass(frozen=True)
@@ -119,4 +121,5 @@ __all__ = [
     "WindowReading",
     "backend_availability",
     "create_backend",
+    "cuda_index",
 ]

@@ -43,10 +43,24 @@ CPU_TDP_TABLE: tuple[CpuPowerSpec, ...] = (
     CpuPowerSpec(r"Xeon.*E5-2686 v4", 145, 18, "https://ark.intel.com/content/www/us/en/ark/products/91317.html"),
     CpuPowerSpec(r"Core.*i9-13900K\b", 125, 24, "https://ark.intel.com/content/www/us/en/ark/products/230496.html"),
     CpuPowerSpec(r"Core.*i7-12700K\b", 125, 12, "https://ark.intel.com/content/www/us/en/ark/products/134594.html"),
-    CpuPowerSpec(r"EPYC 9654\b", 360, 96, "https://www.amd.com/en/products/processors/server/epyc/4th-generation-9004-and-8004-series/amd-epyc-9654.html"),
-    CpuPowerSpec(r"EPYC 7763\b", 280, 64, "https://www.amd.com/en/products/processors/server/epyc/7003-series/amd-epyc-7763.html"),
-    CpuPowerSpec(r"EPYC 7543\b", 225, 32, "https://www.amd.com/en/products/processors/server/epyc/7003-series/amd-epyc-7543.html"),
-    CpuPowerSpec(r"Ryzen 9 7950X\b", 170, 16, "https://www.amd.com/en/products/processors/desktops/ryzen/7000-series/amd-ryzen-9-7950x.html"),
+    CpuPowerSpec(
+        r"EPYC 9654\b",
+        360,
+        96,
+        "https://www.amd.com/en/products/processors/server/epyc/4th-generation-9004-and-8004-series/amd-epyc-9654.html",
+    ),
+    CpuPowerSpec(
+        r"EPYC 7763\b", 280, 64, "https://www.amd.com/en/products/processors/server/epyc/7003-series/amd-epyc-7763.html"
+    ),
+    CpuPowerSpec(
+        r"EPYC 7543\b", 225, 32, "https://www.amd.com/en/products/processors/server/epyc/7003-series/amd-epyc-7543.html"
+    ),
+    CpuPowerSpec(
+        r"Ryzen 9 7950X\b",
+        170,
+        16,
+        "https://www.amd.com/en/products/processors/desktops/ryzen/7000-series/amd-ryzen-9-7950x.html",
+    ),
 )
 
 # Used when the CPU is not in the table (VMs often hide the model): the median
@@ -65,7 +79,13 @@ class WattsPerCore:
 
 
 def cpu_model_name(cpuinfo_path: Path = Path("/proc/cpuinfo")) -> str:
-    """The CPU brand string, from py-cpuinfo if installed, else /proc/cpuinfo."""
+    """The CPU brand string: /proc/cpuinfo on Linux (instant), else py-cpuinfo (slow: it probes the CPU)."""
+    try:
+        for line in cpuinfo_path.read_text().splitlines():
+            if line.lower().startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
     try:
         import cpuinfo
 
@@ -73,12 +93,6 @@ def cpu_model_name(cpuinfo_path: Path = Path("/proc/cpuinfo")) -> str:
         if brand:
             return str(brand)
     except Exception:  # py-cpuinfo shells out and can fail on odd platforms
-        pass
-    try:
-        for line in cpuinfo_path.read_text().splitlines():
-            if line.lower().startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
         pass
     return "unknown CPU"
 
@@ -94,8 +108,12 @@ def resolve_watts_per_core(override: float | None = None, model: str | None = No
     """Pick watts per core: CLI override, then environment, then the TDP table, then the default."""
     model = model if model is not None else _cached_model()
     if override is not None:
-        return WattsPerCore(_positive(override, "--cpu-watts-per-core"), "override:--cpu-watts-per-core", model,
-                            "given on the command line")
+        return WattsPerCore(
+            _positive(override, "--cpu-watts-per-core"),
+            "override:--cpu-watts-per-core",
+            model,
+            "given on the command line",
+        )
     env_value = os.environ.get(ENV_WATTS_PER_CORE)
     if env_value:
         try:
@@ -104,14 +122,20 @@ def resolve_watts_per_core(override: float | None = None, model: str | None = No
             from magneton.errors import MagnetonError
 
             raise MagnetonError(f"{ENV_WATTS_PER_CORE}={env_value!r} is not a number of watts") from None
-        return WattsPerCore(_positive(watts, ENV_WATTS_PER_CORE), f"override:{ENV_WATTS_PER_CORE}", model,
-                            "set in the environment")
+        return WattsPerCore(
+            _positive(watts, ENV_WATTS_PER_CORE), f"override:{ENV_WATTS_PER_CORE}", model, "set in the environment"
+        )
     spec = match_cpu(model)
     if spec is not None:
-        return WattsPerCore(spec.watts_per_core, "table", model,
-                            f"TDP {spec.tdp_w:g} W / {spec.cores} cores ({spec.source})")
-    return WattsPerCore(DEFAULT_WATTS_PER_CORE, "default", model,
-                        f"CPU model not in the TDP table; median W/core of {len(CPU_TDP_TABLE)} listed server CPUs")
+        return WattsPerCore(
+            spec.watts_per_core, "table", model, f"TDP {spec.tdp_w:g} W / {spec.cores} cores ({spec.source})"
+        )
+    return WattsPerCore(
+        DEFAULT_WATTS_PER_CORE,
+        "default",
+        model,
+        f"CPU model not in the TDP table; median W/core of {len(CPU_TDP_TABLE)} listed server CPUs",
+    )
 
 
 @lru_cache(maxsize=1)

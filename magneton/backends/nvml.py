@@ -118,7 +118,7 @@ def _normalise_uuid(uuid: str) -> str:
     uuid = uuid.strip().lower()
     for prefix in ("gpu-", "mig-"):
         if uuid.startswith(prefix):
-            return uuid[len(prefix):]
+            return uuid[len(prefix) :]
     return uuid
 
 
@@ -432,8 +432,9 @@ class NvmlBackend(EnergyBackend):
     ) -> None:
         """``update_period_s`` skips the start-up probe of the counter's refresh period."""
         if pynvml is None:
-            raise BackendUnavailable("python package nvidia-ml-py (module pynvml) is not installed: "
-                                     "pip install nvidia-ml-py")
+            raise BackendUnavailable(
+                "python package nvidia-ml-py (module pynvml) is not installed: pip install nvidia-ml-py"
+            )
         self.torch_index = torch_device_index
         self._poller: _PowerPoller | None = None
         self._closed = False
@@ -528,8 +529,9 @@ class NvmlBackend(EnergyBackend):
             )
 
     def _read_counter_mj(self) -> float:
-        return float(self._call(pynvml.nvmlDeviceGetTotalEnergyConsumption, "read the GPU energy counter",
-                                self._handle))
+        return float(
+            self._call(pynvml.nvmlDeviceGetTotalEnergyConsumption, "read the GPU energy counter", self._handle)
+        )
 
     def _read_power_w(self) -> float:
         return self._call(pynvml.nvmlDeviceGetPowerUsage, "read GPU power", self._handle) / 1000.0

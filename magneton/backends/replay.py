@@ -110,9 +110,7 @@ def _check_backend(backend: Any, path: Path) -> Mapping[str, Any]:
         if field not in backend:
             raise TraceError(f"trace {path}: the recording backend has no {field!r}")
     if backend["provenance"] not in ("measured", "estimated"):
-        raise TraceError(
-            f"trace {path}: provenance {backend['provenance']!r} is neither 'measured' nor 'estimated'"
-        )
+        raise TraceError(f"trace {path}: provenance {backend['provenance']!r} is neither 'measured' nor 'estimated'")
     return backend
 
 
@@ -169,9 +167,9 @@ def _parse_csv(text: str, path: Path) -> Trace:
     while body_start < len(lines) and lines[body_start].startswith("#"):
         line = lines[body_start]
         if line.startswith(_SCHEMA_PREFIX):
-            schema = line[len(_SCHEMA_PREFIX):].strip()
+            schema = line[len(_SCHEMA_PREFIX) :].strip()
         elif line.startswith(_BACKEND_PREFIX):
-            backend_json = line[len(_BACKEND_PREFIX):].strip()
+            backend_json = line[len(_BACKEND_PREFIX) :].strip()
         body_start += 1
     if schema != TRACE_SCHEMA:
         raise TraceError(f"trace {path}: first line must be '{_SCHEMA_PREFIX} {TRACE_SCHEMA}', found {schema!r}")

@@ -62,8 +62,9 @@ def memory_child(mode: str) -> None:
 
 
 def _peak_in_subprocess(mode: str) -> int:
-    child = subprocess.run([sys.executable, __file__, "--memory-child", mode], check=True, capture_output=True,
-                           text=True)
+    child = subprocess.run(
+        [sys.executable, __file__, "--memory-child", mode], check=True, capture_output=True, text=True
+    )
     return int(json.loads(child.stdout.strip().splitlines()[-1])["peak_bytes"])
 
 
@@ -84,19 +85,44 @@ def forward_time_s(repeats: int = 10) -> float:
     return statistics.median(samples)
 
 
+def forward_child() -> None:
+    print(json.dumps({"forward_s": forward_time_s(repeats=20)}))
+
+
+def forward_spread_across_processes(processes: int = 4) -> list[float]:
+    """Plain forward time in fresh processes: context for run-to-run differences of the whole pass."""
+    times = []
+    for _ in range(processes):
+        child = subprocess.run(
+            [sys.executable, __file__, "--forward-child"], check=True, capture_output=True, text=True
+        )
+        times.append(float(json.loads(child.stdout.strip().splitlines()[-1])["forward_s"]))
+    return times
+
+
 def run_cli_analyze(json_path: Path) -> float:
     start = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "magneton", "analyze", TARGET, "--backend", "estimate", "--quiet",
-                    "--json", str(json_path)], check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "magneton",
+            "analyze",
+            TARGET,
+            "--backend",
+            "estimate",
+            "--quiet",
+            "--json",
+            str(json_path),
+        ],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
     return time.perf_counter() - start
 
 
-def per_node_energies(report: dict) -> list[float]:
-    return [node["energy_j"] for node in report["nodes"] if node["zero_cost_reason"] is None]
-
-
 def main() -> None:
-    from magneton.stats import spearman
+    from magneton.report import compare_runs
 
     print(f"benchmark model: {TARGET} (4 layers, n_embd 256, seq 128, batch 4), CPU, estimate backend")
     forward_s = forward_time_s()
@@ -114,21 +140,31 @@ def main() -> None:
 
     forward_peak, analysis_peak = _peak_in_subprocess("forward"), _peak_in_subprocess("analysis")
     print(f"peak memory, model + one forward pass: {forward_peak / 2**20:.1f} MiB (RSS above torch baseline)")
-    print(f"peak memory, model + analysis:         {analysis_peak / 2**20:.1f} MiB "
-          f"= {analysis_peak / forward_peak:.2f}x the forward pass")
+    print(
+        f"peak memory, model + analysis:         {analysis_peak / 2**20:.1f} MiB "
+        f"= {analysis_peak / forward_peak:.2f}x the forward pass"
+    )
 
-    a, b = per_node_energies(first), per_node_energies(second)
-    rho = spearman(a, b)
-    total_diff = abs(first["total_energy_j"] - second["total_energy_j"]) / first["total_energy_j"]
-    print(f"repeatability, Spearman of {len(a)} per-node energies: {rho:.3f}  (target >= 0.9)")
-    print(f"repeatability, total-energy difference: {total_diff:.1%}  (target <= 10%)")
-    print(f"energies are {first['backend']['provenance']} by {first['backend']['name']}: "
-          f"{first['backend']['formula']} with watts_per_core={first['backend']['constants']['watts_per_core']}")
+    agreement = compare_runs(first, second)
+    print(f"repeatability, Spearman of {agreement.nodes} per-node energies: {agreement.spearman:.3f}  (target >= 0.9)")
+    print(f"repeatability, total-energy difference: {agreement.total_difference:.1%}  (target <= 10%)")
+    print(f"repeatability, per-node sum difference: {agreement.node_sum_difference:.1%}")
+    spread = forward_spread_across_processes()
+    print(
+        f"context: plain forward time in {len(spread)} fresh processes (no Magneton): "
+        f"{min(spread) * 1e3:.1f}-{max(spread) * 1e3:.1f} ms, spread {(max(spread) - min(spread)) / min(spread):.0%}"
+    )
+    print(
+        f"energies are {first['backend']['provenance']} by {first['backend']['name']}: "
+        f"{first['backend']['formula']} with watts_per_core={first['backend']['constants']['watts_per_core']}"
+    )
 
 
 if __name__ == "__main__":
     if "--memory-child" in sys.argv:
         memory_child(sys.argv[-1])
+    elif "--forward-child" in sys.argv:
+        forward_child()
     else:
         os.environ.setdefault("PYTHONHASHSEED", "0")
         main()
