@@ -18,7 +18,7 @@ class AnalyzeOptions:
     trials: int = 5
     warmup_calls: int = 3
     min_window_s: float | None = None
-    idle_s: float = 0.2
+    idle_s: float | None = None  # None: the energy pass' default
     watts_per_core: float | None = None
     trace_path: Path | None = None  # replay input
     record_trace: Path | None = None  # write what was measured, for --backend replay later

@@ -45,9 +45,10 @@ class PassOptions:
     min_window_s: float | None = None  # default: the backend's own minimum window
     max_rounds: int = 100_000
     # Operand copies rotated through by a replay; 0 replays on the original operands only.
-    replay_working_set_bytes: int = 32 * 2**20
+    # None: 32 MiB on CPUs, twice the L2 cache on a CUDA device (50 MB on an H100).
+    replay_working_set_bytes: int | None = None
     max_operand_copies: int = 64
-    idle_s: float = 0.2
+    idle_s: float | None = None  # idle-power window; None: max(0.2 s, the backend's minimum window)
     # The whole pass is cheap next to all operators' replays: a longer window averages its jitter.
     forward_window_s: float = 0.2
     noisy_relative_spread: float = 0.25  # CI half-width / median above which a node is marked noisy
@@ -96,12 +97,27 @@ def _tensor_bytes(value: Any) -> int:
     return sum(leaf.numel() * leaf.element_size() for leaf in leaves if isinstance(leaf, torch.Tensor))
 
 
-def operand_copies(args: Any, kwargs: Any, options: PassOptions) -> list[tuple[Any, Any]]:
-    """The operands plus enough clones that rotating through them exceeds ``replay_working_set_bytes``."""
+CPU_REPLAY_WORKING_SET_BYTES = 32 * 2**20
+
+
+def default_working_set_bytes(device: str) -> int:
+    if device.startswith("cuda"):
+        l2_bytes = getattr(torch.cuda.get_device_properties(torch.device(device)), "L2_cache_size", 0)
+        if l2_bytes:
+            return 2 * int(l2_bytes)
+        return 4 * CPU_REPLAY_WORKING_SET_BYTES
+    return CPU_REPLAY_WORKING_SET_BYTES
+
+
+def operand_copies(args: Any, kwargs: Any, options: PassOptions, device: str = "cpu") -> list[tuple[Any, Any]]:
+    """The operands plus enough clones that rotating through them exceeds the replay working set."""
+    working_set = options.replay_working_set_bytes
+    if working_set is None:
+        working_set = default_working_set_bytes(device)
     size = _tensor_bytes((args, kwargs))
     count = 1
-    if size > 0 and options.replay_working_set_bytes > 0:
-        count = max(1, min(options.max_operand_copies, math.ceil(options.replay_working_set_bytes / size)))
+    if size > 0 and working_set > 0:
+        count = max(1, min(options.max_operand_copies, math.ceil(working_set / size)))
     return [(args, kwargs)] + [_clone_tensors((args, kwargs)) for _ in range(count - 1)]
 
 
@@ -199,7 +215,7 @@ class _MeasuringInterpreter(torch.fx.Interpreter):
         operator: Any = (
             self.module.get_submodule(str(fx_node.target)) if fx_node.op == "call_module" else fx_node.target
         )
-        copies = operand_copies(args, kwargs, self.timer.options)
+        copies = operand_copies(args, kwargs, self.timer.options, self.device)
 
         def call_each_copy() -> None:
             for copy_args, copy_kwargs in copies:
@@ -237,7 +253,7 @@ def run_energy_pass(
         return workload.fn(*workload.args, **workload.kwargs)
 
     with torch.no_grad():
-        idle = backend.measure_idle(options.idle_s)
+        idle = backend.measure_idle(options.idle_s if options.idle_s is not None else max(0.2, min_window_s))
         idle_power_w = idle.energy_j / idle.time_s if idle.time_s > 0 else 0.0
         for _ in range(options.trials):
             # The whole pass runs eagerly, as the user runs it: no CUDA graph for it.

@@ -118,7 +118,7 @@ def _operators_table(report: dict[str, Any], top: int) -> Table:
 def _line_table(report: dict[str, Any], top: int) -> Table:
     table = Table(title="By source line", title_justify="left")
     for column in ("where", "energy", "share", "ops", "code"):
-        table.add_column(column, justify="right" if column in _NUMERIC_COLUMNS else "left")
+        table.add_column(column, justify="right" if column in _NUMERIC_COLUMNS else "left", overflow="fold")
     for group in report["rollups"]["by_line"][:top]:
         table.add_row(
             _where(group),

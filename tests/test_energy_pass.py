@@ -400,6 +400,8 @@ def test_operand_copies_fill_the_working_set_with_distinct_storage() -> None:
     assert len(operand_copies((x,), {}, PassOptions(replay_working_set_bytes=1024 * 2**20, max_operand_copies=5))) == 5
     assert len(operand_copies((x,), {}, PassOptions(replay_working_set_bytes=0))) == 1
     assert len(operand_copies((3,), {}, options)) == 1  # nothing to copy
+    # Default working set on CPU: 32 MiB, so 32 copies of a 1 MiB operand.
+    assert len(operand_copies((x,), {}, PassOptions())) == 32
 
 
 def test_energy_is_per_operator_call_across_copies(monkeypatch, fake_backend_cls) -> None:
@@ -411,8 +413,8 @@ def test_energy_is_per_operator_call_across_copies(monkeypatch, fake_backend_cls
     graph = capture(workload)
     copies_made = []
 
-    def counting_copies(args, kwargs, options):
-        copies = operand_copies(args, kwargs, options)
+    def counting_copies(args, kwargs, options, device):
+        copies = operand_copies(args, kwargs, options, device)
         copies_made.append(len(copies))
         return copies
 

@@ -408,10 +408,16 @@ def test_in_process_cli_batch_continues_after_a_bad_target(tmp_path: Path, capsy
 def test_compare_runs_ranks_common_measured_nodes_and_relative_differences() -> None:
     from magneton.report import compare_runs
 
-    first = {"total_energy_j": 1.0, "node_energy_sum_j": 0.6, "nodes": [
-        {"id": "a", "energy_j": 0.1}, {"id": "b", "energy_j": 0.5}, {"id": "view", "energy_j": 0.0}]}
-    second = {"total_energy_j": 3.0, "node_energy_sum_j": 0.6, "nodes": [
-        {"id": "a", "energy_j": 0.4}, {"id": "b", "energy_j": 0.2}, {"id": "view", "energy_j": 0.0}]}
+    first = {
+        "total_energy_j": 1.0,
+        "node_energy_sum_j": 0.6,
+        "nodes": [{"id": "a", "energy_j": 0.1}, {"id": "b", "energy_j": 0.5}, {"id": "view", "energy_j": 0.0}],
+    }
+    second = {
+        "total_energy_j": 3.0,
+        "node_energy_sum_j": 0.6,
+        "nodes": [{"id": "a", "energy_j": 0.4}, {"id": "b", "energy_j": 0.2}, {"id": "view", "energy_j": 0.0}],
+    }
     agreement = compare_runs(first, second)
     assert agreement.nodes == 2  # zero-cost nodes are not ranked
     assert agreement.spearman == -1.0  # the two measured nodes swapped order
