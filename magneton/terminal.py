@@ -29,14 +29,15 @@ def format_time(seconds: float) -> str:
 
 
 def _short_path(path: str) -> str:
+    """Library files by their import path (transformers/...), the user's relative to the cwd."""
+    for marker in (f"site-packages{os.sep}", f"dist-packages{os.sep}"):
+        if marker in path:
+            return path.split(marker, 1)[1]
     try:
         rel = os.path.relpath(path)
     except ValueError:
         return path
-    if not rel.startswith(".."):
-        return rel
-    marker = f"site-packages{os.sep}"
-    return path.split(marker, 1)[1] if marker in path else path
+    return path if rel.startswith("..") else rel
 
 
 def _where(source: dict[str, Any] | None) -> str:

@@ -424,3 +424,68 @@ def test_energy_is_per_operator_call_across_copies(monkeypatch, fake_backend_cls
     assert copies_made == [4]
     # The fake window holds 2 J per run of the replay function, which called relu once on each of 4 copies.
     assert result.nodes["relu"].energy_j.median == 0.5
+
+
+# --- CUDA replay path, with torch.cuda mocked (no GPU needed) ---------------------------------------
+
+
+@pytest.fixture
+def fake_cuda(monkeypatch):
+    """torch.cuda's graph API replaced by recorders; ``events`` lists what ran, in order."""
+    import contextlib
+
+    events: list[str] = []
+
+    class FakeStream:
+        def wait_stream(self, other) -> None:
+            events.append("wait_stream")
+
+    class FakeGraph:
+        def replay(self) -> None:
+            events.append("replay")
+
+    @contextlib.contextmanager
+    def capturing(graph):
+        events.append("capture-begin")
+        yield
+        events.append("capture-end")
+
+    monkeypatch.setattr(torch.cuda, "Stream", FakeStream)
+    monkeypatch.setattr(torch.cuda, "current_stream", FakeStream)
+    monkeypatch.setattr(torch.cuda, "stream", lambda stream: contextlib.nullcontext())
+    monkeypatch.setattr(torch.cuda, "CUDAGraph", FakeGraph)
+    monkeypatch.setattr(torch.cuda, "graph", capturing)
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda *args: events.append("synchronize"))
+    return events
+
+
+def test_cuda_replays_go_through_a_captured_graph(fake_cuda, fake_backend_cls) -> None:
+    def op() -> None:
+        fake_cuda.append("op")
+
+    timer = energy_pass._Timer(fake_backend_cls(), PassOptions(warmup_calls=0, max_rounds=3), min_window_s=10.0)
+    energy_j, time_s, rounds = timer.measure("key", op, calls_per_run=1, cuda_graph=True)
+    # Warm-up on a side stream (2 calls), one captured call, then only graph replays.
+    capture_end = fake_cuda.index("capture-end")
+    assert fake_cuda[: capture_end + 1] == [
+        "wait_stream",
+        "op",
+        "op",
+        "wait_stream",
+        "capture-begin",
+        "op",
+        "capture-end",
+    ]
+    assert rounds == 3
+    assert set(fake_cuda[capture_end + 1 :]) == {"replay"}
+    assert fake_cuda.count("replay") >= rounds  # calibration replays + the measured window
+
+
+def test_uncapturable_op_falls_back_to_plain_replay(fake_cuda) -> None:
+    def op_that_syncs() -> None:
+        if "capture-begin" in fake_cuda and "capture-end" not in fake_cuda:
+            raise RuntimeError("operation not permitted when stream is capturing")
+        fake_cuda.append("op")
+
+    assert energy_pass._cuda_graph(op_that_syncs) is None
+    assert fake_cuda[-1] == "synchronize"  # the failed capture is drained before plain replay
