@@ -82,6 +82,18 @@ def _header(report: dict[str, Any]) -> Panel:
         f" (sum of {len(report['nodes'])} operators / whole forward pass; "
         f"{report['unique_signatures']} distinct signatures measured, {report['trials']} trials)\n"
     )
+    if coverage is not None and coverage < 0.8:
+        lines.append(
+            "           the rest of the forward pass is spent outside captured operators "
+            "(Python and framework overhead, views, uncaptured pieces)\n",
+            style="dim",
+        )
+    elif coverage is not None and coverage > 1.25:
+        lines.append(
+            "           operators cost more replayed alone than in the real pass "
+            "(caches or fusion the replay cannot reproduce)\n",
+            style="dim",
+        )
     lines.append("capture    ", style="dim").append(report["capture"]["method"])
     for note in report["capture"]["notes"]:
         lines.append("\n           " + note, style="dim")
