@@ -40,18 +40,18 @@ def move_workload(workload: Workload, device: str) -> Workload:
 def analyze_workload(workload: Workload, target_label: str, options: AnalyzeOptions | None = None) -> dict[str, Any]:
     """Profile one workload and return its ``magneton.report/1`` dict."""
     from magneton.backends import BackendOptions, create_backend
-    from magneton.capture import capture
+    from magneton.capture import capture, workload_device
     from magneton.energy_pass import PassOptions, run_energy_pass
     from magneton.report import build_report
 
     options = options or AnalyzeOptions()
     if options.device is not None:
         workload = move_workload(workload, options.device)
-    graph = capture(workload)
+    # The backend first: a sensor that cannot be read should fail before a long capture.
     choice = create_backend(
         options.backend,
         BackendOptions(
-            device=graph.device,
+            device=workload_device(workload),
             watts_per_core=options.watts_per_core,
             trace_path=options.trace_path,
             powercap_root=options.powercap_root,
@@ -70,6 +70,7 @@ def analyze_workload(workload: Workload, target_label: str, options: AnalyzeOpti
         idle_s=options.idle_s,
     )
     try:
+        graph = capture(workload)
         result = run_energy_pass(graph, workload, backend, pass_options)
         if recorder is not None and options.record_trace is not None:
             recorder.write(options.record_trace)

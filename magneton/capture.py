@@ -197,7 +197,7 @@ def capture(workload: Workload) -> OpGraph:
     inputs.restore()
     if graph.mutates_inputs:
         notes.append("the program modifies its own inputs in place; Magneton restores them before every run")
-    graph.device = _workload_device(workload)
+    graph.device = workload_device(workload)
     return graph
 
 
@@ -264,7 +264,8 @@ def _capture_pieces(
     return pieces
 
 
-def _workload_device(workload: Workload) -> str:
+def workload_device(workload: Workload) -> str:
+    """The CUDA device the workload uses, if any, else ``cpu``."""
     leaves, _ = tree_flatten((workload.args, dict(workload.kwargs)))
     tensors = [leaf for leaf in leaves if isinstance(leaf, torch.Tensor)]
     if isinstance(workload.fn, nn.Module):
