@@ -28,6 +28,7 @@ from typing import Any
 import torch
 from torch.utils._pytree import tree_flatten, tree_map
 
+from magneton.allocator import steady_allocator
 from magneton.backends.base import EnergyBackend
 from magneton.capture import InputSnapshot, is_profiled, run_piece
 from magneton.graph import GraphPiece, OpGraph, OpNode
@@ -51,6 +52,7 @@ class PassOptions:
     idle_s: float | None = None  # idle-power window; None: max(0.2 s, the backend's minimum window)
     # The whole pass is cheap next to all operators' replays: a longer window averages its jitter.
     forward_window_s: float = 0.2
+    steady_allocator: bool = True  # fix glibc malloc's thresholds (see magneton.allocator)
     noisy_relative_spread: float = 0.25  # CI half-width / median above which a node is marked noisy
 
 
@@ -244,6 +246,7 @@ def run_energy_pass(
         by_piece[node.piece][node.fx_name] = node
     samples: dict[str, list[tuple[float, float]]] = {}
     forward_samples: list[tuple[float, float]] = []
+    allocator_note = steady_allocator() if options.steady_allocator else None
 
     inputs = InputSnapshot([workload.args, dict(workload.kwargs)] + [piece.flat_inputs for piece in graph.pieces])
 
@@ -289,4 +292,5 @@ def run_energy_pass(
         min_window_s=min_window_s,
         trials=options.trials,
         unique_signatures=len(samples),
+        notes=[allocator_note] if allocator_note else [],
     )

@@ -77,6 +77,7 @@ def build_report(
         "threads": torch.get_num_threads(),
         "backend": {**info.to_json(), "reason": choice.reason, "warnings": list(choice.warnings)},
         "capture": {"method": graph.method, "notes": list(graph.notes)},
+        "measurement_notes": list(result.notes),
         "energy_scope": ENERGY_SCOPE,
         "total_energy_j": total_j,
         "total_energy_ci_j": [result.forward_energy_j.low, result.forward_energy_j.high],

@@ -97,6 +97,8 @@ def _header(report: dict[str, Any]) -> Panel:
     lines.append("capture    ", style="dim").append(report["capture"]["method"])
     for note in report["capture"]["notes"]:
         lines.append("\n           " + note, style="dim")
+    for note in report.get("measurement_notes", []):
+        lines.append("\nmeasurement ", style="dim").append(note, style="dim")
     for warning in backend.get("warnings", []):
         lines.append("\nwarning    ", style="yellow").append(warning, style="yellow")
     return Panel(lines, title="Magneton energy report", title_align="left")
