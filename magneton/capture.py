@@ -24,7 +24,7 @@ from torch.utils._pytree import tree_flatten
 
 from magneton.errors import CaptureError
 from magneton.graph import GraphPiece, OpGraph, OpNode, TensorMeta
-from magneton.source import SourceLocation, innermost_user_frame
+from magneton.source import innermost_user_frame
 from magneton.workload import Workload
 
 _WRAPPER_PREFIX = "inner"
@@ -406,4 +406,4 @@ def annotate(graph: OpGraph) -> None:
         graph.notes.append("no operator has a source location (the capture method recorded no stack traces)")
 
 
-__all__ = ["capture", "annotate", "is_profiled", "run_piece", "tensor_leaves", "SourceLocation"]
+__all__ = ["InputSnapshot", "annotate", "capture", "is_profiled", "run_piece", "tensor_leaves", "workload_device"]

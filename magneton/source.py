@@ -27,18 +27,6 @@ class SourceLocation:
     def to_json(self) -> dict[str, object]:
         return {"file": self.file, "line": self.line, "function": self.function, "code": self.code}
 
-    @property
-    def short(self) -> str:
-        return f"{_display_path(self.file)}:{self.line}"
-
-
-def _display_path(path: str) -> str:
-    try:
-        rel = os.path.relpath(path)
-    except ValueError:
-        return path
-    return rel if not rel.startswith("..") else path
-
 
 @lru_cache(maxsize=1)
 def _roots() -> tuple[tuple[str, ...], str, str | None]:
