@@ -186,8 +186,9 @@ class _Timer:
         if cuda_graph:
             call = _cuda_graph(call) or call
         rounds = self.rounds_for(key, call, max(self.min_window_s, window_s or 0.0))
-        reading = self.backend.measure(key, _repeat(call, rounds), rounds)
         calls = rounds * calls_per_run
+        # The backend is told the number of operator calls, so traces hold per-call values.
+        reading = self.backend.measure(key, _repeat(call, rounds), calls)
         return reading.energy_j / calls, reading.time_s / calls, rounds
 
 

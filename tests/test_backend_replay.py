@@ -292,3 +292,54 @@ def test_analysis_replays_a_recorded_run_exactly(tmp_path: Path) -> None:
     )
     assert replayed["total_energy_j"] == pytest.approx(recorded["total_energy_j"], rel=1e-12)
     assert replayed["idle_power_w"] == pytest.approx(recorded["idle_power_w"], rel=1e-12)
+
+
+def test_hand_written_trace_gives_exact_report(tmp_path: Path) -> None:
+    """A trace written by hand (not recorded) drives the whole analyze pipeline to known numbers."""
+    import json
+
+    import torch
+
+    from magneton.analyze import AnalyzeOptions, analyze_workload
+    from magneton.capture import capture
+    from magneton.energy_pass import FORWARD_KEY
+    from magneton.workload import Workload
+
+    model = torch.nn.Sequential(torch.nn.Linear(16, 16), torch.nn.ReLU()).eval()
+    workload = Workload(fn=model, args=(torch.randn(4, 16),))
+    graph = capture(workload)
+    linear = next(n for n in graph.nodes if n.op == "aten.linear.default")
+    relu = next(n for n in graph.nodes if n.op == "aten.relu.default")
+    trials = {linear.signature: [0.5, 0.25, 0.75], relu.signature: [0.125, 0.125, 0.125], FORWARD_KEY: [1.0, 2.0, 1.0]}
+    trace = tmp_path / "hand.json"
+    trace.write_text(
+        json.dumps(
+            {
+                "schema": "magneton.trace/1",
+                "backend": {
+                    "name": "rapl",
+                    "provenance": "measured",
+                    "sensor": "RAPL powercap energy_uj (package-0)",
+                    "min_window_s": 0.02,
+                },
+                "idle_power_w": 2.0,
+                "measurements": {
+                    key: [{"energy_j": e, "time_s": 0.0625} for e in values] for key, values in trials.items()
+                },
+            }
+        )
+    )
+    report = analyze_workload(
+        workload, "hand", AnalyzeOptions(backend="replay", trace_path=trace, trials=3, warmup_calls=0, idle_s=0.5)
+    )
+    by_op = {n["op"]: n for n in report["nodes"]}
+    assert by_op["aten.linear.default"]["energy_j"] == 0.5  # median of 0.5, 0.25, 0.75
+    assert by_op["aten.linear.default"]["energy_ci_j"] == [0.25, 0.75]
+    assert by_op["aten.relu.default"]["energy_j"] == 0.125
+    assert by_op["aten.linear.default"]["active_energy_j"] == 0.5 - 2.0 * 0.0625
+    assert report["total_energy_j"] == 1.0
+    assert report["node_energy_sum_j"] == 0.625
+    assert report["coverage"] == 0.625
+    assert report["idle_power_w"] == 2.0
+    assert report["backend"]["provenance"] == "measured"  # a replayed measurement is still a measurement
+    assert by_op["aten.linear.default"]["share"] == 0.8

@@ -152,7 +152,7 @@ def test_coverage_is_nan_without_forward_energy(mixed, fake_backend_cls) -> None
 def test_min_window_defaults_to_backend_and_rounds_are_capped(mixed, fake_backend_cls) -> None:
     workload, graph = mixed
     backend = fake_backend_cls(min_window_s=0.5)
-    options = PassOptions(trials=1, warmup_calls=0, max_rounds=3, idle_s=0.0)
+    options = PassOptions(trials=1, warmup_calls=0, max_rounds=3, idle_s=0.0, replay_working_set_bytes=0)
     result = run_energy_pass(graph, workload, backend, options)
     assert result.min_window_s == 0.5
     assert {rounds for _, rounds in backend.measured} == {3}
@@ -420,10 +420,13 @@ def test_energy_is_per_operator_call_across_copies(monkeypatch, fake_backend_cls
 
     monkeypatch.setattr(energy_pass, "operand_copies", counting_copies)
     options = PassOptions(trials=1, warmup_calls=0, min_window_s=0.001, idle_s=0.0, replay_working_set_bytes=16 * 1024)
-    result = run_energy_pass(graph, workload, fake_backend_cls(energy_per_call=lambda key: 2.0), options)
+    backend = fake_backend_cls(energy_per_call=lambda key: 2.0)
+    result = run_energy_pass(graph, workload, backend, options)
     assert copies_made == [4]
-    # The fake window holds 2 J per run of the replay function, which called relu once on each of 4 copies.
-    assert result.nodes["relu"].energy_j.median == 0.5
+    # Each round calls relu once on each of 4 copies: the backend is told 4 calls per round.
+    (relu_calls,) = [calls for key, calls in backend.measured if key == graph.node("relu").signature]
+    assert relu_calls == 4 * result.nodes["relu"].rounds
+    assert result.nodes["relu"].energy_j.median == 2.0
 
 
 # --- CUDA replay path, with torch.cuda mocked (no GPU needed) ---------------------------------------
