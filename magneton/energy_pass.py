@@ -162,14 +162,18 @@ class _Timer:
             for _ in range(self.options.warmup_calls):
                 call()
             self.backend.synchronize()
-            calls, start = 0, time.perf_counter()
+            # Doubling batches, one synchronisation each: a sync per call would inflate the per-call
+            # time of short GPU kernels and leave the measured window shorter than the minimum.
+            calls, batch, start = 0, 1, time.perf_counter()
             while True:
-                call()
-                calls += 1
+                for _ in range(batch):
+                    call()
                 self.backend.synchronize()
+                calls += batch
                 elapsed = time.perf_counter() - start
                 if elapsed >= _CALIBRATION_S or calls >= 1000:
                     break
+                batch *= 2
             per_call_s = max(elapsed / calls, 1e-9)
             self.rounds[key] = max(1, min(self.options.max_rounds, math.ceil(window_s / per_call_s)))
         return self.rounds[key]
