@@ -192,9 +192,15 @@ def capture(workload: Workload) -> OpGraph:
             graph = OpGraph("piecewise", pieces, [], notes)
         else:
             raise CaptureError("no capture method worked:\n  " + "\n  ".join(notes))
+        # A piece's inputs are intermediates of the eager run: a piece may write into them too.
+        piece_inputs = (
+            InputSnapshot([piece.flat_inputs for piece in graph.pieces]) if graph.method == "piecewise" else None
+        )
         annotate(graph)
-    graph.mutates_inputs = inputs.changed()
+    graph.mutates_inputs = inputs.changed() or (piece_inputs is not None and piece_inputs.changed())
     inputs.restore()
+    if piece_inputs is not None:
+        piece_inputs.restore()
     if graph.mutates_inputs:
         notes.append("the program modifies its own inputs in place; Magneton restores them before every run")
     graph.device = workload_device(workload)

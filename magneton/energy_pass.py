@@ -253,11 +253,19 @@ def run_energy_pass(
     forward_samples: list[tuple[float, float]] = []
     allocator_note = steady_allocator() if options.steady_allocator else None
 
-    inputs = InputSnapshot([workload.args, dict(workload.kwargs)] + [piece.flat_inputs for piece in graph.pieces])
+    # Only a program that writes into its inputs needs them copied and restored before each run.
+    inputs = (
+        InputSnapshot([workload.args, dict(workload.kwargs)] + [piece.flat_inputs for piece in graph.pieces])
+        if graph.mutates_inputs
+        else None
+    )
+
+    def restore_inputs() -> None:
+        if inputs is not None:
+            inputs.restore()
 
     def forward() -> Any:
-        if graph.mutates_inputs:  # each replay must see the same inputs; costs one copy of them
-            inputs.restore()
+        restore_inputs()  # each replay must see the same inputs; costs one copy of them when restoring
         return workload.fn(*workload.args, **workload.kwargs)
 
     with torch.no_grad():
@@ -267,13 +275,13 @@ def run_energy_pass(
             # The whole pass runs eagerly, as the user runs it: no CUDA graph for it.
             energy_j, time_s, _rounds = timer.measure(FORWARD_KEY, forward, window_s=options.forward_window_s)
             forward_samples.append((energy_j, time_s))
-            inputs.restore()
+            restore_inputs()
             measured_this_trial: set[str] = set()
             for piece, nodes in zip(graph.pieces, by_piece, strict=True):
                 interpreter = _MeasuringInterpreter(piece, nodes, timer, device, measured_this_trial, samples)
                 run_piece(interpreter, piece)
                 del interpreter
-        inputs.restore()
+        restore_inputs()
 
     first_with_signature: dict[str, str] = {}
     results: dict[str, NodeEnergy | None] = {}
