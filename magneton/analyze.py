@@ -39,10 +39,10 @@ def move_workload(workload: Workload, device: str) -> Workload:
 
 def analyze_workload(workload: Workload, target_label: str, options: AnalyzeOptions | None = None) -> dict[str, Any]:
     """Profile one workload and return its ``magneton.report/1`` dict."""
-    from magneton.backends import BackendOptions, create_backend
     from magneton.capture import capture, workload_device
-    from magneton.energy_pass import PassOptions, run_energy_pass
-    from magneton.report import build_report
+    from magneton.measure.backends import BackendOptions, create_backend
+    from magneton.measure.energy_pass import PassOptions, run_energy_pass
+    from magneton.report.build import build_report
 
     options = options or AnalyzeOptions()
     if options.device is not None:
@@ -60,7 +60,7 @@ def analyze_workload(workload: Workload, target_label: str, options: AnalyzeOpti
     backend = choice.backend
     recorder = None
     if options.record_trace is not None:
-        from magneton.backends.replay import TraceRecorder
+        from magneton.measure.backends.replay import TraceRecorder
 
         backend = recorder = TraceRecorder(choice.backend)
     pass_options = PassOptions(

@@ -28,7 +28,7 @@ def _positive_int(text: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from magneton.backends import BACKEND_NAMES
+    from magneton.measure.backends import BACKEND_NAMES
 
     parser = argparse.ArgumentParser(
         prog="magneton",
@@ -101,8 +101,8 @@ def run_analyze(args: argparse.Namespace) -> int:
 
     from magneton.analyze import AnalyzeOptions, BatchItem, analyze_batch
     from magneton.atomic import write_json_atomic
-    from magneton.report import exit_code
-    from magneton.terminal import render_report
+    from magneton.report.build import exit_code
+    from magneton.report.terminal import render_report
 
     console = Console()
     errors = Console(stderr=True)

@@ -13,9 +13,9 @@ from magneton import __version__
 def render_env(console: Console, device: str | None = None) -> None:
     import torch
 
-    from magneton.backends import BackendOptions, backend_availability
-    from magneton.backends.cpu_power import cpu_model_name
-    from magneton.terminal import format_energy, format_time
+    from magneton.measure.backends import BackendOptions, backend_availability
+    from magneton.measure.backends.cpu_power import cpu_model_name
+    from magneton.report.terminal import format_energy, format_time
 
     console.print(f"magneton {__version__}", highlight=False)
     console.print(

@@ -39,9 +39,9 @@ def _probe_nvml(device: str) -> str | None:
             f"no CUDA GPU: torch {torch.__version__} (CUDA build {torch.version.cuda}) "
             "reports torch.cuda.is_available() == False"
         )
-    from magneton.backends import cuda_index
-    from magneton.backends.nvml import NvmlBackend
     from magneton.errors import MagnetonError
+    from magneton.measure.backends import cuda_index
+    from magneton.measure.backends.nvml import NvmlBackend
 
     try:
         backend = NvmlBackend(cuda_index(device))
@@ -102,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
         _print_run(f"run {run}", report, time.perf_counter() - run_start, args.top)
         reports.append(report)
 
-    from magneton.report import compare_runs
+    from magneton.report.build import compare_runs
 
     agreement = compare_runs(reports[0], reports[1])
     rho, diff_pct, common = agreement.spearman, agreement.total_difference * 100, agreement.nodes

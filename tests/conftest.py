@@ -110,7 +110,7 @@ def fake_energy_per_call(key: str) -> float:
     """Deterministic joules per call for a measurement key: whole numbers, so k * rounds / rounds == k."""
     import zlib
 
-    from magneton.energy_pass import FORWARD_KEY
+    from magneton.measure.energy_pass import FORWARD_KEY
 
     if key == FORWARD_KEY:
         return 1000.0
@@ -129,7 +129,7 @@ def fake_backend_cls():
 
     It runs what it is asked to measure (so replays really happen) and records every (key, rounds).
     """
-    from magneton.backends.base import BackendInfo, EnergyBackend, WindowReading
+    from magneton.measure.backends.base import BackendInfo, EnergyBackend, WindowReading
 
     class FakeBackend(EnergyBackend):
         name = "fake"

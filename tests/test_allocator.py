@@ -6,9 +6,9 @@ import pytest
 import torch
 from torch import nn
 
-from magneton.allocator import steady_allocator
 from magneton.capture import capture
-from magneton.energy_pass import PassOptions, run_energy_pass
+from magneton.measure.allocator import steady_allocator
+from magneton.measure.energy_pass import PassOptions, run_energy_pass
 from magneton.workload import Workload
 
 GLIBC = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"

@@ -13,8 +13,15 @@ import pynvml
 import pytest
 import torch
 
-from magneton.backends import nvml as nvml_module
-from magneton.backends.nvml import (
+from magneton.errors import (
+    BackendError,
+    BackendUnavailable,
+    DeviceLostError,
+    SensorNotSupported,
+    SensorPermissionError,
+)
+from magneton.measure.backends import nvml as nvml_module
+from magneton.measure.backends.nvml import (
     NvmlBackend,
     infer_update_period_s,
     integrate_power_trapezoid,
@@ -22,13 +29,6 @@ from magneton.backends.nvml import (
     parse_cuda_visible_devices,
     resolve_nvml_index,
     sample_changes,
-)
-from magneton.errors import (
-    BackendError,
-    BackendUnavailable,
-    DeviceLostError,
-    SensorNotSupported,
-    SensorPermissionError,
 )
 
 UUID_0 = "GPU-11111111-2222-3333-4444-555555555555"
@@ -48,7 +48,7 @@ def nvml(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
     props = {0: SimpleNamespace(uuid=UUID_0[4:]), 1: SimpleNamespace(uuid=UUID_1[4:])}
     monkeypatch.setattr(torch.cuda, "get_device_properties", lambda i: props[i])
-    with mock.patch("magneton.backends.nvml.pynvml", autospec=True) as m:
+    with mock.patch("magneton.measure.backends.nvml.pynvml", autospec=True) as m:
         m.nvmlDeviceGetCount.return_value = 2
         m.nvmlDeviceGetHandleByIndex.side_effect = lambda i: f"handle-{i}"
         m.nvmlDeviceGetUUID.side_effect = {"handle-0": UUID_0, "handle-1": UUID_1}.__getitem__

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from magneton.backends import BackendOptions, create_backend
-from magneton.backends import rapl as rapl_module
-from magneton.backends.rapl import RAPL_MIN_WINDOW_S, RaplBackend, counter_delta_uj
 from magneton.errors import BackendUnavailable, SensorPermissionError
+from magneton.measure.backends import BackendOptions, create_backend
+from magneton.measure.backends import rapl as rapl_module
+from magneton.measure.backends.rapl import RAPL_MIN_WINDOW_S, RaplBackend, counter_delta_uj
 
 MAX_RANGE_UJ = 262_143_328_850  # a real Intel package value
 

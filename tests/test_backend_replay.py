@@ -8,9 +8,10 @@ from typing import Any
 
 import pytest
 
-from magneton.backends import BackendOptions, create_backend
-from magneton.backends.base import BackendInfo, EnergyBackend, Provenance, WindowReading
-from magneton.backends.replay import (
+from magneton.errors import BackendError, TraceError
+from magneton.measure.backends import BackendOptions, create_backend
+from magneton.measure.backends.base import BackendInfo, EnergyBackend, Provenance, WindowReading
+from magneton.measure.backends.replay import (
     TRACE_SCHEMA,
     ReplayBackend,
     Trace,
@@ -18,7 +19,6 @@ from magneton.backends.replay import (
     load_trace,
     write_trace,
 )
-from magneton.errors import BackendError, TraceError
 
 KEY_MM = "aten.mm|f32[64,64]|f32[64,64]"
 KEY_ODD = 'aten.add, "quoted"|f32[8]'  # commas and quotes must survive CSV
@@ -302,7 +302,7 @@ def test_hand_written_trace_gives_exact_report(tmp_path: Path) -> None:
 
     from magneton.analyze import AnalyzeOptions, analyze_workload
     from magneton.capture import capture
-    from magneton.energy_pass import FORWARD_KEY
+    from magneton.measure.energy_pass import FORWARD_KEY
     from magneton.workload import Workload
 
     model = torch.nn.Sequential(torch.nn.Linear(16, 16), torch.nn.ReLU()).eval()

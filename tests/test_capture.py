@@ -12,9 +12,9 @@ import torch
 from torch import nn
 
 from magneton.capture import capture
+from magneton.capture.source import SourceLocation, innermost_user_frame, is_user_file, parse_stack_trace
 from magneton.errors import CaptureError
 from magneton.graph import OpGraph, OpNode, TensorMeta
-from magneton.source import SourceLocation, innermost_user_frame, is_user_file, parse_stack_trace
 from magneton.workload import Workload
 
 THIS_FILE = os.path.realpath(__file__)

@@ -9,12 +9,12 @@ import pytest
 import torch
 from torch import nn
 
-import magneton.energy_pass as energy_pass
-from magneton.backends.estimate import EstimateBackend
+import magneton.measure.energy_pass as energy_pass
 from magneton.capture import capture
-from magneton.energy_pass import FORWARD_KEY, PassOptions, operand_copies, run_energy_pass
 from magneton.graph import OpGraph
-from magneton.stats import spearman, summarize
+from magneton.measure.backends.estimate import EstimateBackend
+from magneton.measure.energy_pass import FORWARD_KEY, PassOptions, operand_copies, run_energy_pass
+from magneton.measure.stats import spearman, summarize
 from magneton.workload import Workload
 
 # One operand copy: the arithmetic below is per replayed call (copy rotation is tested on its own).

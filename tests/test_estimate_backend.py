@@ -10,10 +10,11 @@ from types import SimpleNamespace
 
 import pytest
 
-import magneton.backends.cpu_power as cpu_power
-import magneton.backends.estimate as estimate
-from magneton.backends import BackendOptions, create_backend
-from magneton.backends.cpu_power import (
+import magneton.measure.backends.cpu_power as cpu_power
+import magneton.measure.backends.estimate as estimate
+from magneton.errors import MagnetonError
+from magneton.measure.backends import BackendOptions, create_backend
+from magneton.measure.backends.cpu_power import (
     CPU_TDP_TABLE,
     DEFAULT_WATTS_PER_CORE,
     ENV_WATTS_PER_CORE,
@@ -21,8 +22,7 @@ from magneton.backends.cpu_power import (
     match_cpu,
     resolve_watts_per_core,
 )
-from magneton.backends.estimate import ESTIMATE_MIN_WINDOW_S, EstimateBackend
-from magneton.errors import MagnetonError
+from magneton.measure.backends.estimate import ESTIMATE_MIN_WINDOW_S, EstimateBackend
 
 XEON_8380 = "Intel(R) Xeon(R) Platinum 8380 CPU @ 2.30GHz"
 UNKNOWN_CPU = "Intel(R) Xeon(R) Processor"

@@ -15,10 +15,10 @@ from torch import nn
 
 from magneton.analyze import analyze_workload
 from magneton.atomic import write_json_atomic, write_text_atomic
-from magneton.backends import BackendChoice
 from magneton.capture import capture
-from magneton.energy_pass import PassOptions, run_energy_pass
-from magneton.report import SCHEMA, build_report, exit_code
+from magneton.measure.backends import BackendChoice
+from magneton.measure.energy_pass import PassOptions, run_energy_pass
+from magneton.report.build import SCHEMA, build_report, exit_code
 from magneton.workload import Workload
 
 WORKLOADS = Path(__file__).resolve().parent / "workloads"
@@ -178,7 +178,7 @@ def test_report_from_fake_backend_has_exact_numbers(fake_backend_cls, energy_per
 
 
 def test_nan_coverage_is_written_as_null(fake_backend_cls, tmp_path: Path, report_schema) -> None:
-    from magneton.energy_pass import FORWARD_KEY
+    from magneton.measure.energy_pass import FORWARD_KEY
 
     workload = Workload(SmallBlock().eval(), (torch.randn(8, 16),))
     graph = capture(workload)
@@ -406,7 +406,7 @@ def test_in_process_cli_batch_continues_after_a_bad_target(tmp_path: Path, capsy
 
 
 def test_compare_runs_ranks_common_measured_nodes_and_relative_differences() -> None:
-    from magneton.report import compare_runs
+    from magneton.report.build import compare_runs
 
     first = {
         "total_energy_j": 1.0,

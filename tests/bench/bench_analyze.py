@@ -122,7 +122,7 @@ def run_cli_analyze(json_path: Path) -> float:
 
 
 def main() -> None:
-    from magneton.report import compare_runs
+    from magneton.report.build.build import compare_runs
 
     print(f"benchmark model: {TARGET} (4 layers, n_embd 256, seq 128, batch 4), CPU, estimate backend")
     forward_s = forward_time_s()

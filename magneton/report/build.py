@@ -9,9 +9,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from magneton import __version__
-from magneton.backends import BackendChoice
-from magneton.energy_pass import EnergyPassResult, PassOptions
 from magneton.graph import OpGraph
+from magneton.measure.backends import BackendChoice
+from magneton.measure.energy_pass import EnergyPassResult, PassOptions
 
 SCHEMA = "magneton.report/1"
 ENERGY_SCOPE = "one forward pass of the workload"
@@ -26,7 +26,7 @@ def device_description(device: str) -> str:
         import torch
 
         return torch.cuda.get_device_name(torch.device(device))
-    from magneton.backends.cpu_power import cpu_model_name
+    from magneton.measure.backends.cpu_power import cpu_model_name
 
     return f"{cpu_model_name()} ({platform.machine()})"
 
@@ -137,7 +137,7 @@ def _relative_difference(a: float, b: float) -> float:
 
 
 def compare_runs(first: dict[str, Any], second: dict[str, Any]) -> RunComparison:
-    from magneton.stats import spearman
+    from magneton.measure.stats import spearman
 
     a = {n["id"]: n["energy_j"] for n in first["nodes"] if n["energy_j"] > 0}
     b = {n["id"]: n["energy_j"] for n in second["nodes"] if n["energy_j"] > 0}

@@ -43,8 +43,8 @@ from pathlib import Path
 from typing import Any
 
 from magneton.atomic import write_text_atomic
-from magneton.backends.base import BackendInfo, EnergyBackend, WindowReading
 from magneton.errors import BackendError, TraceError
+from magneton.measure.backends.base import BackendInfo, EnergyBackend, WindowReading
 
 TRACE_SCHEMA = "magneton.trace/1"
 CSV_HEADER = ("key", "trial", "energy_j", "time_s")

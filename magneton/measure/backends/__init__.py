@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from magneton.backends.base import BackendInfo, EnergyBackend, WindowReading
 from magneton.errors import BackendUnavailable, MagnetonError
+from magneton.measure.backends.base import BackendInfo, EnergyBackend, WindowReading
 
 BACKEND_NAMES = ("auto", "estimate", "rapl", "nvml", "replay")
 
@@ -38,11 +38,11 @@ def cuda_index(device: str) -> int:
 
 def _build(name: str, options: BackendOptions) -> EnergyBackend:
     if name == "estimate":
-        from magneton.backends.estimate import EstimateBackend
+        from magneton.measure.backends.estimate import EstimateBackend
 
         return EstimateBackend(options.watts_per_core)
     if name == "rapl":
-        from magneton.backends.rapl import RaplBackend
+        from magneton.measure.backends.rapl import RaplBackend
 
         return RaplBackend(options.powercap_root) if options.powercap_root else RaplBackend()
     if name == "nvml":
@@ -50,13 +50,13 @@ def _build(name: str, options: BackendOptions) -> EnergyBackend:
             raise BackendUnavailable(
                 f"nvml measures NVIDIA GPUs but the workload runs on {options.device!r}; use --device cuda"
             )
-        from magneton.backends.nvml import NvmlBackend
+        from magneton.measure.backends.nvml import NvmlBackend
 
         return NvmlBackend(cuda_index(options.device))
     if name == "replay":
         if options.trace_path is None:
             raise MagnetonError("--backend replay needs --trace FILE (a trace written with --record-trace)")
-        from magneton.backends.replay import ReplayBackend
+        from magneton.measure.backends.replay import ReplayBackend
 
         return ReplayBackend(options.trace_path)
     raise MagnetonError(f"unknown backend {name!r}; choose one of {', '.join(BACKEND_NAMES)}")

@@ -5,8 +5,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from magneton.backends.base import BackendInfo, EnergyBackend, WindowReading
-from magneton.backends.cpu_power import WattsPerCore, resolve_watts_per_core
+from magneton.measure.backends.base import BackendInfo, EnergyBackend, WindowReading
+from magneton.measure.backends.cpu_power import WattsPerCore, resolve_watts_per_core
 
 # CPU-time accounting is exact to the nanosecond but a window this short is
 # dominated by scheduler jitter; 20 ms keeps the per-window noise to a few %.

@@ -28,11 +28,11 @@ from typing import Any
 import torch
 from torch.utils._pytree import tree_flatten, tree_map
 
-from magneton.allocator import steady_allocator
-from magneton.backends.base import EnergyBackend
 from magneton.capture import InputSnapshot, is_profiled, run_piece
 from magneton.graph import GraphPiece, OpGraph, OpNode
-from magneton.stats import Summary, summarize
+from magneton.measure.allocator import steady_allocator
+from magneton.measure.backends.base import EnergyBackend
+from magneton.measure.stats import Summary, summarize
 from magneton.workload import Workload
 
 FORWARD_KEY = "__forward__"
@@ -52,7 +52,7 @@ class PassOptions:
     idle_s: float | None = None  # idle-power window; None: max(0.2 s, the backend's minimum window)
     # The whole pass is cheap next to all operators' replays: a longer window averages its jitter.
     forward_window_s: float = 0.2
-    steady_allocator: bool = True  # fix glibc malloc's thresholds (see magneton.allocator)
+    steady_allocator: bool = True  # fix glibc malloc's thresholds (see magneton.measure.allocator)
     noisy_relative_spread: float = 0.25  # CI half-width / median above which a node is marked noisy
 
 

@@ -30,8 +30,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from magneton.backends.base import BackendInfo, EnergyBackend, WindowReading
 from magneton.errors import BackendError, BackendUnavailable, SensorPermissionError
+from magneton.measure.backends.base import BackendInfo, EnergyBackend, WindowReading
 
 DEFAULT_POWERCAP_ROOT = Path("/sys/class/powercap")
 

@@ -32,7 +32,6 @@ from dataclasses import dataclass
 from itertools import pairwise
 from typing import Any
 
-from magneton.backends.base import BackendInfo, EnergyBackend, WindowReading
 from magneton.errors import (
     BackendError,
     BackendUnavailable,
@@ -41,6 +40,7 @@ from magneton.errors import (
     SensorNotSupported,
     SensorPermissionError,
 )
+from magneton.measure.backends.base import BackendInfo, EnergyBackend, WindowReading
 
 try:
     import pynvml

@@ -11,21 +11,11 @@ import linecache
 import os
 import re
 import sysconfig
-from dataclasses import dataclass
 from functools import lru_cache
 
+from magneton.graph import SourceLocation
+
 _FRAME = re.compile(r'^\s*File "(?P<file>[^"]+)", line (?P<line>\d+), in (?P<function>.+)$')
-
-
-@dataclass(frozen=True)
-class SourceLocation:
-    file: str
-    line: int
-    function: str
-    code: str
-
-    def to_json(self) -> dict[str, object]:
-        return {"file": self.file, "line": self.line, "function": self.function, "code": self.code}
 
 
 @lru_cache(maxsize=1)

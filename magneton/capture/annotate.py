@@ -1,0 +1,144 @@
+"""Annotating a captured graph: one real run fills every node's op, shapes, aliasing and source."""
+
+from __future__ import annotations
+
+import operator
+from typing import Any
+
+import torch
+
+from magneton.capture.source import innermost_user_frame
+from magneton.capture.values import tensor_leaves
+from magneton.capture.wrapper import WRAPPER_PREFIX, FlatOutput
+from magneton.graph import GraphPiece, OpGraph, OpNode, TensorMeta
+
+
+def op_name(node: torch.fx.Node, module: torch.fx.GraphModule) -> str:
+    target = node.target
+    if node.op == "call_module":
+        return f"module:{type(module.get_submodule(str(target))).__name__}"
+    if isinstance(target, torch._ops.OpOverload):
+        return str(target)
+    if target is operator.getitem:
+        return "getitem"
+    name = getattr(target, "__name__", str(target))
+    owner = getattr(target, "__module__", None) or ""
+    return f"{owner}.{name}" if owner else name
+
+
+def is_profiled(node: torch.fx.Node) -> bool:
+    """Operator nodes; placeholders, attributes, outputs and export's guard check are not operators."""
+    if node.op == "call_module":
+        return str(node.target) != "_guards_fn"
+    return node.op == "call_function"
+
+
+def _module_info(node: torch.fx.Node, prefix: str) -> tuple[str, str]:
+    stack = node.meta.get("nn_module_stack")
+    if stack:
+        path, module_type = list(stack.values())[-1]
+        path = str(path)
+        for wrapper in (f"{WRAPPER_PREFIX}.", "L__self__.", "L['self']."):
+            path = path.removeprefix(wrapper)
+        if path == WRAPPER_PREFIX or path.endswith(FlatOutput.__name__):
+            path = ""
+        module_type = module_type if isinstance(module_type, str) else getattr(module_type, "__name__", "")
+        module_type = module_type.rsplit(".", 1)[-1]
+        if module_type == FlatOutput.__name__:
+            module_type = ""
+        return _join_path(prefix, path), module_type
+    if node.op == "call_module":
+        return prefix + str(node.target), ""
+    return prefix.rstrip("."), ""
+
+
+def _join_path(prefix: str, path: str) -> str:
+    return prefix + path if path else prefix.rstrip(".")
+
+
+def _scalar_repr(value: Any) -> str:
+    if isinstance(value, torch.Tensor):
+        return "T"
+    if isinstance(value, (list, tuple)):
+        return "[" + ",".join(_scalar_repr(v) for v in value) + "]"
+    if isinstance(value, torch.fx.Node):
+        return "N"
+    return repr(value)
+
+
+def _is_mutating(node: torch.fx.Node) -> bool:
+    target = node.target
+    return isinstance(target, torch._ops.OpOverload) and target._schema.is_mutable
+
+
+def _storage_ptrs(tensors: list[torch.Tensor]) -> set[int]:
+    return {t.untyped_storage().data_ptr() for t in tensors if t.layout == torch.strided and t.numel() > 0}
+
+
+def _zero_cost_reason(
+    node: torch.fx.Node, in_tensors: list[torch.Tensor], out_tensors: list[torch.Tensor], mutates: bool
+) -> str | None:
+    if node.target is operator.getitem:
+        return "tuple indexing"
+    if not out_tensors:
+        return "returns no tensor (metadata or assertion)"
+    if mutates:
+        return None
+    if all(t.numel() == 0 for t in out_tensors):
+        return "empty output"
+    if _storage_ptrs(out_tensors) <= _storage_ptrs(in_tensors):
+        return "view: output aliases an input"
+    return None
+
+
+class _Annotator(torch.fx.Interpreter):
+    def __init__(self, piece: GraphPiece, index: int, graph: OpGraph) -> None:
+        super().__init__(piece.module)
+        self.piece, self.index, self.op_graph = piece, index, graph
+        self.prefix = "" if piece.name == "main" else f"{piece.name}."
+
+    def run_node(self, node: torch.fx.Node) -> Any:
+        if not is_profiled(node):
+            return super().run_node(node)
+        args, kwargs = self.fetch_args_kwargs_from_env(node)
+        result = super().run_node(node)
+        in_tensors = tensor_leaves((list(args), kwargs))
+        out_tensors = tensor_leaves(result)
+        module_path, module_type = _module_info(node, self.prefix)
+        if node.op == "call_module" and not module_type:
+            module_type = type(self.piece.module.get_submodule(str(node.target))).__name__
+        mutates = _is_mutating(node)
+        source = innermost_user_frame(node.meta.get("stack_trace"))
+        self.op_graph.nodes.append(
+            OpNode(
+                id=node.name if self.piece.name == "main" else f"{self.piece.name}/{node.name}",
+                op=op_name(node, self.piece.module),
+                piece=self.index,
+                fx_name=node.name,
+                module_path=module_path,
+                module_type=module_type,
+                source=source,
+                inputs=[TensorMeta.of(t) for t in in_tensors],
+                outputs=[TensorMeta.of(t) for t in out_tensors],
+                scalar_args=_scalar_repr(node.args) + _scalar_repr(sorted(node.kwargs.items())),
+                mutates=mutates,
+                zero_cost_reason=_zero_cost_reason(node, in_tensors, out_tensors, mutates),
+            )
+        )
+        return result
+
+
+def run_piece(interpreter: torch.fx.Interpreter, piece: GraphPiece) -> Any:
+    return interpreter.run(*piece.flat_inputs, enable_io_processing=piece.io_processing)
+
+
+def annotate(graph: OpGraph) -> None:
+    """Run every piece once on its real inputs, recording each operator's tensors and source."""
+    graph.nodes.clear()
+    for index, piece in enumerate(graph.pieces):
+        run_piece(_Annotator(piece, index, graph), piece)
+    if not any(node.source for node in graph.nodes):
+        graph.notes.append("no operator has a source location (the capture method recorded no stack traces)")
+
+
+__all__ = ["annotate", "is_profiled", "op_name", "run_piece"]

@@ -1,0 +1,1 @@
+"""Measurement: energy backends, the energy pass, statistics and the allocator policy."""
