@@ -1,35 +1,37 @@
-"""The ``magneton`` command. Heavy imports (torch) happen inside commands so --help is instant."""
+"""The ``magneton`` command: a thin layer over the Python API.
+
+Each subcommand is one module in ``magneton.commands``, found automatically:
+a module defines ``NAME``, ``HELP``, ``DESCRIPTION``, ``add_arguments(parser)``
+and ``run(args) -> int``. Command modules import nothing heavy at module level,
+so ``magneton --help`` stays instant; torch is imported inside ``run``.
+"""
 
 from __future__ import annotations
 
 import argparse
-import re
+import importlib
+import pkgutil
 import sys
 from collections.abc import Sequence
-from pathlib import Path
+from types import ModuleType
 
 from magneton import __version__
-
-EXIT_OK, EXIT_FINDINGS, EXIT_ERROR = 0, 1, 2
-
-
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
-    return value
+from magneton.commands import EXIT_ERROR
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {text}")
-    return value
+def command_modules() -> list[ModuleType]:
+    """Every subcommand module, in name order."""
+    import magneton.commands as package
+
+    modules = [
+        importlib.import_module(f"{package.__name__}.{info.name}")
+        for info in pkgutil.iter_modules(package.__path__)
+        if not info.name.startswith("_")
+    ]
+    return sorted((m for m in modules if hasattr(m, "NAME")), key=lambda m: m.NAME)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from magneton.measure.backends import BACKEND_NAMES
-
     parser = argparse.ArgumentParser(
         prog="magneton",
         description="Energy profiler for PyTorch: finds operators that spend joules without making "
@@ -37,130 +39,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"magneton {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
-
-    analyze = commands.add_parser(
-        "analyze",
-        help="profile a workload operator by operator",
-        description="Capture the workload's operator graph, measure (or estimate) every operator's energy, "
-        "and report where the joules go. Exit code: 0 nothing found, 1 findings, 2 errors.",
-    )
-    analyze.add_argument(
-        "targets",
-        nargs="+",
-        metavar="TARGET",
-        help="path/to/file.py:function or package.module:function; the function takes no "
-        "arguments and returns (callable, args[, kwargs]) or a magneton.Workload",
-    )
-    analyze.add_argument(
-        "--backend",
-        choices=BACKEND_NAMES,
-        default="auto",
-        help="energy source (default: auto — nvml on CUDA, else rapl if readable, else estimate)",
-    )
-    analyze.add_argument("--device", help="move the workload to this torch device first (e.g. cuda, cuda:1, cpu)")
-    analyze.add_argument(
-        "--json",
-        type=Path,
-        metavar="PATH",
-        help="write the magneton.report/1 JSON here (a folder when several targets are given)",
-    )
-    analyze.add_argument("--trials", type=_positive_int, default=5, help="interleaved trials per operator (default 5)")
-    analyze.add_argument(
-        "--min-window-s", type=_positive_float, help="shortest measurement window in seconds (default: the backend's)"
-    )
-    analyze.add_argument(
-        "--cpu-watts-per-core",
-        type=_positive_float,
-        metavar="W",
-        help="per-core power for the estimate backend (also MAGNETON_CPU_WATTS_PER_CORE)",
-    )
-    analyze.add_argument("--trace", type=Path, metavar="FILE", help="recorded trace for --backend replay")
-    analyze.add_argument(
-        "--record-trace",
-        type=Path,
-        metavar="FILE",
-        help="record every measurement to FILE (.json or .csv) for --backend replay",
-    )
-    analyze.add_argument("--top", type=_positive_int, default=15, help="operators shown in the terminal (default 15)")
-    analyze.add_argument("--quiet", action="store_true", help="no terminal report, only errors and the summary")
-
-    env = commands.add_parser("env", help="show Python, torch, devices and which energy backends work here")
-    env.add_argument("--device", default=None, help="device to probe backends for (default: cuda if available)")
+    for module in command_modules():
+        sub = commands.add_parser(module.NAME, help=module.HELP, description=getattr(module, "DESCRIPTION", None))
+        module.add_arguments(sub)
+        sub.set_defaults(run=module.run)
     return parser
-
-
-def _report_path(json_arg: Path, target: str, batch: bool) -> Path:
-    if not batch:
-        return json_arg
-    stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", target).strip("_")
-    return json_arg / f"{stem}.json"
-
-
-def run_analyze(args: argparse.Namespace) -> int:
-    from rich.console import Console
-
-    from magneton.analyze import AnalyzeOptions, BatchItem, analyze_batch
-    from magneton.atomic import write_json_atomic
-    from magneton.report.build import exit_code
-    from magneton.report.terminal import render_report
-
-    console = Console()
-    errors = Console(stderr=True)
-    batch = len(args.targets) > 1
-    if batch and args.record_trace:
-        errors.print("[red]error:[/] --record-trace takes a single target")
-        return EXIT_ERROR
-    options = AnalyzeOptions(
-        backend=args.backend,
-        device=args.device,
-        trials=args.trials,
-        min_window_s=args.min_window_s,
-        watts_per_core=args.cpu_watts_per_core,
-        trace_path=args.trace,
-        record_trace=args.record_trace,
-    )
-    write_failures = 0
-
-    def show(item: BatchItem) -> None:
-        nonlocal write_failures
-        if item.report is None:
-            errors.print(f"[bold red]error:[/] {item.error}", highlight=False, markup=True)
-            return
-        if not args.quiet:
-            render_report(item.report, console, top=args.top)
-        if args.json is not None:
-            path = _report_path(args.json, item.target, batch)
-            try:
-                write_json_atomic(path, item.report)
-            except OSError as err:
-                write_failures += 1
-                errors.print(f"[bold red]error:[/] cannot write {path}: {err}")
-            else:
-                console.print(f"JSON report written to {path}", highlight=False)
-
-    try:
-        items = analyze_batch(args.targets, options, on_item=show)
-    except KeyboardInterrupt:
-        errors.print("[red]interrupted[/]: no partial report was written")
-        return EXIT_ERROR
-    failed = sum(1 for item in items if item.error) + write_failures
-    reports = [item.report for item in items if item.report is not None]
-    findings = sum(len(report["findings"]) for report in reports)
-    console.print(
-        f"analyzed {len(items)} target{'s' if len(items) != 1 else ''}: {len(reports)} ok, "
-        f"{failed} error{'s' if failed != 1 else ''}, {findings} finding{'s' if findings != 1 else ''}",
-        highlight=False,
-    )
-    return exit_code(reports, failed)
-
-
-def run_env(args: argparse.Namespace) -> int:
-    from rich.console import Console
-
-    from magneton.envinfo import render_env
-
-    render_env(Console(), args.device)
-    return EXIT_OK
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -168,9 +51,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from magneton.errors import MagnetonError
 
     try:
-        if args.command == "analyze":
-            return run_analyze(args)
-        return run_env(args)
+        return int(args.run(args))
     except MagnetonError as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_ERROR

@@ -1,0 +1,125 @@
+"""``magneton analyze``: profile workloads operator by operator."""
+
+from __future__ import annotations
+
+import argparse
+import re
+from pathlib import Path
+
+from magneton.commands import EXIT_ERROR, positive_float, positive_int
+
+NAME = "analyze"
+HELP = "profile a workload operator by operator"
+DESCRIPTION = (
+    "Capture the workload's operator graph, measure (or estimate) every operator's energy, "
+    "and report where the joules go. Exit code: 0 nothing found, 1 findings, 2 errors."
+)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from magneton.measure.backends import BACKEND_NAMES
+
+    parser.add_argument(
+        "targets",
+        nargs="+",
+        metavar="TARGET",
+        help="path/to/file.py:function or package.module:function; the function takes no "
+        "arguments and returns (callable, args[, kwargs]) or a magneton.Workload",
+    )
+    parser.add_argument(
+        "--backend",
+        choices=BACKEND_NAMES,
+        default="auto",
+        help="energy source (default: auto — nvml on CUDA, else rapl if readable, else estimate)",
+    )
+    parser.add_argument("--device", help="move the workload to this torch device first (e.g. cuda, cuda:1, cpu)")
+    parser.add_argument(
+        "--json",
+        type=Path,
+        metavar="PATH",
+        help="write the magneton.report/1 JSON here (a folder when several targets are given)",
+    )
+    parser.add_argument("--trials", type=positive_int, default=5, help="interleaved trials per operator (default 5)")
+    parser.add_argument(
+        "--min-window-s", type=positive_float, help="shortest measurement window in seconds (default: the backend's)"
+    )
+    parser.add_argument(
+        "--cpu-watts-per-core",
+        type=positive_float,
+        metavar="W",
+        help="per-core power for the estimate backend (also MAGNETON_CPU_WATTS_PER_CORE)",
+    )
+    parser.add_argument("--trace", type=Path, metavar="FILE", help="recorded trace for --backend replay")
+    parser.add_argument(
+        "--record-trace",
+        type=Path,
+        metavar="FILE",
+        help="record every measurement to FILE (.json or .csv) for --backend replay",
+    )
+    parser.add_argument("--top", type=positive_int, default=15, help="operators shown in the terminal (default 15)")
+    parser.add_argument("--quiet", action="store_true", help="no terminal report, only errors and the summary")
+
+
+def _report_path(json_arg: Path, target: str, batch: bool) -> Path:
+    if not batch:
+        return json_arg
+    stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", target).strip("_")
+    return json_arg / f"{stem}.json"
+
+
+def run(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from magneton.analyze import AnalyzeOptions, BatchItem, analyze_batch
+    from magneton.atomic import write_json_atomic
+    from magneton.report.build import exit_code
+    from magneton.report.terminal import render_report
+
+    console = Console()
+    errors = Console(stderr=True)
+    batch = len(args.targets) > 1
+    if batch and args.record_trace:
+        errors.print("[red]error:[/] --record-trace takes a single target")
+        return EXIT_ERROR
+    options = AnalyzeOptions(
+        backend=args.backend,
+        device=args.device,
+        trials=args.trials,
+        min_window_s=args.min_window_s,
+        watts_per_core=args.cpu_watts_per_core,
+        trace_path=args.trace,
+        record_trace=args.record_trace,
+    )
+    write_failures = 0
+
+    def show(item: BatchItem) -> None:
+        nonlocal write_failures
+        if item.report is None:
+            errors.print(f"[bold red]error:[/] {item.error}", highlight=False, markup=True)
+            return
+        if not args.quiet:
+            render_report(item.report, console, top=args.top)
+        if args.json is not None:
+            path = _report_path(args.json, item.target, batch)
+            try:
+                write_json_atomic(path, item.report)
+            except OSError as err:
+                write_failures += 1
+                errors.print(f"[bold red]error:[/] cannot write {path}: {err}")
+            else:
+                console.print(f"JSON report written to {path}", highlight=False)
+
+    try:
+        items = analyze_batch(args.targets, options, on_item=show)
+    except KeyboardInterrupt:
+        errors.print("[red]interrupted[/]: no partial report was written")
+        return EXIT_ERROR
+    failed = sum(1 for item in items if item.error) + write_failures
+    reports = [item.report for item in items if item.report is not None]
+    findings = sum(len(report["findings"]) for report in reports)
+    console.print(
+        f"analyzed {len(items)} target{'s' if len(items) != 1 else ''}: {len(reports)} ok, "
+        f"{failed} error{'s' if failed != 1 else ''}, {findings} finding{'s' if findings != 1 else ''}",
+        highlight=False,
+    )
+    return exit_code(reports, failed)
