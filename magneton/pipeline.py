@@ -1,14 +1,20 @@
-"""``magneton analyze``: target -> capture -> energy pass -> report, for one target or a batch."""
+"""The analysis pipeline: target -> capture -> energy pass -> report, for one target or a batch.
+
+(The public entry point is :func:`magneton.analyze`; this module is what it and the CLI run.)
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from magneton.errors import MagnetonError
 from magneton.workload import Workload, load_target
+
+if TYPE_CHECKING:
+    from magneton.report.model import Report
 
 
 @dataclass(frozen=True)
@@ -37,8 +43,8 @@ def move_workload(workload: Workload, device: str) -> Workload:
     return Workload(fn, tuple(args), kwargs)
 
 
-def analyze_workload(workload: Workload, target_label: str, options: AnalyzeOptions | None = None) -> dict[str, Any]:
-    """Profile one workload and return its ``magneton.report/1`` dict."""
+def analyze_workload(workload: Workload, target_label: str, options: AnalyzeOptions | None = None) -> Report:
+    """Profile one workload and return its ``magneton.report/1`` report."""
     from magneton.capture import capture, workload_device
     from magneton.measure.backends import BackendOptions, create_backend
     from magneton.measure.energy_pass import PassOptions, run_energy_pass
@@ -79,14 +85,14 @@ def analyze_workload(workload: Workload, target_label: str, options: AnalyzeOpti
         backend.close()
 
 
-def analyze_target(target: str, options: AnalyzeOptions | None = None) -> dict[str, Any]:
+def analyze_target(target: str, options: AnalyzeOptions | None = None) -> Report:
     return analyze_workload(load_target(target), target, options)
 
 
 @dataclass(frozen=True)
 class BatchItem:
     target: str
-    report: dict[str, Any] | None
+    report: Report | None
     error: str | None
 
 
