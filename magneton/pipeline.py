@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from magneton.errors import MagnetonError
+from magneton.measure.backends.base import EnergyBackend
 from magneton.workload import Workload, load_target
 
 if TYPE_CHECKING:
@@ -43,6 +44,25 @@ def move_workload(workload: Workload, device: str) -> Workload:
     return Workload(fn, tuple(args), kwargs)
 
 
+def replay_trials(backend: EnergyBackend, requested: int) -> tuple[int, list[str]]:
+    """Trials a replay can honestly give: no more than the trace holds, or samples would repeat.
+
+    Cycling a 3-trial trace through 7 trials would report 7 trials and a confidence
+    interval built from copies of the same 3 samples.
+    """
+    from magneton.measure.backends.replay import ReplayBackend
+
+    if not isinstance(backend, ReplayBackend):
+        return requested, []
+    available = backend.trials_available
+    if requested <= available:
+        return requested, []
+    return available, [
+        f"--trials {requested} lowered to {available}: trace {backend.path.name} holds {available} trial(s) "
+        "per measurement, and replaying a sample twice would fake a tighter interval"
+    ]
+
+
 def analyze_workload(workload: Workload, target_label: str, options: AnalyzeOptions | None = None) -> Report:
     """Profile one workload and return its ``magneton.report/1`` report."""
     from magneton.capture import capture, workload_device
@@ -69,8 +89,9 @@ def analyze_workload(workload: Workload, target_label: str, options: AnalyzeOpti
         from magneton.measure.backends.replay import TraceRecorder
 
         backend = recorder = TraceRecorder(choice.backend)
+    trials, notes = replay_trials(choice.backend, options.trials)
     pass_options = PassOptions(
-        trials=options.trials,
+        trials=trials,
         warmup_calls=options.warmup_calls,
         min_window_s=options.min_window_s,
         idle_s=options.idle_s,
@@ -80,7 +101,7 @@ def analyze_workload(workload: Workload, target_label: str, options: AnalyzeOpti
         result = run_energy_pass(graph, workload, backend, pass_options)
         if recorder is not None and options.record_trace is not None:
             recorder.write(options.record_trace)
-        return build_report(target_label, graph, result, choice, pass_options)
+        return build_report(target_label, graph, result, choice, pass_options, extra_notes=notes)
     finally:
         backend.close()
 

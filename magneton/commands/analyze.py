@@ -57,7 +57,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="record every measurement to FILE (.json or .csv) for --backend replay",
     )
     parser.add_argument("--top", type=positive_int, default=15, help="operators shown in the terminal (default 15)")
-    parser.add_argument("--quiet", action="store_true", help="no terminal report, only errors and the summary")
+    parser.add_argument(
+        "--quiet",
+        action="store_true",
+        help="no terminal report: one line per target (energy, backend, provenance), errors and the summary",
+    )
 
 
 def _report_path(json_arg: Path, target: str, batch: bool) -> Path:
@@ -69,8 +73,12 @@ def _report_path(json_arg: Path, target: str, batch: bool) -> Path:
 
 def run(args: argparse.Namespace) -> int:
     from rich.console import Console
+    from rich.markup import escape
 
-    from magneton.pipeline import AnalyzeOptions, BatchItem, analyze_batch
+    from magneton.api import make_options
+    from magneton.errors import MagnetonError
+    from magneton.pipeline import BatchItem, analyze_batch
+    from magneton.report.terminal import summary_line
 
     console = Console()
     errors = Console(stderr=True)
@@ -78,23 +86,30 @@ def run(args: argparse.Namespace) -> int:
     if batch and args.record_trace:
         errors.print("[red]error:[/] --record-trace takes a single target")
         return EXIT_ERROR
-    options = AnalyzeOptions(
-        backend=args.backend,
-        device=args.device,
-        trials=args.trials,
-        min_window_s=args.min_window_s,
-        watts_per_core=args.cpu_watts_per_core,
-        trace_path=args.trace,
-        record_trace=args.record_trace,
-    )
+    try:  # the same options, checked the same way, as magneton.analyze() from Python
+        options = make_options(
+            backend=args.backend,
+            device=args.device,
+            trials=args.trials,
+            min_window_s=args.min_window_s,
+            watts_per_core=args.cpu_watts_per_core,
+            trace_path=args.trace,
+            record_trace=args.record_trace,
+        )
+    except MagnetonError as err:
+        errors.print(f"[bold red]error:[/] {escape(str(err))}", highlight=False)
+        return EXIT_ERROR
     write_failures = 0
 
     def show(item: BatchItem) -> None:
         nonlocal write_failures
         if item.report is None:
-            errors.print(f"[bold red]error:[/] {item.error}", highlight=False, markup=True)
+            # Messages quote user code and exceptions: escaped, so "[/x]" in them prints as it is.
+            errors.print(f"[bold red]error:[/] {escape(item.error or '')}", highlight=False)
             return
-        if not args.quiet:
+        if args.quiet:
+            console.print(summary_line(item.report), highlight=False)
+        else:
             item.report.show(console, top=args.top)
         if args.json is not None:
             path = _report_path(args.json, item.target, batch)
@@ -102,9 +117,9 @@ def run(args: argparse.Namespace) -> int:
                 item.report.write(path)
             except OSError as err:
                 write_failures += 1
-                errors.print(f"[bold red]error:[/] cannot write {path}: {err}")
+                errors.print(f"[bold red]error:[/] cannot write {escape(str(path))}: {escape(str(err))}")
             else:
-                console.print(f"JSON report written to {path}", highlight=False)
+                console.print(f"JSON report written to {path}", highlight=False, markup=False)
 
     try:
         items = analyze_batch(args.targets, options, on_item=show)
