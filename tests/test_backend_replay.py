@@ -282,11 +282,15 @@ def test_analysis_replays_a_recorded_run_exactly(tmp_path: Path) -> None:
     model = torch.nn.Sequential(torch.nn.Linear(16, 16), torch.nn.ReLU()).eval()
     workload = Workload(fn=model, args=(torch.randn(4, 16),))
     common: dict[str, Any] = {"trials": 3, "warmup_calls": 1, "idle_s": 0.02}
-    trace = tmp_path / "run.csv"
-    recorded = analyze_workload(workload, "tiny", AnalyzeOptions(backend="estimate", record_trace=trace, **common))
-    replayed = analyze_workload(workload, "tiny", AnalyzeOptions(backend="replay", trace_path=trace, **common))
+    trace = tmp_path / "run.json"
+    recorded = analyze_workload(
+        workload, "tiny", AnalyzeOptions.from_flat(backend="estimate", record_trace=trace, **common)
+    )
+    replayed = analyze_workload(
+        workload, "tiny", AnalyzeOptions.from_flat(backend="replay", trace_path=trace, **common)
+    )
     assert replayed["backend"]["provenance"] == "estimated"
-    assert replayed["backend"]["sensor"].startswith("replay of run.csv (recorded with none: process CPU time")
+    assert replayed["backend"]["sensor"].startswith("replay of run.json (recorded with none: process CPU time")
     assert [n["energy_j"] for n in replayed["nodes"]] == pytest.approx(
         [n["energy_j"] for n in recorded["nodes"]], rel=1e-12
     )
@@ -330,7 +334,9 @@ def test_hand_written_trace_gives_exact_report(tmp_path: Path) -> None:
         )
     )
     report = analyze_workload(
-        workload, "hand", AnalyzeOptions(backend="replay", trace_path=trace, trials=3, warmup_calls=0, idle_s=0.5)
+        workload,
+        "hand",
+        AnalyzeOptions.from_flat(backend="replay", trace_path=trace, trials=3, warmup_calls=0, idle_s=0.5),
     )
     by_op = {n["op"]: n for n in report["nodes"]}
     assert by_op["aten.linear.default"]["energy_j"] == 0.5  # median of 0.5, 0.25, 0.75
