@@ -82,7 +82,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--record-trace",
         type=Path,
         metavar="FILE",
-        help="record every measurement to FILE (.json or .csv) for --backend replay",
+        help="record every measurement to FILE (JSON, a .json name) for --backend replay",
     )
     parser.add_argument("--top", type=positive_int, default=15, help="operators shown in the terminal (default 15)")
     parser.add_argument("--quiet", action="store_true", help="no terminal report, only errors and the summary")
