@@ -7,7 +7,6 @@ have the same names as the command's flags (``--min-window-s`` is
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -66,10 +65,10 @@ def _optional_str(name: str, value: Any) -> str | None:
 
 
 def _backend(name: str, value: Any) -> str:
-    from magneton.measure.backends import BACKEND_NAMES
+    from magneton.measure.backends import BACKEND_CHOICES
 
-    if value not in BACKEND_NAMES:
-        raise MagnetonError(f"option {name}={value!r}: choose one of {', '.join(BACKEND_NAMES)}")
+    if value not in BACKEND_CHOICES:
+        raise MagnetonError(f"option {name}={value!r}: choose one of {', '.join(BACKEND_CHOICES)}")
     return str(value)
 
 
@@ -91,7 +90,7 @@ def make_options(**options: Any) -> AnalyzeOptions:
     """Build validated :class:`~magneton.pipeline.AnalyzeOptions`; an unknown or bad option is a MagnetonError."""
     from magneton.pipeline import AnalyzeOptions
 
-    known = {field.name for field in dataclasses.fields(AnalyzeOptions)}
+    known = set(AnalyzeOptions.option_owners())
     values: dict[str, Any] = {}
     for given, value in options.items():
         name = _ALIASES.get(given, given)
@@ -107,7 +106,7 @@ def make_options(**options: Any) -> AnalyzeOptions:
             raise MagnetonError(f"option {name!r} given twice (as {given!r} too)")
         check = _CHECKS.get(name)
         values[name] = check(given, value) if check else value
-    return AnalyzeOptions(**values)
+    return AnalyzeOptions.from_flat(**values)
 
 
 def _label(model_or_fn: Any) -> str:

@@ -71,7 +71,7 @@ def test_kwargs_and_target_label(tmp_path: Path) -> None:
         ({"trails": 3}, "unknown option 'trails' (did you mean 'trials'?)"),
         ({"trials": 0}, "option trials=0: must be an integer >= 1"),
         ({"trials": 2.5}, "option trials=2.5: must be an integer >= 1"),
-        ({"backend": "gpu"}, "option backend='gpu': choose one of auto, estimate, rapl, nvml, replay"),
+        ({"backend": "gpu"}, "option backend='gpu': choose one of auto, nvml, rapl, estimate, replay"),
         ({"min_window_s": -1}, "option min_window_s=-1: must be a number > 0"),
         ({"cpu_watts_per_core": "lots"}, "option cpu_watts_per_core='lots': must be a number > 0"),
         ({"trace": 3}, "option trace=3: must be a path"),
@@ -94,4 +94,6 @@ def test_cli_aliases_match_the_flags() -> None:
     from magneton.api import make_options
 
     options = make_options(cpu_watts_per_core=3.5, trace="t.json", warmup_calls=0)
-    assert options.watts_per_core == 3.5 and options.trace_path == Path("t.json") and options.warmup_calls == 0
+    assert options.backend_options.watts_per_core == 3.5
+    assert options.backend_options.trace_path == Path("t.json")
+    assert options.energy_pass.warmup_calls == 0

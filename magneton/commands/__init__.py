@@ -26,6 +26,13 @@ def positive_int(text: str) -> int:
     return value
 
 
+def non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return value
+
+
 def exit_code(reports: Sequence[Report], errors: int) -> int:
     """DESIGN.md: 0 nothing found, 1 findings, 2 errors."""
     if errors:
