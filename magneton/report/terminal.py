@@ -441,16 +441,11 @@ def summary_line(report: Report) -> Text:
 
 def render_report(report: Report, console: Console, top: int = 15) -> None:
     layout = Layout.for_width(console.width)
-    console.print(
-        Group(
-            _header(report),
-            _operators_table(report, top, layout),
-            _line_table(report, min(top, 10), layout),
-            _op_table(report, min(top, 10), layout),
-            _footer(report),
-        ),
-        soft_wrap=False,
-    )
+    parts: list[RenderableType] = [_header(report), _operators_table(report, top, layout)]
+    if report.rollups.by_line:  # no table at all when no operator has a source (e.g. all inside torch)
+        parts.append(_line_table(report, min(top, 10), layout))
+    parts += [_op_table(report, min(top, 10), layout), _footer(report)]
+    console.print(Group(*parts), soft_wrap=False)
 
 
 __all__ = [
