@@ -16,6 +16,18 @@ lint:
     ruff format --check magneton tests
     mypy
 
+# The torch_compat tests against the oldest torch that pyproject accepts, in a venv of its own
+# (.venv-oldest-torch, ~3 GB: PyPI's Linux wheels of old torch are CUDA builds; they import and run on a CPU).
+compat-oldest:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    floor=$(grep -oP '"torch>=\K[0-9.]+' pyproject.toml)
+    venv=.venv-oldest-torch
+    [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
+    "$venv/bin/python" -m pip install --quiet "torch==$floor" "numpy<2" pytest
+    "$venv/bin/python" -c 'import torch; print("torch", torch.__version__)'
+    PYTHONPATH=. "$venv/bin/python" -m pytest tests/test_torch_compat.py -q -p no:cacheprovider --noconftest
+
 # Benchmarks: wall time, coverage, memory and repeatability figures (printed, not asserted).
 bench:
     python tests/bench/bench_analyze.py
