@@ -1,4 +1,4 @@
-# Magneton tasks. CI runs `just test` through .ci/run; the README shows the same commands.
+# Magneton tasks. CI runs `just test` and `just lint` through .ci/run; the README shows the same commands.
 
 set shell := ["bash", "-euo", "pipefail", "-c"]
 
@@ -10,10 +10,11 @@ demo:
 test *ARGS:
     python -m pytest {{ARGS}}
 
-# Lint and type-check.
+# Lint and type-check everything that ships or tests: the package, the rule catalog, the corpus, the tests.
+# CI runs this after the tests (.ci/run).
 lint:
-    ruff check magneton tests
-    ruff format --check magneton tests
+    ruff check magneton tests rules corpus setup.py
+    ruff format --check magneton tests rules corpus setup.py
     mypy
 
 # The torch_compat tests against the oldest torch that pyproject accepts, in a venv of its own
