@@ -29,6 +29,10 @@ compat-oldest:
     "$venv/bin/python" -c 'import torch; print("torch", torch.__version__)'
     PYTHONPATH=. "$venv/bin/python" -m pytest tests/test_torch_compat.py -q -p no:cacheprovider --noconftest
 
+# Regenerate magneton/schemas/report-1.schema.json from the typed report model (never edit it by hand).
+schema:
+    python -m magneton.report.schema
+
 # Benchmarks: wall time, coverage, memory and repeatability figures (printed, not asserted).
 bench:
     python tests/bench/bench_analyze.py
