@@ -61,7 +61,8 @@ class AnalyzeOptions:
 
 def move_workload(workload: Workload, device: str) -> Workload:
     import torch
-    from torch.utils._pytree import tree_map
+
+    from magneton.capture.torch_compat import tree_map
 
     def move(value: Any) -> Any:
         return value.to(device) if isinstance(value, torch.Tensor) else value

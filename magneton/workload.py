@@ -139,7 +139,8 @@ def validate_workload(target: str, returned: Any) -> Workload:
 
 def _check_inputs(target: str, workload: Workload) -> None:
     import torch
-    from torch.utils._pytree import keystr, tree_flatten_with_path
+
+    from magneton.capture.torch_compat import keystr, tree_flatten_with_path
 
     leaves, _ = tree_flatten_with_path((workload.args, dict(workload.kwargs)))
     tensors = 0
