@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 EXIT_OK, EXIT_FINDINGS, EXIT_ERROR = 0, 1, 2
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report Ctrl-C
 
 
 def positive_float(text: str) -> float:
