@@ -31,7 +31,7 @@ def test_other_allocators_are_left_alone() -> None:
 def test_energy_pass_reports_what_it_did_to_the_allocator(steady: bool, fake_backend_cls) -> None:
     workload = Workload(nn.ReLU(), (torch.randn(8),))
     graph = capture(workload)
-    options = PassOptions(trials=1, min_window_s=0.001, idle_s=0.0, steady_allocator=steady)
+    options = PassOptions(trials=1, min_window_s=0.001, idle_s=0.0, allocator="steady" if steady else "process")
     result = run_energy_pass(graph, workload, fake_backend_cls(), options)
     expected = [steady_allocator()] if steady and GLIBC else []
     assert result.notes == expected
