@@ -16,7 +16,7 @@ from magneton.commands.analyze import check_json_path, report_file_name
 from magneton.errors import InternalError, MagnetonError, WorkloadError
 from magneton.workload import Workload, validate_workload
 
-FAST = AnalyzeOptions(backend="estimate", trials=1, min_window_s=0.002, idle_s=0.01)
+FAST = AnalyzeOptions.from_flat(backend="estimate", trials=1, min_window_s=0.002, idle_s=0.01)
 
 SHAPE_MISMATCH = """
 import torch
@@ -72,7 +72,7 @@ def test_device_cuda_without_cuda_is_a_workload_error() -> None:
     if torch.cuda.is_available():
         pytest.skip("needs a torch without CUDA")
     workload = Workload(nn.Linear(2, 2), (torch.randn(1, 2),))
-    options = AnalyzeOptions(backend="estimate", device="cuda", trials=1, min_window_s=0.002, idle_s=0.01)
+    options = AnalyzeOptions.from_flat(backend="estimate", device="cuda", trials=1, min_window_s=0.002, idle_s=0.01)
     with pytest.raises(WorkloadError, match=r"target 'lin': --device cuda requested, but this torch build has no CUDA"):
         analyze_workload(workload, "lin", options)
 
@@ -98,7 +98,7 @@ def test_trace_that_does_not_match_names_the_target(tmp_path: Path, write_target
         '"sensor": "x"}, "idle_power_w": 1.0, "measurements": {"aten.other": [{"energy_j": 1, "time_s": 1}]}}'
     )
     target = write_target(SHAPE_MISMATCH.replace("torch.randn(2, 5)", "torch.randn(2, 4)"))
-    options = AnalyzeOptions(backend="replay", trace_path=trace, trials=1)
+    options = AnalyzeOptions.from_flat(backend="replay", trace_path=trace, trials=1)
     (item,) = analyze_batch([target], options)
     assert item.error is not None
     assert item.error.startswith(f"target {target!r}: ")
