@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from magneton.analyze import AnalyzeOptions, analyze_batch, analyze_target, analyze_workload
+from magneton.pipeline import AnalyzeOptions, analyze_batch, analyze_target, analyze_workload
 from magneton.atomic import write_json_atomic
 from magneton.commands.analyze import check_json_path, report_file_name
 from magneton.errors import InternalError, MagnetonError, WorkloadError
@@ -116,7 +116,7 @@ def test_magneton_bug_is_an_internal_error_with_traceback(write_target, monkeypa
         analyze_target(target, FAST)
     assert str(info.value).startswith(f"target {target!r}: internal error in Magneton, not in your program (TypeError")
     assert "Please report this bug" in str(info.value)
-    assert "magneton/analyze.py" in info.value.traceback_text  # the full traceback, for --debug
+    assert "magneton/pipeline.py" in info.value.traceback_text  # the full traceback, for --debug
     (item,) = analyze_batch([target], FAST)
     assert item.error == str(info.value)
     assert item.traceback and "TypeError" in item.traceback

@@ -49,7 +49,6 @@ FORWARD_KEY = "__forward__"
 
 
 @dataclass(frozen=True)
-@dataclass(frozen=True)
 class Sample:
     """One window's reading, per call, with what happened around it."""
 
