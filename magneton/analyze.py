@@ -23,6 +23,7 @@ class AnalyzeOptions:
     trace_path: Path | None = None  # replay input
     record_trace: Path | None = None  # write what was measured, for --backend replay later
     powercap_root: Path | None = None
+    trace_events: Path | None = None  # write a Chrome trace-event timeline of one forward pass here
 
 
 def move_workload(workload: Workload, device: str) -> Workload:
@@ -74,7 +75,12 @@ def analyze_workload(workload: Workload, target_label: str, options: AnalyzeOpti
         result = run_energy_pass(graph, workload, backend, pass_options)
         if recorder is not None and options.record_trace is not None:
             recorder.write(options.record_trace)
-        return build_report(target_label, graph, result, choice, pass_options)
+        report = build_report(target_label, graph, result, choice, pass_options)
+        if options.trace_events is not None:
+            from magneton.report.trace_events import write_trace_events
+
+            write_trace_events(options.trace_events, graph, report)
+        return report
     finally:
         backend.close()
 

@@ -39,6 +39,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="PATH",
         help="write the magneton.report/1 JSON here (a folder when several targets are given)",
     )
+    parser.add_argument(
+        "--html",
+        type=Path,
+        metavar="PATH",
+        help="write a self-contained HTML report here, viewable offline (a folder when several targets are given)",
+    )
+    parser.add_argument(
+        "--trace-events",
+        type=Path,
+        metavar="FILE",
+        help="write a Chrome trace-event timeline of one forward pass (opens in Perfetto and chrome://tracing)",
+    )
     parser.add_argument("--trials", type=positive_int, default=5, help="interleaved trials per operator (default 5)")
     parser.add_argument(
         "--min-window-s", type=positive_float, help="shortest measurement window in seconds (default: the backend's)"
@@ -60,11 +72,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", action="store_true", help="no terminal report, only errors and the summary")
 
 
-def _report_path(json_arg: Path, target: str, batch: bool) -> Path:
+def _report_path(json_arg: Path, target: str, batch: bool, suffix: str = ".json") -> Path:
     if not batch:
         return json_arg
     stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", target).strip("_")
-    return json_arg / f"{stem}.json"
+    return json_arg / f"{stem}{suffix}"
 
 
 def run(args: argparse.Namespace) -> int:
@@ -81,6 +93,9 @@ def run(args: argparse.Namespace) -> int:
     if batch and args.record_trace:
         errors.print("[red]error:[/] --record-trace takes a single target")
         return EXIT_ERROR
+    if batch and args.trace_events:
+        errors.print("[red]error:[/] --trace-events takes a single target")
+        return EXIT_ERROR
     options = AnalyzeOptions(
         backend=args.backend,
         device=args.device,
@@ -89,6 +104,7 @@ def run(args: argparse.Namespace) -> int:
         watts_per_core=args.cpu_watts_per_core,
         trace_path=args.trace,
         record_trace=args.record_trace,
+        trace_events=args.trace_events,
     )
     write_failures = 0
 
@@ -108,6 +124,21 @@ def run(args: argparse.Namespace) -> int:
                 errors.print(f"[bold red]error:[/] cannot write {path}: {err}")
             else:
                 console.print(f"JSON report written to {path}", highlight=False)
+        if args.html is not None:
+            from rich.markup import escape
+
+            from magneton.report.html import write_html
+
+            path = _report_path(args.html, item.target, batch, ".html")
+            try:
+                write_html(path, item.report)
+            except OSError as err:
+                write_failures += 1
+                errors.print(f"[bold red]error:[/] cannot write {escape(str(path))}: {escape(str(err))}")
+            else:
+                console.print(f"HTML report written to {path}", highlight=False)
+        if args.trace_events is not None:
+            console.print(f"trace events written to {args.trace_events}", highlight=False)
 
     try:
         items = analyze_batch(args.targets, options, on_item=show)
