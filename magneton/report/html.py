@@ -345,7 +345,7 @@ def _fix_block(fix: str | None) -> str:
     if not fix:
         return ""
     out = []
-    for text in fix.splitlines():
+    for text in fix.split("\n"):  # not splitlines(): U+2028 inside a line of code is not a line break
         kind = "file" if text.startswith(("+++", "---")) else text[:1]
         cls = {"file": "file", "+": "add", "-": "del", "@": "hunk"}.get(kind, "")
         out.append(f'<span class="{cls}">{_e(text)}</span>')
