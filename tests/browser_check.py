@@ -172,7 +172,7 @@ def real_report() -> dict[str, Any]:
     """A real analysis of the bundled 4-layer GPT-2-like model, with the cheapest settings."""
     from magneton.analyze import AnalyzeOptions, analyze_target
 
-    options = AnalyzeOptions(backend="estimate", trials=2, min_window_s=0.01, idle_s=0.05)
+    options = AnalyzeOptions.from_flat(backend="estimate", trials=2, min_window_s=0.01, idle_s=0.05)
     return analyze_target("magneton.examples.tiny_gpt:workload", options)
 
 
