@@ -207,6 +207,15 @@ def test_diff_view_aligns_regions_with_both_sides() -> None:
     assert "counterpart on side B" in visible
 
 
+def test_diff_with_both_sides_nodes_at_the_top_level() -> None:
+    report = sample_diff_report()
+    sides = report.pop("sides")
+    report["nodes"] = sides[0]["nodes"] + sides[1]["nodes"]
+    page_text = render_html(report)
+    region0 = page_text[page_text.index('id="region-0"') : page_text.index('id="region-1"')]
+    assert "aten.mul.Tensor" in region0 and "aten.gelu.default" in region0
+
+
 def test_diff_without_side_nodes_still_lists_regions() -> None:
     report = sample_diff_report()
     del report["sides"]

@@ -427,8 +427,9 @@ def _side_nodes(report: Mapping[str, Any], index: int) -> dict[str, Mapping[str,
         if isinstance(sides, Sequence) and len(sides) > index:
             candidates.append(sides[index])
     candidates.append(report.get("ab"[index]))
+    candidates.append(report)  # a diff that lists both sides' nodes (distinct ids) at the top level
     for side in candidates:
-        if isinstance(side, Mapping) and isinstance(side.get("nodes"), Sequence):
+        if isinstance(side, Mapping) and side.get("nodes"):
             return {str(node["id"]): node for node in side["nodes"]}
     return {}
 
@@ -605,8 +606,8 @@ def render_html(report: Any) -> str:
     # A diff keeps each program's nodes in its sides: the energy views then show side A.
     chart_report: Mapping[str, Any] = data
     side_note = ""
-    if not data.get("nodes") and _side_nodes(data, 0):
-        sides = data.get("sides") or data.get("reports") or [data.get("a")]
+    sides = data.get("sides") or data.get("reports") or [data.get("a")]
+    if not data.get("nodes") and isinstance(sides[0], Mapping) and sides[0].get("nodes"):
         chart_report, side_note = sides[0], " (side A)"
     has_nodes = bool(chart_report.get("nodes"))
     energy_sections = (
