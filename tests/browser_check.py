@@ -33,6 +33,8 @@ SELF_TEST = """
   var out = {};
   var rects = document.querySelectorAll("#icicle rect");
   out.boxes = rects.length;
+  var rootLabel = document.querySelector("#icicle text");
+  out.root_label = rootLabel ? rootLabel.textContent : "";
   var moduleBox = document.querySelector("#icicle g.box-module rect");
   if (moduleBox) {
     moduleBox.dispatchEvent(new MouseEvent("click", {bubbles: true}));

@@ -11,7 +11,7 @@ import pytest
 from browser_check import check_page, find_browser
 from report_samples import sample_diff_report, sample_report
 
-from magneton.report.html import write_html
+from magneton.report.html import format_energy, write_html
 
 BROWSER = find_browser()
 pytestmark = pytest.mark.skipif(BROWSER is None, reason="no Chromium installed (apt-get install -y chromium)")
@@ -46,3 +46,16 @@ def test_checker_sees_script_errors_and_missing_findings(tmp_path: Path) -> None
     assert "undefinedFunction" in problems  # the uncaught error reached the console
     assert "icicle drew 0 boxes" in problems
     assert "2 findings listed, expected 5" in problems
+
+
+def test_numbers_in_the_chart_match_pythons_formatting(tmp_path: Path) -> None:
+    assert BROWSER is not None
+    report = sample_report(layers=1)
+    scale = 0.22 / sum(node["energy_j"] for node in report["nodes"])  # 220 mJ: a trailing zero to keep
+    for node in report["nodes"]:
+        node["energy_j"] *= scale
+    path = tmp_path / "r.html"
+    write_html(path, report)
+    check = check_page(BROWSER, path, findings=len(report["findings"]))
+    assert check.problems == []
+    assert check.self_test["root_label"].startswith(f"all operators — {format_energy(0.22)} (100.0%)")

@@ -24,7 +24,8 @@
     if (value === undefined || value === null || !isFinite(value)) return "n/a";
     var mag = Math.abs(value);
     for (var i = 0; i < units.length; i++) {
-      if (mag >= units[i][0]) return (value / units[i][0]).toPrecision(3).replace(/\.?0+$/, "") + " " + units[i][1];
+      // Three significant digits like Python's :.3g; zeros are trimmed only after a decimal point (220, not 22).
+      if (mag >= units[i][0]) return (value / units[i][0]).toPrecision(3).replace(/\.0+$|(\.\d*[1-9])0+$/, "$1") + " " + units[i][1];
     }
     return value === 0 ? "0 " + units[0][1] : value.toPrecision(3) + " " + units[0][1];
   }
@@ -107,7 +108,13 @@
     }
     if (mode === "kind") return { root: "#adb5bd", module: "#9ecae9", line: "#ffbf79", op: "#f2cf5b" }[box.kind];
     var share = root.e > 0 ? box.e / root.e : 0;
-    return mix([255, 237, 160], [189, 0, 38], share > 0 ? (Math.log(share) / Math.LN10 + 3) / 3 : 0);
+    var t = share > 0 ? (Math.log(share) / Math.LN10 + 3) / 3 : 0;  // 0.1% -> 0, 100% -> 1, log scale
+    return t < 0.5 ? mix([255, 245, 200], [253, 141, 60], t * 2) : mix([253, 141, 60], [165, 0, 38], t * 2 - 1);
+  }
+  function ink(fill) {  // white text on dark boxes
+    var rgb = /rgb\((\d+),(\d+),(\d+)\)/.exec(fill);
+    if (!rgb) return "#111";
+    return 0.299 * rgb[1] + 0.587 * rgb[2] + 0.114 * rgb[3] < 140 ? "#fff" : "#111";
   }
   var legend = el("div", { "class": "legend dim", id: "legend" });
   document.getElementById("icicle").after(legend);
@@ -116,10 +123,11 @@
     var mode = select.value;
     var texts = { share: ["0.1% of energy", "100%"], excess: ["½× expected", "2× expected (predicted)"],
                   kind: ["module · source line · operator", ""] };
-    legend.appendChild(document.createTextNode("box width = joules per call · colour: " + texts[mode][0]));
+    legend.appendChild(document.createTextNode("box width = joules per call · click a box to zoom in · colour: "
+      + texts[mode][0]));
     var swatch = el("span", { "class": "swatch" });
     swatch.style.background = mode === "excess" ? "linear-gradient(90deg, rgb(26,127,55), rgb(235,235,235), rgb(207,34,46))"
-      : mode === "share" ? "linear-gradient(90deg, rgb(255,237,160), rgb(189,0,38))" : "none";
+      : mode === "share" ? "linear-gradient(90deg, rgb(255,245,200), rgb(253,141,60), rgb(165,0,38))" : "none";
     if (mode !== "kind") legend.appendChild(swatch);
     legend.appendChild(document.createTextNode(texts[mode][1]));
   }
@@ -145,15 +153,16 @@
       var x1 = ancestor ? width : (box.x1 - focus.x0) / span * width;
       if (x1 - x0 < 0.5) return;
       var g = svgEl("g", { "class": "box box-" + box.kind });
+      var fill = colour(box);
       var rect = svgEl("rect", { x: x0.toFixed(2), y: box.depth * ROW, width: Math.max(0.5, x1 - x0 - 0.5).toFixed(2),
-                                  height: ROW - 1, fill: colour(box) });
+                                  height: ROW - 1, fill: fill });
       var title = svgEl("title", {});
       title.textContent = label(box) + (box.kind === "op" ? " · " + where(box.nodes[0]) : box.full ? " · " + box.full : "");
       rect.appendChild(title);
       rect.addEventListener("click", function () { focus = box.children.length ? box : box.parent || root; draw(); show(box); });
       g.appendChild(rect);
       if (x1 - x0 > 40) {
-        var text = svgEl("text", { x: (x0 + 4).toFixed(2), y: box.depth * ROW + 16 });
+        var text = svgEl("text", { x: (x0 + 4).toFixed(2), y: box.depth * ROW + 16, fill: ink(fill) });
         var chars = Math.floor((x1 - x0 - 8) / 6.2);
         var full = label(box);
         text.textContent = full.length > chars ? full.slice(0, Math.max(1, chars - 1)) + "…" : full;
