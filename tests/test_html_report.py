@@ -281,3 +281,23 @@ def test_write_html_writes_the_page(tmp_path: Path) -> None:
     path = tmp_path / "sub" / "r.html"
     write_html(path, sample_report(layers=1))
     assert path.read_text(encoding="utf-8").startswith("<!DOCTYPE html>")
+
+
+def test_typed_provenance_objects_are_described() -> None:
+    report = sample_report(layers=1)
+    report["energy_provenance"] = {
+        "kind": "replayed",
+        "trace_path": "run<1>.json",
+        "original": {"kind": "estimated", "formula": "cpu_time * w"},
+        "recorded_by_magneton": False,
+    }
+    report["nodes"][2]["expected_provenance"] = {
+        "kind": "predicted", "model": "gbr", "training_set_size": 400, "held_out_error": 0.15,
+        "held_out_metric": "median absolute relative error",
+    }  # fmt: skip
+    page = parse(render_html(report))
+    visible = "".join(page.text)
+    assert "REPLAYED" in visible and "estimate-warning" in page.ids  # replayed estimates are still estimates
+    assert "replayed from run<1>.json (originally estimated: cpu_time * w) — not recorded by Magneton" in visible
+    assert "predicted by gbr (trained on 400 samples, held-out median absolute relative error 0.15)" in visible
+    assert data_island(page)["provenance"] == "replayed"

@@ -193,7 +193,7 @@ def chart_data(report: Mapping[str, Any]) -> dict[str, Any]:
                 )
     backend = report.get("backend") or {}
     return {
-        "provenance": backend.get("provenance", "unknown"),
+        "provenance": _provenance_kind(report.get("energy_provenance") or backend.get("provenance")),
         "total_energy_j": report.get("total_energy_j"),
         "has_expected": any(node.get("expected_energy_j") is not None for node in nodes),
         "sources": sources,
@@ -213,6 +213,33 @@ def _interval(values: Any) -> str:
     if isinstance(values, Sequence) and len(values) == 2:
         return f"{format_energy(values[0])} – {format_energy(values[1])}"
     return ""
+
+
+def describe_provenance(provenance: Any) -> str:
+    """One phrase for an energy's provenance, from its JSON form (a kind string or an object with ``kind``)."""
+    if not isinstance(provenance, Mapping):
+        return str(provenance or "unknown")
+    kind = str(provenance.get("kind", "unknown"))
+    if kind == "measured":
+        return f"measured by {provenance.get('sensor') or 'a sensor'}"
+    if kind == "estimated":
+        return f"estimated: {provenance.get('formula') or 'a model'}"
+    if kind == "predicted":
+        error = provenance.get("held_out_error")
+        metric = provenance.get("held_out_metric") or "error"
+        held_out = f", held-out {metric} {error:.3g}" if isinstance(error, (int, float)) else ""
+        size = provenance.get("training_set_size")
+        trained = f"trained on {size} samples" if size is not None else "training set unknown"
+        return f"predicted by {provenance.get('model') or 'a model'} ({trained}{held_out})"
+    if kind == "replayed":
+        original = describe_provenance(provenance.get("original")) if provenance.get("original") else "unknown"
+        claim = " — not recorded by Magneton: a claim" if provenance.get("recorded_by_magneton") is False else ""
+        return f"replayed from {provenance.get('trace_path') or 'a trace'} (originally {original}){claim}"
+    return kind
+
+
+def _provenance_kind(provenance: Any) -> str:
+    return str(provenance.get("kind", "unknown")) if isinstance(provenance, Mapping) else str(provenance or "unknown")
 
 
 def _provenance_badge(provenance: str) -> str:
@@ -261,7 +288,8 @@ def _header_side(report: Mapping[str, Any]) -> str:
 
 def render_header(report: Mapping[str, Any]) -> str:
     backend = report.get("backend") or {}
-    provenance = str(backend.get("provenance", "unknown"))
+    # The totals' own provenance (typed reports) says more than the backend's: "replayed", with the original.
+    provenance = _provenance_kind(report.get("energy_provenance") or backend.get("provenance"))
     targets = report.get("targets")
     title = " vs ".join(str(t) for t in targets) if targets else str(report.get("target", "?"))
     rows = []
@@ -279,6 +307,11 @@ def render_header(report: Mapping[str, Any]) -> str:
     rows.append(_row("device", _e(device + (" — " + ", ".join(extras) if extras else ""))))
     backend_html = f"{_e(backend.get('name', '?'))} {_provenance_badge(provenance)} — {_e(backend.get('sensor', ''))}"
     rows.append(_row("backend", backend_html, "backend"))
+    if isinstance(report.get("energy_provenance"), Mapping):
+        rows.append(_row("energies", _e(describe_provenance(report["energy_provenance"])), "provenance"))
+    expected = next((n["expected_provenance"] for n in report.get("nodes") or [] if n.get("expected_provenance")), None)
+    if expected:
+        rows.append(_row("expected energy", _e(describe_provenance(expected))))
     if backend.get("formula"):
         constants = ", ".join(f"{k}={v}" for k, v in (backend.get("constants") or {}).items())
         formula = f"<code>{_e(backend['formula'])}</code> <span class='dim'>[{_e(constants)}]</span>"
@@ -296,7 +329,9 @@ def render_header(report: Mapping[str, Any]) -> str:
         rows.append(_row("capture", _e(capture["method"])))
     warnings = [*backend.get("warnings", []), *report.get("warnings", [])]
     notes = [*capture.get("notes", []), *report.get("measurement_notes", [])]
-    estimated = provenance == "estimated"
+    totals = report.get("energy_provenance")
+    original = totals.get("original") if isinstance(totals, Mapping) else None
+    estimated = provenance == "estimated" or _provenance_kind(original) == "estimated"
     banner = (
         '<div class="warning" id="estimate-warning">Energies in this report are <b>ESTIMATED</b> '
         f"({_e(backend.get('sensor', 'a model'))}), not measured by a sensor.</div>"
