@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -41,6 +42,13 @@ SELF_TEST = """
     out.clicked_title = document.querySelector("#details h3").textContent;
     out.breadcrumb = document.getElementById("breadcrumb").textContent;
     out.detail_rows = document.querySelectorAll("#details tbody tr").length;
+  }
+  var chartFold = document.getElementById("icicle-fold");
+  if (chartFold) {  // folded by default: unfold, count, fold again
+    chartFold.checked = false; chartFold.dispatchEvent(new Event("change"));
+    out.unfolded_boxes = document.querySelectorAll("#icicle rect").length;
+    out.unfolded_root_label = document.querySelector("#icicle text").textContent;
+    chartFold.checked = true; chartFold.dispatchEvent(new Event("change"));
   }
   var table = document.querySelector("#op-table tbody");
   out.folded_rows = table ? table.rows.length : 0;
@@ -152,6 +160,10 @@ def check_page(browser: str, html_path: Path, findings: int) -> PageCheck:
             check.problems.append(f"clicking a module box showed no details: {self_test}")
         if not self_test.get("folded_rows") or self_test.get("unfolded_rows", 0) < self_test.get("folded_rows", 0):
             check.problems.append(f"operator table rows wrong: {self_test}")
+        if self_test.get("unfolded_boxes", 0) < boxes:
+            check.problems.append(f"unfolding the chart's layers lost boxes: {self_test}")
+        if self_test.get("unfolded_root_label") != self_test.get("root_label"):
+            check.problems.append(f"unfolding the chart changed its total: {self_test}")
         if self_test.get("filtered_rows") != 0:
             check.problems.append(f"the filter did not filter: {self_test}")
     listed = dom.classes.count("finding")
@@ -171,11 +183,18 @@ def screenshot(browser: str, html_path: Path, png: Path, width: int = 1280, heig
 
 
 def real_report() -> dict[str, Any]:
-    """A real analysis of the bundled 4-layer GPT-2-like model, with the cheapest settings."""
+    """A real analysis with the cheapest settings: a small transformers GPT-2 (its hand-written GELU shows),
+    or the bundled GPT-2-like model where transformers is not installed."""
     from magneton.analyze import AnalyzeOptions, analyze_target
 
     options = AnalyzeOptions.from_flat(backend="estimate", trials=2, min_window_s=0.01, idle_s=0.05)
-    return analyze_target("magneton.examples.tiny_gpt:workload", options)
+    try:
+        import transformers  # noqa: F401
+    except ImportError:
+        return analyze_target("magneton.examples.tiny_gpt:workload", options)
+    # Relative to the checkout, so no local path shows in the README's screenshot.
+    target = f"{os.path.relpath(REPO_ROOT / 'tests' / 'workloads' / 'hf_gpt2_small.py')}:workload"
+    return analyze_target(target, options)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -195,7 +214,7 @@ def main(argv: list[str] | None = None) -> int:
     pages = {
         "sample-analyze.html": sample_report(layers=4, phases=True),
         "sample-diff.html": sample_diff_report(),
-        "tiny-gpt.html": real_report(),
+        "real-analysis.html": real_report(),
     }
     failed = 0
     for name, report in pages.items():
@@ -208,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"       {problem}")
         failed += bool(check.problems)
     if args.screenshot is not None:
-        screenshot(browser, args.out / "tiny-gpt.html", args.screenshot)
+        screenshot(browser, args.out / "real-analysis.html", args.screenshot)
         print(f"screenshot written to {args.screenshot}")
     print(f"{len(pages) - failed} passed, {failed} failed")
     return 1 if failed else 0

@@ -28,6 +28,7 @@ def test_report_renders_without_errors(tmp_path: Path, name: str, report: dict) 
     check = check_page(BROWSER, path, findings=len(report["findings"]))
     assert check.problems == []
     assert check.self_test["boxes"] >= 3  # the icicle drew through the DOM
+    assert check.self_test["unfolded_boxes"] > check.self_test["boxes"]  # h.* unfolds into h.0 ... h.3
     assert {"finding-0", "icicle-svg", "op-table"} <= check.ids
     if name == "diff":
         assert {"regions-table", "waterfall", "region-2"} <= check.ids

@@ -648,6 +648,7 @@ def render_html(report: Any) -> str:
     energy_sections = (
         f'<section id="energy"><h2>Where the energy goes{side_note}</h2><div class="controls">'
         '<label>colour by <select id="color-mode"></select></label> '
+        '<label><input id="icicle-fold" type="checkbox" checked> fold repeated layers</label> '
         '<button id="zoom-out" type="button">zoom out</button> <span id="breadcrumb" class="dim"></span></div>'
         '<div id="icicle" class="chart"></div><div id="details" class="details"><p class="dim">Click a box for its '
         "operators, shapes, FLOPs, bytes, throughput and source.</p></div></section>"

@@ -53,41 +53,54 @@
   function makeBox(name, kind, parent) {
     return { name: name, kind: kind, parent: parent, children: [], index: {}, e: 0, x: 0, hasX: false, nodes: [] };
   }
-  var root = makeBox("all operators", "root", null);
-  nodes.forEach(function (n) {
-    if (!(n.e > 0)) return;  // views and metadata-only ops cost nothing: no box
-    var path = n.m ? n.m.split(".") : ["(root)"];
-    var box = root;
-    var chain = [root];
-    path.forEach(function (part) {
-      var key = "m:" + part;
-      if (!box.index[key]) { box.index[key] = makeBox(part, "module", box); box.children.push(box.index[key]); }
-      box = box.index[key]; chain.push(box);
+  var root, maxDepth;
+  // Folded, the layers of a repeated stack (h.0 ... h.11) become one box h.*, and equal operators of a line one leaf.
+  function buildTree(foldLayers) {
+    root = makeBox("all operators", "root", null);
+    nodes.forEach(function (n) {
+      if (!(n.e > 0)) return;  // views and metadata-only ops cost nothing: no box
+      var path = n.m ? n.m.split(".") : ["(root)"];
+      var box = root;
+      var chain = [root];
+      path.forEach(function (part) {
+        var name = foldLayers && /^\d+$/.test(part) ? "*" : part;
+        var key = "m:" + name;
+        if (!box.index[key]) { box.index[key] = makeBox(name, "module", box); box.children.push(box.index[key]); }
+        box = box.index[key]; chain.push(box);
+      });
+      var lineKey = "l:" + n.s;
+      if (!box.index[lineKey]) {
+        // The box shows file name and line; the full path is in its tooltip and the details.
+        box.index[lineKey] = makeBox(where(n).split("/").pop(), "line", box);
+        box.index[lineKey].full = where(n);
+        box.children.push(box.index[lineKey]);
+      }
+      box = box.index[lineKey]; chain.push(box);
+      var opName = n.op.replace(/^aten\./, "").replace(/\.default$/, "");
+      var leaf = foldLayers ? box.index["o:" + opName] : null;
+      if (!leaf) {
+        leaf = makeBox(opName, "op", box); box.children.push(leaf);
+        if (foldLayers) box.index["o:" + opName] = leaf;
+      }
+      chain.push(leaf);
+      chain.forEach(function (b) {
+        b.e += n.e;
+        if (n.x !== undefined) { b.x += n.x; b.hasX = true; }
+        b.nodes.push(n);
+      });
+      if (leaf.nodes.length > 1) leaf.name = opName + " ×" + leaf.nodes.length;
     });
-    var lineKey = "l:" + n.s;
-    if (!box.index[lineKey]) {
-      // The box shows file name and line; the full path is in its tooltip and the details.
-      box.index[lineKey] = makeBox(where(n).split("/").pop(), "line", box);
-      box.index[lineKey].full = where(n);
-      box.children.push(box.index[lineKey]);
-    }
-    box = box.index[lineKey]; chain.push(box);
-    var leaf = makeBox(n.op.replace(/^aten\./, "").replace(/\.default$/, ""), "op", box);
-    leaf.nodes.push(n); box.children.push(leaf); chain.push(leaf);
-    chain.forEach(function (b) {
-      b.e += n.e;
-      if (n.x !== undefined) { b.x += n.x; b.hasX = true; }
-      if (b !== leaf) b.nodes.push(n);
-    });
-  });
-  var maxDepth = 0;
-  (function layout(box, x0, depth) {
-    box.x0 = x0; box.x1 = x0 + (root.e > 0 ? box.e / root.e : 0); box.depth = depth;
-    maxDepth = Math.max(maxDepth, depth);
-    box.children.sort(function (a, b) { return b.e - a.e; });
-    var cursor = x0;
-    box.children.forEach(function (c) { layout(c, cursor, depth + 1); cursor = c.x1; });
-  })(root, 0, 0);
+    maxDepth = 0;
+    (function layout(box, x0, depth) {
+      box.x0 = x0; box.x1 = x0 + (root.e > 0 ? box.e / root.e : 0); box.depth = depth;
+      maxDepth = Math.max(maxDepth, depth);
+      box.children.sort(function (a, b) { return b.e - a.e; });
+      var cursor = x0;
+      box.children.forEach(function (c) { layout(c, cursor, depth + 1); cursor = c.x1; });
+    })(root, 0, 0);
+  }
+  var foldChart = document.getElementById("icicle-fold");
+  buildTree(foldChart.checked);
 
   /* ---------------------------------------------------------------- colours */
   var modes = [["share", "share of energy"]];
@@ -181,6 +194,7 @@
     drawLegend();
   }
   select.addEventListener("change", draw);
+  foldChart.addEventListener("change", function () { buildTree(foldChart.checked); focus = root; draw(); show(root); });
   document.getElementById("zoom-out").addEventListener("click", function () {
     focus = focus.parent || root; draw(); show(focus);
   });
@@ -249,7 +263,7 @@
     if (!fold.checked) {
       return nodes.map(function (n) {
         return { op: n.op, m: n.m, where: where(n), code: sources[n.s] ? sources[n.s][3] : "", n: 1, e: n.e, t: n.t,
-                 x: n.x, fl: n.fl, by: n.by, ph: n.ph, in: n.in, note: n.z || (n.noisy ? "noisy" : "") };
+                 x: n.x, fl: n.fl, by: n.by, ph: n.ph, in: n.in, note: n.z || [n.noisy ? "noisy" : "", n.contended ? "contended" : ""].join(" ").trim() };
       });
     }
     var groups = {}, order = [];
