@@ -21,6 +21,10 @@ lint:
 browser-test:
     python tests/browser_check.py --screenshot docs/html-report.png
 
+# Regenerate magneton/schemas/report-1.schema.json from the typed report model (never edit it by hand).
+schema:
+    python -m magneton.report.schema
+
 # Benchmarks: wall time, coverage, memory and repeatability figures (printed, not asserted).
 bench:
     python tests/bench/bench_analyze.py

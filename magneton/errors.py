@@ -42,3 +42,7 @@ class DeviceLostError(BackendError):
 
 class TraceError(MagnetonError):
     """A recorded energy trace is missing, malformed or does not match the workload."""
+
+
+class ReportError(MagnetonError):
+    """A report file is missing, corrupt, or not a ``magneton.report/1`` report."""

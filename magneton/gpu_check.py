@@ -13,7 +13,10 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from magneton.report.model import Report
 
 # Two runs of the same program on the same idle GPU should rank operators
 # almost identically and agree on the total within a few percent.
@@ -61,19 +64,17 @@ def _probe_nvml(device: str) -> str | None:
     return None
 
 
-def _print_run(label: str, report: dict[str, Any], elapsed_s: float, top: int) -> None:
-    nodes = sorted(report["nodes"], key=lambda n: n["energy_j"], reverse=True)
-    coverage = report.get("coverage")
-    print(f"\n== {label}: {elapsed_s:.1f} s, backend {report['backend']['name']} ({report['backend']['provenance']})")
+def _print_run(label: str, report: Report, elapsed_s: float, top: int) -> None:
+    nodes = sorted(report.nodes, key=lambda n: n.energy_j, reverse=True)
+    coverage = report.coverage
+    print(f"\n== {label}: {elapsed_s:.1f} s, backend {report.backend.name} ({report.energy_provenance.describe()})")
     print(
-        f"total {report['total_energy_j'] * 1e3:.3f} mJ / forward, {report['total_time_s'] * 1e3:.3f} ms; "
+        f"total {report.total_energy_j * 1e3:.3f} mJ / forward, {report.total_time_s * 1e3:.3f} ms; "
         f"coverage {coverage if coverage is None else f'{coverage:.2f}'}; {len(nodes)} nodes"
     )
     print(f"{'id':<28} {'op':<40} {'energy_mJ':>10} {'time_ms':>9}")
     for node in nodes[:top]:
-        print(
-            f"{node['id'][:28]:<28} {node['op'][:40]:<40} {node['energy_j'] * 1e3:>10.4f} {node['time_s'] * 1e3:>9.4f}"
-        )
+        print(f"{node.id[:28]:<28} {node.op[:40]:<40} {node.energy_j * 1e3:>10.4f} {node.time_s * 1e3:>9.4f}")
     if len(nodes) > top:
         print(f"... {len(nodes) - top} more")
 
@@ -87,8 +88,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     # Imported late: the analysis pulls in torch.fx machinery not needed to say "no GPU".
-    from magneton.analyze import AnalyzeOptions, analyze_workload
     from magneton.examples.tiny_gpt import build_tiny_gpt
+    from magneton.pipeline import AnalyzeOptions, analyze_workload
     from magneton.workload import Workload
 
     model, inputs = build_tiny_gpt(device=args.device)
@@ -102,13 +103,13 @@ def main(argv: list[str] | None = None) -> int:
         _print_run(f"run {run}", report, time.perf_counter() - run_start, args.top)
         reports.append(report)
 
-    from magneton.report.build import compare_runs
+    from magneton.report.compare import compare_runs
 
     agreement = compare_runs(reports[0], reports[1])
     rho, diff_pct, common = agreement.spearman, agreement.total_difference * 100, agreement.nodes
     elapsed_s = time.perf_counter() - started
     print(f"\nrepeatability: Spearman {rho:.3f} over {common} nodes, total energy differs by {diff_pct:.2f}%")
-    print(f"coverage: run 1 {reports[0].get('coverage')}, run 2 {reports[1].get('coverage')}")
+    print(f"coverage: run 1 {reports[0].coverage}, run 2 {reports[1].coverage}")
     print(f"elapsed {elapsed_s:.1f} s (budget {TIME_BUDGET_S:.0f} s)")
     if elapsed_s > TIME_BUDGET_S:
         print(f"warning: the check took longer than {TIME_BUDGET_S:.0f} s; lower --trials", file=sys.stderr)

@@ -182,10 +182,10 @@ def screenshot(browser: str, html_path: Path, png: Path, width: int = 1280, heig
         raise RuntimeError(f"screenshot failed: {result.stderr[-2000:]}")
 
 
-def real_report() -> dict[str, Any]:
+def real_report() -> Any:
     """A real analysis with the cheapest settings: a small transformers GPT-2 (its hand-written GELU shows),
     or the bundled GPT-2-like model where transformers is not installed."""
-    from magneton.analyze import AnalyzeOptions, analyze_target
+    from magneton.pipeline import AnalyzeOptions, analyze_target
 
     options = AnalyzeOptions.from_flat(backend="estimate", trials=2, min_window_s=0.01, idle_s=0.05)
     try:
@@ -200,7 +200,7 @@ def real_report() -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     from report_samples import sample_diff_report, sample_report
 
-    from magneton.report.html import write_html
+    from magneton.report.html import as_mapping, write_html
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--screenshot", type=Path, help="save a PNG of the real analysis's report here")
@@ -220,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
     for name, report in pages.items():
         path = args.out / name
         write_html(path, report)
-        check = check_page(browser, path, findings=len(report.get("findings") or []))
+        check = check_page(browser, path, findings=len(as_mapping(report).get("findings") or []))
         status = "ok" if not check.problems else "FAILED"
         print(f"{status:6} {path} ({path.stat().st_size / 1e3:.0f} kB) {json.dumps(check.self_test)}")
         for problem in check.problems:

@@ -40,7 +40,7 @@ def write_target(tmp_path: Path) -> Callable[..., str]:
 @pytest.fixture
 def fast_analyze_options():
     """The cheapest settings that still run every stage of the energy pass."""
-    from magneton.analyze import AnalyzeOptions
+    from magneton.pipeline import AnalyzeOptions
 
     return AnalyzeOptions.from_flat(backend="estimate", trials=2, min_window_s=0.002, idle_s=0.01)
 
@@ -69,6 +69,8 @@ def _cli_env() -> dict[str, str]:
     env["COLUMNS"] = "240"  # rich wraps at 80 columns when not on a terminal; keep lines whole
     env["NO_COLOR"] = "1"
     env["PYTHONWARNINGS"] = "ignore"
+    # The subprocess runs this checkout's magneton even from another cwd (an editable install may point elsewhere).
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p)
     return env
 
 

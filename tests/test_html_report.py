@@ -301,3 +301,43 @@ def test_typed_provenance_objects_are_described() -> None:
     assert "replayed from run<1>.json (originally estimated: cpu_time * w) — not recorded by Magneton" in visible
     assert "predicted by gbr (trained on 400 samples, held-out median absolute relative error 0.15)" in visible
     assert data_island(page)["provenance"] == "replayed"
+
+
+@pytest.fixture(scope="module")
+def typed_report() -> Any:
+    import torch
+
+    import magneton
+
+    model = torch.nn.Sequential(torch.nn.Linear(16, 32), torch.nn.ReLU(), torch.nn.Linear(32, 8)).eval()
+    return magneton.analyze(
+        model, torch.randn(4, 16), backend="estimate", trials=2, min_window_s=0.002, idle_s=0.01, target="tests:<mlp>"
+    )
+
+
+def test_a_typed_report_renders_and_shows_in_notebooks(typed_report: Any, tmp_path: Path) -> None:
+    page = parse(render_html(typed_report))
+    assert {"header", "icicle", "op-table", "no-findings"} <= page.ids
+    island = data_island(page)
+    assert [node["op"] for node in island["nodes"]] == [node.op for node in typed_report.nodes]
+    assert island["provenance"] == typed_report.energy_provenance.kind == "estimated"
+    assert "tests:<mlp>" in "".join(page.text)
+    snippet = typed_report._repr_html_()
+    assert snippet.startswith("<iframe srcdoc=") and "&lt;script&gt;" in snippet
+    written = typed_report.write_html(tmp_path / "r.html")
+    assert written.read_text(encoding="utf-8") == render_html(typed_report)
+
+
+def test_report_html_command_renders_a_saved_report(typed_report: Any, tmp_path: Path, run_cli) -> None:
+    json_path = typed_report.write(tmp_path / "r.json")
+    result = run_cli("report", "html", str(json_path))
+    assert result.returncode == 0, result.stderr
+    html_path = tmp_path / "r.html"
+    assert html_path.read_text(encoding="utf-8") == render_html(typed_report)
+    assert f"HTML report written to {html_path}" in result.stdout
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"schema": "something else"}')
+    result = run_cli("report", "html", str(bad), "-o", str(tmp_path / "x.html"))
+    assert result.returncode == 2 and "bad.json" in result.stderr and not (tmp_path / "x.html").exists()
+    result = run_cli("report", "html", str(tmp_path / "missing.json"))
+    assert result.returncode == 2 and "does not exist" in result.stderr

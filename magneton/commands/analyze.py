@@ -7,10 +7,10 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from magneton.commands import EXIT_ERROR, positive_float, positive_int
+from magneton.commands import EXIT_ERROR, exit_code, positive_float, positive_int
 
 if TYPE_CHECKING:
-    from magneton.analyze import AnalyzeOptions
+    from magneton.pipeline import AnalyzeOptions
 
 NAME = "analyze"
 HELP = "profile a workload operator by operator"
@@ -109,7 +109,7 @@ def _report_path(json_arg: Path, target: str, batch: bool, suffix: str = ".json"
 
 def analyze_options(args: argparse.Namespace) -> AnalyzeOptions:
     """The command line's options as the API's."""
-    from magneton.analyze import AnalyzeOptions
+    from magneton.pipeline import AnalyzeOptions
 
     return AnalyzeOptions.from_flat(
         backend=args.backend,
@@ -128,10 +128,7 @@ def analyze_options(args: argparse.Namespace) -> AnalyzeOptions:
 def run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from magneton.analyze import BatchItem, analyze_batch
-    from magneton.atomic import write_json_atomic
-    from magneton.report.build import exit_code
-    from magneton.report.terminal import render_report
+    from magneton.pipeline import BatchItem, analyze_batch
 
     console = Console()
     errors = Console(stderr=True)
@@ -151,11 +148,11 @@ def run(args: argparse.Namespace) -> int:
             errors.print(f"[bold red]error:[/] {item.error}", highlight=False, markup=True)
             return
         if not args.quiet:
-            render_report(item.report, console, top=args.top)
+            item.report.show(console, top=args.top)
         if args.json is not None:
             path = _report_path(args.json, item.target, batch)
             try:
-                write_json_atomic(path, item.report)
+                item.report.write(path)
             except OSError as err:
                 write_failures += 1
                 errors.print(f"[bold red]error:[/] cannot write {path}: {err}")
@@ -184,7 +181,7 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_ERROR
     failed = sum(1 for item in items if item.error) + write_failures
     reports = [item.report for item in items if item.report is not None]
-    findings = sum(len(report["findings"]) for report in reports)
+    findings = sum(len(report.findings) for report in reports)
     console.print(
         f"analyzed {len(items)} target{'s' if len(items) != 1 else ''}: {len(reports)} ok, "
         f"{failed} error{'s' if failed != 1 else ''}, {findings} finding{'s' if findings != 1 else ''}",

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
-from typing import Any
 
 from magneton.commands import EXIT_ERROR, EXIT_OK
 from magneton.errors import MagnetonError
@@ -29,31 +27,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def load_report_json(path: Path) -> dict[str, Any]:
-    """Read a report file, or say clearly what is wrong with it."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as err:
-        raise MagnetonError(f"cannot read report {path}: {err.strerror or err}") from err
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise MagnetonError(f"report {path} is not JSON: {err}") from err
-    if not isinstance(data, dict) or not str(data.get("schema", "")).startswith("magneton.report/"):
-        raise MagnetonError(f"{path} is not a Magneton report (no 'schema': 'magneton.report/1' field)")
-    return data
-
-
 def run(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.markup import escape
 
     from magneton.report.html import write_html
+    from magneton.report.load import load_report
 
     console, errors = Console(), Console(stderr=True)
     output = args.output or args.report.with_suffix(".html")
     try:
-        write_html(output, load_report_json(args.report))
+        write_html(output, load_report(args.report))
     except MagnetonError as err:
         errors.print(f"[bold red]error:[/] {escape(str(err))}")
         return EXIT_ERROR

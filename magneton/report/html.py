@@ -621,6 +621,11 @@ def as_mapping(report: Any) -> Mapping[str, Any]:
     """The report as the JSON contract: a dict as it is, a typed model through msgspec."""
     if isinstance(report, Mapping):
         return report
+    to_dict = getattr(report, "to_dict", None)  # the typed Report: exactly what its JSON file holds
+    if callable(to_dict):
+        data = to_dict()
+        if isinstance(data, Mapping):
+            return data
     import msgspec
 
     try:

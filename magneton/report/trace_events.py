@@ -123,11 +123,18 @@ def _module_slices(ops: Sequence[tuple[OpTiming, str]]) -> list[dict[str, Any]]:
     return events
 
 
-def build_trace(report: Mapping[str, Any], timings: Sequence[OpTiming]) -> dict[str, Any]:
-    """The trace-event document: operator slices, module slices, energy counters, metadata."""
+def build_trace(report: Any, timings: Sequence[OpTiming]) -> dict[str, Any]:
+    """The trace-event document: operator slices, module slices, energy counters, metadata.
+
+    ``report`` is the typed Report or its JSON form; only contract fields are read.
+    """
+    from magneton.report.html import as_mapping
+
+    report = as_mapping(report)
     nodes = {str(node["id"]): node for node in report.get("nodes") or []}
     backend = report.get("backend") or {}
-    provenance = str(backend.get("provenance", "unknown"))
+    totals = report.get("energy_provenance")  # typed reports: replayed, estimated, ... of the totals
+    provenance = str(totals.get("kind") if isinstance(totals, Mapping) else backend.get("provenance", "unknown"))
     target = " vs ".join(map(str, report["targets"])) if report.get("targets") else str(report.get("target", "?"))
     events: list[dict[str, Any]] = [
         {"name": "process_name", "ph": "M", "pid": PID, "tid": 0, "args": {"name": f"magneton: {target}"}},
@@ -198,7 +205,7 @@ def build_trace(report: Mapping[str, Any], timings: Sequence[OpTiming]) -> dict[
     }
 
 
-def write_trace_events(path: Path, graph: OpGraph, report: Mapping[str, Any]) -> None:
+def write_trace_events(path: Path, graph: OpGraph, report: Any) -> None:
     """Time one forward pass of ``graph`` and write its trace (atomically)."""
     from magneton.atomic import write_text_atomic
     from magneton.errors import MagnetonError

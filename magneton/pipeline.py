@@ -1,16 +1,22 @@
-"""``magneton analyze``: target -> capture -> energy pass -> report, for one target or a batch."""
+"""The analysis pipeline: target -> capture -> energy pass -> report, for one target or a batch.
+
+(The public entry point is :func:`magneton.analyze`; this module is what it and the CLI run.)
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from magneton.errors import MagnetonError
 from magneton.measure.backends import BackendOptions
 from magneton.measure.options import PassOptions
 from magneton.workload import Workload, load_target
+
+if TYPE_CHECKING:
+    from magneton.report.model import Report
 
 
 @dataclass(frozen=True)
@@ -26,17 +32,23 @@ class AnalyzeOptions:
     trace_events: Path | None = None  # write a Chrome trace-event timeline of one forward pass here
 
     @classmethod
+    def option_owners(cls) -> dict[str, str]:
+        """Every flat option name and the part that owns it ("own", "energy_pass" or "backend_options")."""
+        own = {f.name for f in fields(cls)} - {"energy_pass", "backend_options"}
+        owners = {name: "own" for name in own}
+        owners.update({f.name: "energy_pass" for f in fields(PassOptions)})
+        # The backend's device is the workload's: users choose it with ``device``.
+        owners.update({f.name: "backend_options" for f in fields(BackendOptions) if f.name != "device"})
+        return owners
+
+    @classmethod
     def from_flat(cls, **options: Any) -> AnalyzeOptions:
         """Build from flat keywords (``trials=3, watts_per_core=5.0``), each routed to the part that owns it.
 
         This is what the CLI and the Python API take; an unknown keyword is a MagnetonError listing the known ones.
         """
-        own = {f.name for f in fields(cls)} - {"energy_pass", "backend_options"}
+        owners = cls.option_owners()
         parts: dict[str, dict[str, Any]] = {"own": {}, "energy_pass": {}, "backend_options": {}}
-        owners = {name: "own" for name in own}
-        owners.update({f.name: "energy_pass" for f in fields(PassOptions)})
-        # The backend's device is the workload's: users choose it with ``device``.
-        owners.update({f.name: "backend_options" for f in fields(BackendOptions) if f.name != "device"})
         for name, value in options.items():
             if name not in owners:
                 raise MagnetonError(f"unknown analysis option {name!r}; known options: {', '.join(sorted(owners))}")
@@ -60,8 +72,8 @@ def move_workload(workload: Workload, device: str) -> Workload:
     return Workload(fn, tuple(args), kwargs)
 
 
-def analyze_workload(workload: Workload, target_label: str, options: AnalyzeOptions | None = None) -> dict[str, Any]:
-    """Profile one workload and return its ``magneton.report/1`` dict."""
+def analyze_workload(workload: Workload, target_label: str, options: AnalyzeOptions | None = None) -> Report:
+    """Profile one workload and return its ``magneton.report/1`` report."""
     from magneton.capture import capture, workload_device
     from magneton.measure.backends import create_backend
     from magneton.measure.energy_pass import run_energy_pass
@@ -94,14 +106,14 @@ def analyze_workload(workload: Workload, target_label: str, options: AnalyzeOpti
         backend.close()
 
 
-def analyze_target(target: str, options: AnalyzeOptions | None = None) -> dict[str, Any]:
+def analyze_target(target: str, options: AnalyzeOptions | None = None) -> Report:
     return analyze_workload(load_target(target), target, options)
 
 
 @dataclass(frozen=True)
 class BatchItem:
     target: str
-    report: dict[str, Any] | None
+    report: Report | None
     error: str | None
 
 
