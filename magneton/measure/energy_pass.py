@@ -19,6 +19,7 @@ near one forward pass.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from collections.abc import Callable
@@ -32,6 +33,7 @@ from magneton.capture.torch_compat import tree_flatten, tree_map
 from magneton.graph import GraphPiece, OpGraph, OpNode
 from magneton.measure.allocator import steady_allocator
 from magneton.measure.backends.base import EnergyBackend
+from magneton.measure.cuda_replay import CudaGraphReplays
 from magneton.measure.options import PassOptions
 from magneton.measure.stats import Summary, summarize
 from magneton.workload import Workload
@@ -49,6 +51,7 @@ class NodeEnergy:
     time_s: Summary  # per call, wall clock
     rounds: int
     measured_as: str  # the node whose replay carried this measurement (signature dedupe)
+    replayed_as: str = "eager"  # "cuda_graph", or "eager" with the reason a graph was not used
 
 
 @dataclass
@@ -120,31 +123,13 @@ def _repeat(call: Callable[[], Any], rounds: int) -> Callable[[], None]:
     return repeat
 
 
-def _cuda_graph(call: Callable[[], Any]) -> Callable[[], Any] | None:
-    """Capture one call as a CUDA graph so replays skip Python and launch overhead."""
-    try:
-        # Warm up on a side stream first, as CUDA graph capture requires (lazy cuBLAS workspaces etc.).
-        side = torch.cuda.Stream()
-        side.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(side):
-            for _ in range(2):
-                call()
-        torch.cuda.current_stream().wait_stream(side)
-        graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
-            call()
-        return graph.replay
-    except Exception:  # ops that sync or allocate on the host cannot be captured: plain replay
-        torch.cuda.synchronize()
-        return None
-
-
 class _Timer:
     """Calibrates how many rounds fill a window, once per signature."""
 
     def __init__(self, backend: EnergyBackend, options: PassOptions, min_window_s: float) -> None:
         self.backend, self.options, self.min_window_s = backend, options, min_window_s
         self.rounds: dict[str, int] = {}
+        self.graphs = CudaGraphReplays()
 
     def rounds_for(self, key: str, call: Callable[[], Any], window_s: float) -> int:
         if key not in self.rounds:
@@ -174,10 +159,11 @@ class _Timer:
         calls_per_run: int = 1,
         cuda_graph: bool = False,
         window_s: float | None = None,
+        op: Any = None,
     ) -> tuple[float, float, int]:
         """Energy (J) and time (s) per operator call; ``call`` performs ``calls_per_run`` of them."""
         if cuda_graph:
-            call = _cuda_graph(call) or call
+            call = self.graphs.wrap(key, call, op)
         rounds = self.rounds_for(key, call, max(self.min_window_s, window_s or 0.0))
         calls = rounds * calls_per_run
         # The backend is told the number of operator calls, so traces hold per-call values.
@@ -218,7 +204,11 @@ class _MeasuringInterpreter(torch.fx.Interpreter):
                 operator(*copy_args, **copy_kwargs)
 
         energy_j, time_s, _ = self.timer.measure(
-            op_node.signature, call_each_copy, calls_per_run=len(copies), cuda_graph=self.device.startswith("cuda")
+            op_node.signature,
+            call_each_copy,
+            calls_per_run=len(copies),
+            cuda_graph=self.device.startswith("cuda"),
+            op=operator,
         )
         self.samples.setdefault(op_node.signature, []).append((energy_j, time_s))
         self.measured_this_trial.add(op_node.signature)
@@ -258,7 +248,9 @@ def run_energy_pass(
         restore_inputs()  # each run must see the same inputs; its cost is measured alone and subtracted below
         return workload.fn(*workload.args, **workload.kwargs)
 
-    with torch.no_grad():
+    # Side streams, graph capture and synchronisation act on the current device: make it the workload's.
+    on_device = torch.cuda.device(torch.device(device)) if device.startswith("cuda") else contextlib.nullcontext()
+    with on_device, torch.no_grad():
         idle = backend.measure_idle(options.idle_s if options.idle_s is not None else max(0.2, min_window_s))
         idle_power_w = idle.energy_j / idle.time_s if idle.time_s > 0 else 0.0
         for _ in range(options.trials):
@@ -293,8 +285,9 @@ def run_energy_pass(
             time_s=summarize([t for _, t in trial_samples]),
             rounds=timer.rounds[node.signature],
             measured_as=first,
+            replayed_as=timer.graphs.mode(node.signature),
         )
-    notes = [allocator_note] if allocator_note else []
+    notes = ([allocator_note] if allocator_note else []) + timer.graphs.notes()
     input_restore_energy_j = summarize([e for e, _ in restore_samples]) if restore_samples else None
     if input_restore_energy_j is not None:
         notes.append(
