@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from magneton.errors import MagnetonError
 from magneton.measure.backends import BackendOptions
 from magneton.measure.options import PassOptions
+from magneton.progress import ProgressEvent, ProgressObserver
 from magneton.workload import Workload, load_target
 
 if TYPE_CHECKING:
@@ -72,8 +73,13 @@ def move_workload(workload: Workload, device: str) -> Workload:
     return Workload(fn, tuple(args), kwargs)
 
 
-def analyze_workload(workload: Workload, target_label: str, options: AnalyzeOptions | None = None) -> Report:
-    """Profile one workload and return its ``magneton.report/1`` report."""
+def analyze_workload(
+    workload: Workload,
+    target_label: str,
+    options: AnalyzeOptions | None = None,
+    progress: ProgressObserver | None = None,
+) -> Report:
+    """Profile one workload and return its ``magneton.report/1`` report; ``progress`` hears how far it got."""
     from magneton.capture import capture, workload_device
     from magneton.measure.backends import create_backend
     from magneton.measure.energy_pass import run_energy_pass
@@ -91,9 +97,18 @@ def analyze_workload(workload: Workload, target_label: str, options: AnalyzeOpti
 
         backend = recorder = TraceRecorder(choice.backend)
     pass_options = options.energy_pass
+    observer = None
+    if progress is not None:
+        report_to = progress
+
+        def observer(event: ProgressEvent) -> None:
+            report_to(replace(event, target=target_label))
+
     try:
+        if observer is not None:
+            observer(ProgressEvent("capture"))
         graph = capture(workload)
-        result = run_energy_pass(graph, workload, backend, pass_options)
+        result = run_energy_pass(graph, workload, backend, pass_options, progress=observer)
         if recorder is not None and options.record_trace is not None:
             recorder.write(options.record_trace)
         return build_report(target_label, graph, result, choice, pass_options)
@@ -101,8 +116,10 @@ def analyze_workload(workload: Workload, target_label: str, options: AnalyzeOpti
         backend.close()
 
 
-def analyze_target(target: str, options: AnalyzeOptions | None = None) -> Report:
-    return analyze_workload(load_target(target), target, options)
+def analyze_target(
+    target: str, options: AnalyzeOptions | None = None, progress: ProgressObserver | None = None
+) -> Report:
+    return analyze_workload(load_target(target), target, options, progress)
 
 
 @dataclass(frozen=True)
@@ -113,13 +130,16 @@ class BatchItem:
 
 
 def analyze_batch(
-    targets: Sequence[str], options: AnalyzeOptions, on_item: Callable[[BatchItem], None] | None = None
+    targets: Sequence[str],
+    options: AnalyzeOptions,
+    on_item: Callable[[BatchItem], None] | None = None,
+    progress: ProgressObserver | None = None,
 ) -> list[BatchItem]:
     """Analyze each target; one that fails yields an error item and the batch goes on."""
     items = []
     for target in targets:
         try:
-            item = BatchItem(target, analyze_target(target, options), None)
+            item = BatchItem(target, analyze_target(target, options, progress), None)
         except MagnetonError as err:
             item = BatchItem(target, None, str(err))
         except Exception as err:  # an unexpected failure in one target must not lose the others

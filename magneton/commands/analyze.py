@@ -5,12 +5,16 @@ from __future__ import annotations
 import argparse
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TextIO
 
 from magneton.commands import EXIT_ERROR, exit_code, positive_float, positive_int
 
 if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.progress import Progress, TaskID
+
     from magneton.pipeline import AnalyzeOptions
+    from magneton.progress import ProgressEvent
 
 NAME = "analyze"
 HELP = "profile a workload operator by operator"
@@ -47,7 +51,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--json",
         type=Path,
         metavar="PATH",
-        help="write the magneton.report/1 JSON here (a folder when several targets are given)",
+        help="write the magneton.report/1 JSON here (a folder when several targets are given); "
+        "'-' writes it to stdout, and the terminal report then goes to stderr",
     )
     parser.add_argument(
         "--trials",
@@ -85,7 +90,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="record every measurement to FILE (JSON, a .json name) for --backend replay",
     )
     parser.add_argument("--top", type=positive_int, default=15, help="operators shown in the terminal (default 15)")
-    parser.add_argument("--quiet", action="store_true", help="no terminal report, only errors and the summary")
+    parser.add_argument(
+        "--quiet",
+        action="store_true",
+        help="no terminal report and no progress, only errors and the summary "
+        "(progress is also off when stderr is not a terminal)",
+    )
 
 
 def _report_path(json_arg: Path, target: str, batch: bool) -> Path:
@@ -112,28 +122,93 @@ def analyze_options(args: argparse.Namespace) -> AnalyzeOptions:
     )
 
 
+class ProgressView:
+    """Draws the pipeline's progress events on a (stderr) console with rich.progress, one display per target."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self.progress: Progress | None = None
+        self.task: TaskID | None = None
+
+    def __call__(self, event: ProgressEvent) -> None:
+        from rich.markup import escape
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+        if self.progress is None:
+            # stdout is left alone: the report (or the JSON) is written there.
+            self.progress = Progress(
+                SpinnerColumn(),
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                console=self.console,
+                transient=True,
+                redirect_stdout=False,
+                redirect_stderr=False,
+            )
+            self.progress.start()
+            self.task = self.progress.add_task("", total=None)
+        assert self.task is not None
+        description = f"[bold]{escape(event.target)}[/] {escape(event.describe())}"
+        if event.stage == "trial" and event.total > 0:
+            done = (event.trial - 1) * event.total + event.done
+            self.progress.update(self.task, description=description, completed=done, total=event.trials * event.total)
+        else:
+            self.progress.update(self.task, description=description, total=None)
+
+    def stop(self) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+            self.progress = None
+
+
+def progress_view(args: argparse.Namespace, stderr: TextIO) -> ProgressView | None:
+    """Progress is drawn only for a person watching: not with --quiet, not when stderr is a file or a pipe."""
+    if args.quiet or not stderr.isatty():
+        return None
+    from rich.console import Console
+
+    return ProgressView(Console(file=stderr))
+
+
 def run(args: argparse.Namespace) -> int:
+    import contextlib
+    import sys
+
     from rich.console import Console
 
     from magneton.pipeline import BatchItem, analyze_batch
 
-    console = Console()
     errors = Console(stderr=True)
+    json_to_stdout = args.json is not None and str(args.json) == "-"
+    # With --json -, stdout carries the JSON and nothing else: the terminal report goes to stderr.
+    console = errors if json_to_stdout else Console()
+    stdout = sys.stdout
     batch = len(args.targets) > 1
     if batch and args.record_trace:
         errors.print("[red]error:[/] --record-trace takes a single target")
         return EXIT_ERROR
+    if batch and json_to_stdout:
+        errors.print("[red]error:[/] --json - takes a single target; give a folder for a batch")
+        return EXIT_ERROR
     options = analyze_options(args)
     write_failures = 0
+    view = progress_view(args, sys.stderr)
 
     def show(item: BatchItem) -> None:
         nonlocal write_failures
+        if view is not None:
+            view.stop()
         if item.report is None:
             errors.print(f"[bold red]error:[/] {item.error}", highlight=False, markup=True)
             return
         if not args.quiet:
             item.report.show(console, top=args.top)
-        if args.json is not None:
+        if json_to_stdout:
+            stdout.write(item.report.to_json())
+            stdout.flush()
+        elif args.json is not None:
             path = _report_path(args.json, item.target, batch)
             try:
                 item.report.write(path)
@@ -143,11 +218,17 @@ def run(args: argparse.Namespace) -> int:
             else:
                 console.print(f"JSON report written to {path}", highlight=False)
 
+    # A workload's own print() must not corrupt the JSON on stdout.
+    keep_stdout_clean = contextlib.redirect_stdout(sys.stderr) if json_to_stdout else contextlib.nullcontext()
     try:
-        items = analyze_batch(args.targets, options, on_item=show)
+        with keep_stdout_clean:
+            items = analyze_batch(args.targets, options, on_item=show, progress=view)
     except KeyboardInterrupt:
         errors.print("[red]interrupted[/]: no partial report was written")
         return EXIT_ERROR
+    finally:
+        if view is not None:
+            view.stop()
     failed = sum(1 for item in items if item.error) + write_failures
     reports = [item.report for item in items if item.report is not None]
     findings = sum(len(report.findings) for report in reports)

@@ -36,6 +36,7 @@ from magneton.measure.backends.base import EnergyBackend
 from magneton.measure.cuda_replay import CudaGraphReplays
 from magneton.measure.options import PassOptions
 from magneton.measure.stats import Summary, summarize
+from magneton.progress import ProgressEvent, ProgressObserver
 from magneton.workload import Workload
 
 FORWARD_KEY = "__forward__"
@@ -182,10 +183,12 @@ class _MeasuringInterpreter(torch.fx.Interpreter):
         device: str,
         measured_this_trial: set[str],
         samples: dict[str, list[tuple[float, float]]],
+        on_measured: Callable[[], None] | None = None,
     ) -> None:
         super().__init__(piece.module)
         self.nodes, self.timer, self.device = nodes, timer, device
         self.measured_this_trial, self.samples = measured_this_trial, samples
+        self.on_measured = on_measured
 
     def run_node(self, fx_node: torch.fx.Node) -> Any:
         op_node = self.nodes.get(fx_node.name) if is_profiled(fx_node) else None
@@ -212,13 +215,22 @@ class _MeasuringInterpreter(torch.fx.Interpreter):
         )
         self.samples.setdefault(op_node.signature, []).append((energy_j, time_s))
         self.measured_this_trial.add(op_node.signature)
+        if self.on_measured is not None:
+            self.on_measured()
         return super().run_node(fx_node)
 
 
 def run_energy_pass(
-    graph: OpGraph, workload: Workload, backend: EnergyBackend, options: PassOptions | None = None
+    graph: OpGraph,
+    workload: Workload,
+    backend: EnergyBackend,
+    options: PassOptions | None = None,
+    progress: ProgressObserver | None = None,
 ) -> EnergyPassResult:
-    """Measure every operator of ``graph`` and the whole forward pass of ``workload``."""
+    """Measure every operator of ``graph`` and the whole forward pass of ``workload``.
+
+    ``progress``, if given, is told of the idle window and of each operator signature measured in each trial.
+    """
     options = options or PassOptions()
     if options.trials < 1:
         raise ValueError("trials must be >= 1")
@@ -251,9 +263,18 @@ def run_energy_pass(
     # Side streams, graph capture and synchronisation act on the current device: make it the workload's.
     on_device = torch.cuda.device(torch.device(device)) if device.startswith("cuda") else contextlib.nullcontext()
     with on_device, torch.no_grad():
+        if progress is not None:
+            progress(ProgressEvent("idle"))
         idle = backend.measure_idle(options.idle_s if options.idle_s is not None else max(0.2, min_window_s))
         idle_power_w = idle.energy_j / idle.time_s if idle.time_s > 0 else 0.0
-        for _ in range(options.trials):
+        to_measure = len({node.signature for node in graph.nodes if not node.zero_cost})
+
+        def tell(trial: int, done: int) -> None:
+            if progress is not None:
+                progress(ProgressEvent("trial", trial=trial, trials=options.trials, done=done, total=to_measure))
+
+        for trial in range(1, options.trials + 1):
+            tell(trial, 0)
             # The whole pass runs eagerly, as the user runs it: no CUDA graph for it.
             energy_j, time_s, _rounds = timer.measure(FORWARD_KEY, forward, window_s=options.forward_window_s)
             if inputs is not None:
@@ -266,8 +287,14 @@ def run_energy_pass(
             forward_samples.append((energy_j, time_s))
             restore_inputs()
             measured_this_trial: set[str] = set()
+
+            def on_measured(trial: int = trial, measured: set[str] = measured_this_trial) -> None:
+                tell(trial, len(measured))
+
             for piece, nodes in zip(graph.pieces, by_piece, strict=True):
-                interpreter = _MeasuringInterpreter(piece, nodes, timer, device, measured_this_trial, samples)
+                interpreter = _MeasuringInterpreter(
+                    piece, nodes, timer, device, measured_this_trial, samples, on_measured if progress else None
+                )
                 run_piece(interpreter, piece)
                 del interpreter
         restore_inputs()
