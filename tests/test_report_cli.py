@@ -167,7 +167,14 @@ def test_report_from_fake_backend_has_exact_numbers(fake_backend_cls, energy_per
     workload = Workload(SmallBlock().eval(), (torch.randn(8, 16),))
     graph = capture(workload)
     backend = fake_backend_cls()
-    options = PassOptions(trials=2, min_window_s=0.001, idle_s=0.0, replay_working_set_bytes=0)
+    options = PassOptions(
+        trials=2,
+        min_window_s=0.001,
+        forward_window_s=0.001,
+        idle_s=0.0,
+        replay_working_set_bytes=0,
+        remeasure_contended=False,
+    )
     result = run_energy_pass(graph, workload, backend, options)
     built = build_report("fake:target", graph, result, BackendChoice(backend, "test double"), options).to_dict()
     validate(built, report_schema)
@@ -190,7 +197,7 @@ def test_nan_coverage_is_written_as_null(fake_backend_cls, tmp_path: Path, repor
     workload = Workload(SmallBlock().eval(), (torch.randn(8, 16),))
     graph = capture(workload)
     backend = fake_backend_cls(energy_per_call=lambda key: 0.0 if key == FORWARD_KEY else 1.0)
-    options = PassOptions(trials=1, min_window_s=0.001, idle_s=0.0, replay_working_set_bytes=0)
+    options = PassOptions(trials=1, min_window_s=0.001, forward_window_s=0.001, idle_s=0.0, replay_working_set_bytes=0)
     built = build_report(
         "t", graph, run_energy_pass(graph, workload, backend, options), BackendChoice(backend, "test double"), options
     )
