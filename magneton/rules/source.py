@@ -1,0 +1,509 @@
+"""The source side of the rules: one libcst traversal per file, every source rule dispatched by node type.
+
+Speed matters (``magneton lint`` over a whole model zoo): a file is parsed only when at
+least one rule's ``needles`` occur in its text, names are resolved through the file's
+own imports (``import torch as t; t.softmax`` is ``torch.softmax``) in the same single
+pass, and positions are computed only for files that have a hit.
+"""
+
+from __future__ import annotations
+
+import builtins
+import re
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import libcst as cst
+from libcst.metadata import CodeRange, MetadataWrapper, PositionProvider
+
+from magneton.rules.base import Rule, SourceHit
+
+if TYPE_CHECKING:
+    from magneton.findings import Category
+
+_BUILTINS = frozenset(dir(builtins))
+_SUPPRESS = re.compile(r"#\s*magneton:\s*ignore(?:\[(?P<ids>[A-Za-z0-9_,\s]*)\])?")
+_SCOPES = (cst.FunctionDef, cst.Lambda, cst.ClassDef)
+_LOOPS = (cst.For, cst.While, cst.ListComp, cst.SetComp, cst.DictComp, cst.GeneratorExp)
+
+
+@dataclass(frozen=True)
+class SourceMatch:
+    """One hit of a source rule, with its position and (for fixers) the replacement code."""
+
+    rule: str
+    name: str
+    category: Category
+    path: str
+    line: int
+    column: int  # 1-based
+    end_line: int
+    end_column: int
+    message: str
+    suggestion: str
+    expression: str  # the flagged libcst expression, as source text
+    code: str  # the first flagged line, stripped
+    replacement: str | None = None  # the fixer's code for ``expression``
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "rule": self.rule,
+            "name": self.name,
+            "category": self.category,
+            "path": self.path,
+            "line": self.line,
+            "column": self.column,
+            "end_line": self.end_line,
+            "end_column": self.end_column,
+            "message": self.message,
+            "suggestion": self.suggestion,
+            "expression": self.expression,
+            "code": self.code,
+            "replacement": self.replacement,
+        }
+
+
+@dataclass
+class FileResult:
+    path: str
+    matches: list[SourceMatch] = field(default_factory=list)
+    error: str | None = None  # the file could not be read or parsed: reported, the batch goes on
+    parsed: bool = False  # False when the prefilter showed no rule could match
+    lines: int = 0
+
+
+class SourceContext:
+    """What a source detector may ask about the file it looks at."""
+
+    def __init__(self, module: cst.Module, path: str) -> None:
+        self.module = module
+        self.path = path
+        self.aliases: dict[str, str] = {}  # local name -> qualified name, from the imports seen so far
+        self.stack: list[cst.CSTNode] = []  # ancestors of the node being checked, outermost first
+        self.needed_imports: set[str] = set()  # modules a fixer's replacement refers to
+        self._assignments: dict[int, _AssignmentCollector] = {}
+
+    # ---- names ---------------------------------------------------------------------------
+    def record_import(self, node: cst.Import | cst.ImportFrom) -> None:
+        if isinstance(node, cst.Import):
+            for alias in node.names:
+                dotted = _dotted(alias.name)
+                if dotted is None:
+                    continue
+                if alias.asname is not None and isinstance(alias.asname.name, cst.Name):
+                    self.aliases[alias.asname.name.value] = dotted
+                else:
+                    root = dotted.split(".", 1)[0]
+                    self.aliases[root] = root
+            return
+        if node.relative or node.module is None or isinstance(node.names, cst.ImportStar):
+            return
+        base = _dotted(node.module)
+        if base is None:
+            return
+        for alias in node.names:
+            name = _dotted(alias.name)
+            if name is None:
+                continue
+            local = alias.asname.name.value if alias.asname and isinstance(alias.asname.name, cst.Name) else name
+            self.aliases[local] = f"{base}.{name}"
+
+    def qualified_name(self, node: cst.CSTNode) -> str | None:
+        """``torch.nn.functional.softmax`` for ``F.softmax`` after ``import torch.nn.functional as F``; else None."""
+        if isinstance(node, cst.Name):
+            if node.value in self.aliases:
+                return self.aliases[node.value]
+            return f"builtins.{node.value}" if node.value in _BUILTINS else None
+        if isinstance(node, cst.Attribute):
+            owner = self.qualified_name(node.value)
+            return f"{owner}.{node.attr.value}" if owner and not owner.startswith("builtins.") else None
+        return None
+
+    def call_name(self, node: cst.CSTNode) -> str | None:
+        return self.qualified_name(node.func) if isinstance(node, cst.Call) else None
+
+    def is_call(self, node: cst.CSTNode, *names: str) -> bool:
+        """A call of one of the qualified ``names`` (``torch.softmax``, ...)."""
+        return isinstance(node, cst.Call) and self.call_name(node) in names
+
+    def method_receiver(self, node: cst.CSTNode, *methods: str) -> cst.BaseExpression | None:
+        """For ``x.method(...)`` on a value (not a module), the receiver ``x``."""
+        if (
+            isinstance(node, cst.Call)
+            and isinstance(node.func, cst.Attribute)
+            and node.func.attr.value in methods
+            and self.qualified_name(node.func) is None
+        ):
+            return node.func.value
+        return None
+
+    def ref(self, qualified: str) -> str:
+        """The shortest spelling of ``qualified`` in this file; records ``import torch`` when nothing fits."""
+        best: str | None = None
+        for local, target in self.aliases.items():
+            if qualified == target or qualified.startswith(target + "."):
+                spelled = local + qualified[len(target) :]
+                if best is None or len(spelled) < len(best):
+                    best = spelled
+        if best is None:
+            self.needed_imports.add(qualified.split(".", 1)[0])
+            return qualified
+        return best
+
+    def parse(self, expression: str) -> cst.BaseExpression:
+        return cst.parse_expression(expression)
+
+    # ---- code and values -------------------------------------------------------------------
+    def code(self, node: cst.CSTNode) -> str:
+        return self.module.code_for_node(node)
+
+    def same(self, a: cst.CSTNode | None, b: cst.CSTNode | None) -> bool:
+        """Same expression, whitespace and comments aside."""
+        return a is not None and b is not None and _squash(self.code(a)) == _squash(self.code(b))
+
+    @staticmethod
+    def number(node: cst.CSTNode | None) -> float | None:
+        if isinstance(node, (cst.Integer, cst.Float)):
+            return float(node.evaluated_value)
+        if isinstance(node, cst.UnaryOperation) and isinstance(node.operator, cst.Minus):
+            inner = SourceContext.number(node.expression)
+            return -inner if inner is not None else None
+        return None
+
+    @staticmethod
+    def arg(call: cst.Call, position: int | None, keyword: str | None = None) -> cst.BaseExpression | None:
+        """The argument at ``position`` (positional) or named ``keyword``."""
+        positional = [a for a in call.args if a.keyword is None and not a.star]
+        if position is not None and position < len(positional):
+            return positional[position].value
+        for a in call.args:
+            if keyword is not None and a.keyword is not None and a.keyword.value == keyword:
+                return a.value
+        return None
+
+    @staticmethod
+    def has_star(call: cst.Call) -> bool:
+        return any(a.star for a in call.args)
+
+    @staticmethod
+    def keywords(call: cst.Call) -> dict[str, cst.BaseExpression]:
+        return {a.keyword.value: a.value for a in call.args if a.keyword is not None}
+
+    # ---- where the node is -------------------------------------------------------------------
+    def parent(self, levels: int = 1) -> cst.CSTNode | None:
+        return self.stack[-levels] if len(self.stack) >= levels else None
+
+    def in_loop(self) -> bool:
+        """Inside a loop body (or comprehension) of the same function."""
+        for ancestor in reversed(self.stack):
+            if isinstance(ancestor, _SCOPES):
+                return False
+            if isinstance(ancestor, _LOOPS):
+                return True
+        return False
+
+    def enclosing_loop(self) -> cst.CSTNode | None:
+        for ancestor in reversed(self.stack):
+            if isinstance(ancestor, _SCOPES):
+                return None
+            if isinstance(ancestor, (cst.For, cst.While)):
+                return ancestor
+        return None
+
+    def scope(self) -> cst.CSTNode:
+        for ancestor in reversed(self.stack):
+            if isinstance(ancestor, (cst.FunctionDef, cst.Lambda)):
+                return ancestor
+        return self.module
+
+    def function(self) -> cst.FunctionDef | None:
+        for ancestor in reversed(self.stack):
+            if isinstance(ancestor, cst.FunctionDef):
+                return ancestor
+        return None
+
+    def _table(self) -> _AssignmentCollector:
+        scope = self.scope()
+        table = self._assignments.get(id(scope))
+        if table is None:
+            table = self._assignments[id(scope)] = _assignment_table(scope)
+        return table
+
+    def assignments(self, name: str) -> list[cst.BaseExpression]:
+        """Every value assigned to ``name`` in the enclosing function (or module), in source order."""
+        return [value for _, value in self._table().table.get(name, [])]
+
+    def resolve(self, node: cst.BaseExpression | None) -> cst.BaseExpression | None:
+        """A name stands for the value of its last assignment before the statement using it (same function).
+
+        Unknown values (parameters, loop targets, unpacking) and names used before any assignment resolve to
+        themselves, so detectors never guess.
+        """
+        if not isinstance(node, cst.Name):
+            return node
+        table = self._table()
+        at = table.name_at.get(id(node))
+        if at is None:
+            return node
+        earlier = [value for index, value in table.table.get(node.value, []) if index < at]
+        if not earlier or earlier[-1] is _UNKNOWN:
+            return node
+        return earlier[-1]
+
+
+def _dotted(node: cst.CSTNode) -> str | None:
+    if isinstance(node, cst.Name):
+        return node.value
+    if isinstance(node, cst.Attribute):
+        owner = _dotted(node.value)
+        return f"{owner}.{node.attr.value}" if owner else None
+    return None
+
+
+def _squash(code: str) -> str:
+    return re.sub(r"\s+", "", code)
+
+
+class _AssignmentCollector(cst.CSTVisitor):
+    """Values assigned to each name, in source order, and the statement number each Name occurs in."""
+
+    def __init__(self, root: cst.CSTNode) -> None:
+        self.root = root
+        self.table: dict[str, list[tuple[int, cst.BaseExpression]]] = {}
+        self.name_at: dict[int, int] = {}
+        self.statement = 0
+
+    def _add(self, name: str, value: cst.BaseExpression) -> None:
+        self.table.setdefault(name, []).append((self.statement, value))
+
+    def on_visit(self, node: cst.CSTNode) -> bool:
+        if node is not self.root and isinstance(node, _SCOPES):
+            return False  # nested functions and classes have their own names
+        if isinstance(node, (cst.SimpleStatementLine, cst.BaseCompoundStatement)):
+            self.statement += 1
+        elif isinstance(node, cst.Name):
+            self.name_at[id(node)] = self.statement
+        if isinstance(node, cst.Assign):
+            for target in node.targets:
+                if isinstance(target.target, cst.Name):
+                    self._add(target.target.value, node.value)
+                else:  # tuple unpacking etc.: the names are assigned, with no single value
+                    for name in _target_names(target.target):
+                        self._add(name, _UNKNOWN)
+        elif isinstance(node, (cst.AugAssign, cst.AnnAssign)) and isinstance(node.target, cst.Name):
+            value = node.value if isinstance(node, cst.AnnAssign) and node.value is not None else _UNKNOWN
+            self._add(node.target.value, value)
+        elif isinstance(node, (cst.For, cst.CompFor, cst.With, cst.NamedExpr)):
+            targets = [node.target] if isinstance(node, (cst.For, cst.CompFor, cst.NamedExpr)) else []
+            if isinstance(node, cst.With):
+                targets = [item.asname.name for item in node.items if item.asname is not None]
+            for target in targets:
+                for name in _target_names(target):
+                    self._add(name, _UNKNOWN)
+        elif isinstance(node, cst.Param):
+            self._add(node.name.value, _UNKNOWN)
+        return True
+
+
+_UNKNOWN = cst.Name("__unknown__")
+
+
+def _target_names(node: cst.CSTNode) -> list[str]:
+    if isinstance(node, cst.Name):
+        return [node.value]
+    if isinstance(node, (cst.Tuple, cst.List)):
+        return [name for element in node.elements for name in _target_names(element.value)]
+    if isinstance(node, cst.StarredElement):
+        return _target_names(node.value)
+    return []
+
+
+def _assignment_table(scope: cst.CSTNode) -> _AssignmentCollector:
+    collector = _AssignmentCollector(scope)
+    scope.visit(collector)
+    return collector
+
+
+@dataclass
+class _RawHit:
+    rule: type[Rule]
+    hit: SourceHit
+
+
+class _Dispatcher(cst.CSTVisitor):
+    def __init__(self, ctx: SourceContext, rules: Sequence[Rule]) -> None:
+        self.ctx = ctx
+        self.by_type: dict[type, list[Rule]] = {}
+        for rule in rules:
+            for node_type in rule.node_types:
+                self.by_type.setdefault(node_type, []).append(rule)
+        self.hits: list[_RawHit] = []
+        self.errors: list[str] = []
+
+    def on_visit(self, node: cst.CSTNode) -> bool:
+        if isinstance(node, (cst.Import, cst.ImportFrom)):
+            self.ctx.record_import(node)
+        for rule in self.by_type.get(type(node), ()):
+            try:
+                for hit in rule.check_source(node, self.ctx):
+                    self.hits.append(_RawHit(type(rule), hit))
+            except Exception as err:  # a buggy rule must not take the file (or the batch) down with it
+                self.errors.append(f"rule {rule.id} crashed: {type(err).__name__}: {err}")
+        self.ctx.stack.append(node)
+        return True
+
+    def on_leave(self, original_node: cst.CSTNode) -> None:
+        self.ctx.stack.pop()
+
+
+def _prime_imports(ctx: SourceContext, body: Sequence[cst.CSTNode]) -> None:
+    """Top-level imports (also inside if/try blocks) are known before any function body is checked."""
+    for statement in body:
+        if isinstance(statement, cst.SimpleStatementLine):
+            for small in statement.body:
+                if isinstance(small, (cst.Import, cst.ImportFrom)):
+                    ctx.record_import(small)
+        elif isinstance(statement, (cst.If, cst.Try, cst.With)):
+            _prime_imports(ctx, list(statement.body.body))
+            for extra in getattr(statement, "handlers", ()):
+                _prime_imports(ctx, list(extra.body.body))
+            orelse = getattr(statement, "orelse", None)
+            if orelse is not None and hasattr(orelse, "body"):
+                inner = orelse.body if isinstance(orelse, cst.If) else orelse.body
+                _prime_imports(ctx, list(getattr(inner, "body", [])))
+
+
+def suppressed_ids(line_text: str) -> set[str] | None:
+    """Ids suppressed by a ``# magneton: ignore[...]`` comment; ``{"*"}`` for a bare ignore; None without one."""
+    match = _SUPPRESS.search(line_text)
+    if match is None:
+        return None
+    ids = match.group("ids")
+    if ids is None or not ids.strip():
+        return {"*"}
+    return {part.strip().upper() for part in ids.split(",") if part.strip()}
+
+
+def _is_suppressed(rule_id: str, lines: list[str], start: int, end: int) -> bool:
+    """An ignore comment on any line of the hit, or alone on the line above it."""
+    candidates = list(range(start, end + 1))
+    if start >= 2 and lines[start - 2].lstrip().startswith("#"):
+        candidates.append(start - 1)
+    for number in candidates:
+        if 1 <= number <= len(lines):
+            ids = suppressed_ids(lines[number - 1])
+            if ids is not None and ("*" in ids or rule_id in ids):
+                return True
+    return False
+
+
+def applicable(rules: Sequence[type[Rule]], text: str) -> list[type[Rule]]:
+    return [r for r in rules if r.has_source() and r.node_types and any(n in text for n in r.needles)]
+
+
+@dataclass
+class SourceRun:
+    """A parsed file and the raw hits of its rules, kept for fixers."""
+
+    module: cst.Module
+    ctx: SourceContext
+    hits: list[_RawHit]
+    errors: list[str]
+
+
+def run_rules(text: str, path: str, rules: Sequence[type[Rule]]) -> SourceRun | None:
+    """Parse and run; None when no rule can match (prefilter). Raises libcst.ParserSyntaxError."""
+    active = applicable(rules, text)
+    if not active:
+        return None
+    module = cst.parse_module(text)
+    ctx = SourceContext(module, path)
+    _prime_imports(ctx, list(module.body))
+    dispatcher = _Dispatcher(ctx, [rule() for rule in active])
+    module.visit(dispatcher)
+    return SourceRun(module, ctx, dispatcher.hits, dispatcher.errors)
+
+
+def positions(module: cst.Module) -> Any:
+    return MetadataWrapper(module, unsafe_skip_copy=True).resolve(PositionProvider)
+
+
+def lint_text(text: str, path: str, rules: Sequence[type[Rule]]) -> FileResult:
+    """Every unsuppressed hit of ``rules`` in ``text``; a parse failure becomes ``error``."""
+    result = FileResult(path, lines=text.count("\n") + 1)
+    try:
+        run = run_rules(text, path, rules)
+    except cst.ParserSyntaxError as err:
+        result.error = f"{path}: cannot parse: {str(err).splitlines()[0] if str(err) else err}"
+        return result
+    except RecursionError:
+        result.error = f"{path}: cannot parse: nesting too deep"
+        return result
+    if run is None:
+        return result
+    result.parsed = True
+    if run.errors:
+        result.error = f"{path}: " + "; ".join(sorted(set(run.errors)))
+    if not run.hits:
+        return result
+    where = positions(run.module)
+    lines = text.splitlines()
+    seen: set[tuple[str, int, int, int, int]] = set()
+    for raw in run.hits:
+        code_range: CodeRange = where[raw.hit.node]
+        start, end = code_range.start, code_range.end
+        key = (raw.rule.id, start.line, start.column, end.line, end.column)
+        if key in seen or _is_suppressed(raw.rule.id, lines, start.line, end.line):
+            continue
+        seen.add(key)
+        replacement = run.module.code_for_node(raw.hit.replacement) if raw.hit.replacement is not None else None
+        result.matches.append(
+            SourceMatch(
+                rule=raw.rule.id,
+                name=raw.rule.name,
+                category=raw.rule.category,
+                path=path,
+                line=start.line,
+                column=start.column + 1,
+                end_line=end.line,
+                end_column=end.column + 1,
+                message=raw.hit.message or raw.rule.message,
+                suggestion=raw.rule.suggestion,
+                expression=run.module.code_for_node(raw.hit.node),
+                code=lines[start.line - 1].strip() if start.line <= len(lines) else "",
+                replacement=replacement,
+            )
+        )
+    result.matches.sort(key=lambda m: (m.line, m.column, m.rule))
+    return result
+
+
+def iter_python_files(paths: Sequence[str]) -> Iterator[tuple[str, str | None]]:
+    """(file, error) for every .py file under ``paths``; a missing path yields an error, not an exception."""
+    from pathlib import Path
+
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            for file in sorted(path.rglob("*.py")):
+                if not any(part.startswith(".") or part == "__pycache__" for part in file.parts[len(path.parts) :]):
+                    yield str(file), None
+        elif path.is_file():
+            yield str(path), None
+        else:
+            yield str(path), f"{path}: no such file or folder"
+
+
+__all__ = [
+    "FileResult",
+    "SourceContext",
+    "SourceMatch",
+    "SourceRun",
+    "applicable",
+    "iter_python_files",
+    "lint_text",
+    "positions",
+    "run_rules",
+    "suppressed_ids",
+]
