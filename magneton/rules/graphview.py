@@ -80,7 +80,18 @@ class GraphView:
         return [self._by_id[p] for p in self._inputs.get(node.id, []) if p is not None]
 
     def consumers(self, node: OpNode) -> list[OpNode]:
-        return [self._by_id[c] for c in dict.fromkeys(self._users.get(node.id, []))]
+        """Operators reading the node's output (assertions and other output-less nodes left out)."""
+        users = (self._by_id[c] for c in dict.fromkeys(self._users.get(node.id, [])))
+        return [user for user in users if user.outputs]
+
+    def is_output(self, node: OpNode) -> bool:
+        """The node's value leaves the graph (it is returned)."""
+        fx_node = self._fx.get(node.id)
+        return fx_node is not None and any(user.op == "output" for user in fx_node.users)
+
+    def is_view(self, node: OpNode) -> bool:
+        """A layout-only step that copied nothing (a reshape that had to copy is not a view)."""
+        return op_base(node.op) in VIEW_OPS and node.zero_cost
 
     def fx_node(self, node: OpNode) -> Any:
         return self._fx.get(node.id)
@@ -104,11 +115,31 @@ class GraphView:
             if current.id in seen:
                 continue
             seen.add(current.id)
-            if op_base(current.op) in VIEW_OPS:
+            if self.is_view(current):
                 frontier.extend(self.producers(current) if upstream else self.consumers(current))
             else:
                 found.append(current)
         return found
+
+    def upstream(self, node: OpNode, depth: int) -> list[OpNode]:
+        """Producers up to ``depth`` compute steps away (views do not count as steps)."""
+        return self._walk(node, depth, upstream=True)
+
+    def downstream(self, node: OpNode, depth: int) -> list[OpNode]:
+        return self._walk(node, depth, upstream=False)
+
+    def _walk(self, node: OpNode, depth: int, upstream: bool) -> list[OpNode]:
+        found: dict[str, OpNode] = {}
+        frontier = [node]
+        for _ in range(depth):
+            following: list[OpNode] = []
+            for current in frontier:
+                for neighbour in self.through_views(current, upstream):
+                    if neighbour.id not in found and neighbour.id != node.id:
+                        found[neighbour.id] = neighbour
+                        following.append(neighbour)
+            frontier = following
+        return list(found.values())
 
     def scalars(self, node: OpNode) -> list[float]:
         """Numeric constants among the node's arguments (``mul(x, 0.044715)`` -> [0.044715])."""

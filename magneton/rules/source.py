@@ -76,9 +76,10 @@ class FileResult:
 class SourceContext:
     """What a source detector may ask about the file it looks at."""
 
-    def __init__(self, module: cst.Module, path: str) -> None:
+    def __init__(self, module: cst.Module, path: str, text: str = "") -> None:
         self.module = module
         self.path = path
+        self.text = text  # the file as read: cheap substring checks without regenerating code
         self.aliases: dict[str, str] = {}  # local name -> qualified name, from the imports seen so far
         self.stack: list[cst.CSTNode] = []  # ancestors of the node being checked, outermost first
         self.needed_imports: set[str] = set()  # modules a fixer's replacement refers to
@@ -418,7 +419,7 @@ def run_rules(text: str, path: str, rules: Sequence[type[Rule]]) -> SourceRun | 
     if not active:
         return None
     module = cst.parse_module(text)
-    ctx = SourceContext(module, path)
+    ctx = SourceContext(module, path, text)
     _prime_imports(ctx, list(module.body))
     dispatcher = _Dispatcher(ctx, [rule() for rule in active])
     module.visit(dispatcher)
