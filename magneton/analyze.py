@@ -23,6 +23,8 @@ class AnalyzeOptions:
     # The backend's settings; its ``device`` is always the workload's, filled in when the backend is made.
     backend_options: BackendOptions = field(default_factory=BackendOptions)
     record_trace: Path | None = None  # write what was measured, for --backend replay later
+    rules: bool = True  # run the rule catalog on the graph and the user's source (magneton.rules.analysis)
+    rule_dirs: tuple[str, ...] = ()  # extra rule folders (--rules DIR)
 
     @classmethod
     def from_flat(cls, **options: Any) -> AnalyzeOptions:
@@ -83,7 +85,12 @@ def analyze_workload(workload: Workload, target_label: str, options: AnalyzeOpti
         result = run_energy_pass(graph, workload, backend, pass_options)
         if recorder is not None and options.record_trace is not None:
             recorder.write(options.record_trace)
-        return build_report(target_label, graph, result, choice, pass_options)
+        report = build_report(target_label, graph, result, choice, pass_options)
+        if options.rules:
+            from magneton.rules.analysis import add_rule_findings
+
+            add_rule_findings(report, graph, target_label, options.rule_dirs)
+        return report
     finally:
         backend.close()
 

@@ -86,6 +86,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--top", type=positive_int, default=15, help="operators shown in the terminal (default 15)")
     parser.add_argument("--quiet", action="store_true", help="no terminal report, only errors and the summary")
+    parser.add_argument(
+        "--rules", action="append", default=[], metavar="DIR", help="also run the rules in DIR (repeatable)"
+    )
+    parser.add_argument("--no-rules", action="store_true", help="do not run the rule catalog")
 
 
 def _report_path(json_arg: Path, target: str, batch: bool) -> Path:
@@ -109,6 +113,8 @@ def analyze_options(args: argparse.Namespace) -> AnalyzeOptions:
         watts_per_core=args.cpu_watts_per_core,
         trace_path=args.trace,
         record_trace=args.record_trace,
+        rules=not getattr(args, "no_rules", False),
+        rule_dirs=tuple(str(d) for d in getattr(args, "rules", [])),
     )
 
 

@@ -174,6 +174,12 @@ def _footer(report: dict[str, Any]) -> Text:
     return text
 
 
+def findings_text(findings: list[dict[str, Any]]) -> Text:
+    from magneton.report.findings_terminal import findings_text as render
+
+    return render(findings)
+
+
 def render_report(report: dict[str, Any], console: Console, top: int = 15) -> None:
     console.print(
         Group(
@@ -181,6 +187,7 @@ def render_report(report: dict[str, Any], console: Console, top: int = 15) -> No
             _operators_table(report, top),
             _line_table(report, min(top, 10)),
             _op_table(report, min(top, 10)),
+            findings_text(report["findings"]),
             _footer(report),
         )
     )

@@ -161,7 +161,28 @@ def rule_findings(
                     details={"detector": "source", "column": match.column},
                 )
             )
-    return sort_findings(findings), notes
+    return sort_findings(_merge_confirmed(findings)), notes
+
+
+def _merge_confirmed(findings: list[Finding]) -> list[Finding]:
+    """A graph finding over the same operators as a source finding confirms it: one finding, both ids named."""
+    import msgspec
+
+    source_findings = [f for f in findings if f.details.get("detector") == "source" and f.nodes]
+    kept: list[Finding] = []
+    confirmed: dict[int, list[str]] = {}
+    for finding in findings:
+        if finding.details.get("detector") == "graph":
+            twin = next((i for i, s in enumerate(source_findings) if set(finding.nodes) & set(s.nodes)), None)
+            if twin is not None and finding.category == source_findings[twin].category:
+                confirmed.setdefault(twin, []).append(str(finding.rule))
+                continue
+        kept.append(finding)
+    for index, rules in confirmed.items():
+        original = source_findings[index]
+        updated = msgspec.structs.replace(original, details={**original.details, "confirmed_by": rules})
+        kept[kept.index(original)] = updated
+    return kept
 
 
 def add_rule_findings(report: dict[str, Any], graph: OpGraph, target: str, rule_dirs: Sequence[str | Path] = ()) -> None:
