@@ -54,11 +54,8 @@ class FixResult:
 
 
 def unified_diff(before: str, after: str, path: str) -> str:
-    return "".join(
-        difflib.unified_diff(
-            before.splitlines(keepends=True), after.splitlines(keepends=True), f"a/{path}", f"b/{path}", n=3
-        )
-    )
+    old, new = (path, path) if os.path.isabs(path) else (f"a/{path}", f"b/{path}")
+    return "".join(difflib.unified_diff(before.splitlines(keepends=True), after.splitlines(keepends=True), old, new, n=3))
 
 
 def _add_imports(text: str, modules: set[str], newline: str) -> str:
