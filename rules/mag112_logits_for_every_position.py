@@ -5,7 +5,7 @@ from collections.abc import Iterator
 import libcst as cst
 
 from magneton.rules.base import Invalid, Rule, SourceHit, Valid
-from magneton.rules.patterns import full_slice
+from magneton.rules.patterns import as_operand, full_slice
 from magneton.rules.source import SourceContext
 
 
@@ -47,6 +47,10 @@ class LogitsForEveryPosition(Rule):
             expected_fix="import torch.nn.functional as F\nlast = F.linear(h[..., -1, :], w)\n",
         ),
         Invalid("import torch\nnext_logits = lm_head(hidden)[:, -1]\n"),
+        Invalid(
+            "import torch\nlogits = self.lm_head(h + pos)[:, -1, :]\n",
+            expected_fix="import torch\nlogits = self.lm_head((h + pos)[:, -1, :])\n",
+        ),
     )
 
     def check_source(self, node: cst.CSTNode, ctx: SourceContext) -> Iterator[SourceHit]:
@@ -59,7 +63,7 @@ class LogitsForEveryPosition(Rule):
             return
         replacement = None
         if full_slice(node.slice[-1]):  # the vocabulary axis untouched: moving the slice inward is exact
-            hidden = ctx.code(call.args[0].value)
+            hidden = ctx.code(as_operand(call.args[0].value))
             index = ctx.code(node).removeprefix(ctx.code(call))
             first = call.args[0].with_changes(value=ctx.parse(f"{hidden}{index}"))
             replacement = call.with_changes(args=[first, *call.args[1:]])

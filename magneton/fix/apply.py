@@ -148,9 +148,13 @@ def fix_text(text: str, path: str, rules: Sequence[type[Rule]]) -> FixResult:
 
 
 def parse_problem(text: str, path: str) -> str | None:
+    import warnings
+
     try:
         cst.parse_module(text)
-        compile(text, path, "exec", dont_inherit=True)
+        with warnings.catch_warnings():  # "is not callable; perhaps you missed a comma?" is the user's business
+            warnings.simplefilter("ignore", SyntaxWarning)
+            compile(text, path, "exec", dont_inherit=True)
     except (cst.ParserSyntaxError, SyntaxError, ValueError) as err:
         return str(err).splitlines()[0] if str(err) else type(err).__name__
     return None
