@@ -16,6 +16,14 @@ lint:
     ruff format --check magneton tests
     mypy
 
+# Regenerate the rule reference (docs/rules.md) from the rule classes; a test checks it for drift.
+docs:
+    python -m magneton.rules.docs docs/rules.md
+
+# Regenerate the golden files of `magneton lint` (terminal, JSON, SARIF) in tests/golden/.
+golden-lint:
+    MAGNETON_UPDATE_GOLDEN=1 python -m pytest tests/test_lint_golden.py -q
+
 # Benchmarks: wall time, coverage, memory and repeatability figures (printed, not asserted).
 bench:
     python tests/bench/bench_analyze.py

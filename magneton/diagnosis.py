@@ -66,9 +66,7 @@ def _statement_spans(path: str, mtime_ns: int) -> tuple[tuple[_Span, tuple[_Span
             elif isinstance(node, cst.With):
                 values.extend(item.item for item in node.items)
             if values:
-                expressions = [
-                    span(inner) for value in values for inner in _expressions(value) if inner in positions
-                ]
+                expressions = [span(inner) for value in values for inner in _expressions(value) if inner in positions]
                 out.append((span(node), tuple(expressions)))
             return True
 
@@ -153,7 +151,7 @@ def in_library(path: str) -> bool:
 
 
 def user_frames(graph: OpGraph, node: OpNode) -> list[SourceLocation]:
-    """Every frame of the node's stack that is user or library code (torch, Magneton, stdlib skipped), outermost first."""
+    """The node's stack frames in user or library code (torch, Magneton, stdlib skipped), outermost first."""
     from magneton.capture.source import is_user_file, parse_stack_trace
 
     try:
@@ -191,4 +189,12 @@ def diagnose_nodes(
     return location_source(heaviest.source), location_source(site) if site else None
 
 
-__all__ = ["call_site", "diagnose_nodes", "expression_at", "finding_source", "in_library", "location_source", "user_frames"]
+__all__ = [
+    "call_site",
+    "diagnose_nodes",
+    "expression_at",
+    "finding_source",
+    "in_library",
+    "location_source",
+    "user_frames",
+]

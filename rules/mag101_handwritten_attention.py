@@ -32,8 +32,13 @@ class HandwrittenAttention(Rule):
     node_types = (cst.BinaryOperation, cst.Call)
     VALID = (
         Valid("import torch.nn.functional as F\ny = F.scaled_dot_product_attention(q, k, v)\n"),
-        Valid("import torch\ny = torch.softmax(logits, dim=-1) @ table\n", why="softmax of a non-matmul: not attention"),
-        Valid("import torch\np = torch.softmax(q @ k.transpose(-2, -1), dim=-1)\n", why="probabilities returned, no second matmul"),
+        Valid(
+            "import torch\ny = torch.softmax(logits, dim=-1) @ table\n", why="softmax of a non-matmul: not attention"
+        ),
+        Valid(
+            "import torch\np = torch.softmax(q @ k.transpose(-2, -1), dim=-1)\n",
+            why="probabilities returned, no second matmul",
+        ),
     )
     INVALID = (
         Invalid(

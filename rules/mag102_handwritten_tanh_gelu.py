@@ -57,8 +57,7 @@ class HandwrittenTanhGelu(Rule):
             return  # only the outermost product
         inside = list(walk(node))
         has_tanh = any(
-            isinstance(n, cst.Call)
-            and (ctx.is_call(n, "torch.tanh") or ctx.method_receiver(n, "tanh") is not None)
+            isinstance(n, cst.Call) and (ctx.is_call(n, "torch.tanh") or ctx.method_receiver(n, "tanh") is not None)
             for n in inside
         )
         if not has_tanh or not any(ctx.number(n) == _COEFFICIENT for n in inside):

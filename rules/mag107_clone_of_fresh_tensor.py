@@ -32,13 +32,13 @@ class CloneOfFreshTensor(Rule):
     VALID = (
         Valid("import torch\ny = x.clone()\n", why="x may be shared; the copy can be needed"),
         Valid("import torch\ny = x.detach().clone()\n", why="detach() shares storage"),
-        Valid(
-            "import torch\ny = torch.zeros(3).clone(memory_format=torch.channels_last)\n", why="a layout change"
-        ),
+        Valid("import torch\ny = torch.zeros(3).clone(memory_format=torch.channels_last)\n", why="a layout change"),
     )
     INVALID = (
         Invalid(
-            "import torch\ny = torch.zeros(4, 4).clone()\n", expected_fix="import torch\ny = torch.zeros(4, 4)\n", line=2
+            "import torch\ny = torch.zeros(4, 4).clone()\n",
+            expected_fix="import torch\ny = torch.zeros(4, 4)\n",
+            line=2,
         ),
         Invalid("import torch\ny = (a + b).clone()\n", expected_fix="import torch\ny = (a + b)\n"),
         Invalid("import torch\ny = x.clone().clone()\n", expected_fix="import torch\ny = x.clone()\n"),
@@ -51,7 +51,11 @@ class CloneOfFreshTensor(Rule):
         fresh = (
             torch_factory(ctx, receiver, FRESH_RESULT) is not None
             or (isinstance(receiver, cst.BinaryOperation) and isinstance(receiver.operator, _ARITHMETIC))
-            or (isinstance(receiver, cst.Call) and ctx.method_receiver(receiver, "clone") is not None and not receiver.args)
+            or (
+                isinstance(receiver, cst.Call)
+                and ctx.method_receiver(receiver, "clone") is not None
+                and not receiver.args
+            )
             or (matmul_operands(ctx, receiver) is not None and isinstance(receiver, cst.Call))
         )
         if fresh:

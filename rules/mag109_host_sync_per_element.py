@@ -29,7 +29,10 @@ class HostSyncPerElement(Rule):
     node_types = (cst.Call,)
     VALID = (
         Valid("import torch\nvalues = x.tolist()\nfor v in values:\n    print(v)\n"),
-        Valid("import torch\nfor batch in loader:\n    loss = step(batch)\n    print(loss.item())\n", why="one sync per step"),
+        Valid(
+            "import torch\nfor batch in loader:\n    loss = step(batch)\n    print(loss.item())\n",
+            why="one sync per step",
+        ),
     )
     INVALID = (
         Invalid("import torch\nfor i in range(len(x)):\n    total += x[i].item()\n", line=3),

@@ -95,7 +95,11 @@ def _upcast_of(ctx: SourceContext, node: cst.CSTNode | None) -> cst.BaseExpressi
     if receiver is not None and isinstance(node, cst.Call) and not node.args:
         return receiver
     receiver = ctx.method_receiver(node, "to") if node is not None else None
-    if receiver is not None and isinstance(node, cst.Call) and len(node.args) == 1:
-        if ctx.qualified_name(node.args[0].value) in _FLOAT32:
-            return receiver
+    if (
+        receiver is not None
+        and isinstance(node, cst.Call)
+        and len(node.args) == 1
+        and ctx.qualified_name(node.args[0].value) in _FLOAT32
+    ):
+        return receiver
     return None

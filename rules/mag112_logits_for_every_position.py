@@ -82,8 +82,6 @@ def _selects_last_position(ctx: SourceContext, node: cst.Subscript) -> bool:
     elements = node.slice
     if len(elements) < 2:
         return False
-    minus_one = [
-        e for e in elements if isinstance(e.slice, cst.Index) and ctx.number(e.slice.value) == -1
-    ]
+    minus_one = [e for e in elements if isinstance(e.slice, cst.Index) and ctx.number(e.slice.value) == -1]
     others = [e for e in elements if e not in minus_one]
     return len(minus_one) == 1 and all(full_slice(e) for e in others)

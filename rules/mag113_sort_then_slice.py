@@ -84,9 +84,9 @@ def _leading_slice(node: cst.Subscript) -> tuple[cst.BaseExpression | None, bool
     last = elements[-1].slice
     if not isinstance(last, cst.Slice) or last.lower is not None or last.step is not None or last.upper is None:
         return None, False
-    if len(elements) == 2 and isinstance(elements[0].slice, cst.Index):
-        if isinstance(elements[0].slice.value, cst.Ellipsis):
-            return last.upper, True
+    first = elements[0].slice
+    if len(elements) == 2 and isinstance(first, cst.Index) and isinstance(first.value, cst.Ellipsis):
+        return last.upper, True
     if len(elements) >= 2 and all(isinstance(e.slice, cst.Slice) and e.slice.upper is None for e in elements[:-1]):
         return last.upper, False
     return None, False

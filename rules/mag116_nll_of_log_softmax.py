@@ -31,7 +31,9 @@ class NllOfLogSoftmax(Rule):
     node_types = (cst.Call,)
     VALID = (
         Valid("import torch.nn.functional as F\nloss = F.cross_entropy(x, y)\n"),
-        Valid("import torch.nn.functional as F\nlp = F.log_softmax(x, dim=-1)\n", why="log-probabilities are the output"),
+        Valid(
+            "import torch.nn.functional as F\nlp = F.log_softmax(x, dim=-1)\n", why="log-probabilities are the output"
+        ),
     )
     INVALID = (
         Invalid(

@@ -35,7 +35,9 @@ class CountNonzero(Rule):
         Valid("import torch\nidx = torch.nonzero(x)\nrows = x[idx[:, 0]]\n", why="the indices are used"),
     )
     INVALID = (
-        Invalid("import torch\nn = (x != 0).sum()\n", expected_fix="import torch\nn = torch.count_nonzero(x)\n", line=2),
+        Invalid(
+            "import torch\nn = (x != 0).sum()\n", expected_fix="import torch\nn = torch.count_nonzero(x)\n", line=2
+        ),
         Invalid(
             "import torch as t\nn = t.sum(x != 0, dim=-1)\n",
             expected_fix="import torch as t\nn = t.count_nonzero(x, dim=-1)\n",
@@ -85,9 +87,13 @@ class CountNonzero(Rule):
 
     @staticmethod
     def _nonzero_input(node: cst.CSTNode, ctx: SourceContext) -> cst.BaseExpression | None:
-        if isinstance(node, cst.Call) and (ctx.is_call(node, "torch.nonzero") or ctx.is_call(node, "torch.argwhere")):
-            if len(node.args) == 1 and node.args[0].keyword is None:
-                return node.args[0].value
+        if (
+            isinstance(node, cst.Call)
+            and ctx.is_call(node, "torch.nonzero", "torch.argwhere")
+            and len(node.args) == 1
+            and node.args[0].keyword is None
+        ):
+            return node.args[0].value
         receiver = ctx.method_receiver(node, "nonzero", "argwhere")
         if receiver is not None and isinstance(node, cst.Call) and not node.args:
             return receiver

@@ -35,7 +35,9 @@ class LoopOverHeads(Rule):
             "import torch\nouts = torch.cat([h(x[i]) for i, h in enumerate(self.heads)])\n",
             why="each head sees a different slice",
         ),
-        Valid("import torch\nfor layer in self.layers:\n    x = layer(x)\n", why="a sequential stack, not parallel heads"),
+        Valid(
+            "import torch\nfor layer in self.layers:\n    x = layer(x)\n", why="a sequential stack, not parallel heads"
+        ),
     )
     INVALID = (
         Invalid("import torch\nout = torch.cat([head(x) for head in self.heads], dim=-1)\n", line=2),

@@ -43,7 +43,8 @@ class ZerosThenOverwritten(Rule):
         ),
         Invalid(
             "import torch\n\n\ndef f(x):\n    out = torch.zeros_like(x)\n    out[...] = x * 2\n    return out\n",
-            expected_fix="import torch\n\n\ndef f(x):\n    out = torch.empty_like(x)\n    out[...] = x * 2\n    return out\n",
+            expected_fix="import torch\n\n\ndef f(x):\n    out = torch.empty_like(x)\n"
+            "    out[...] = x * 2\n    return out\n",
         ),
         Invalid(
             "import torch\nres = torch.zeros(n, m)\ntorch.matmul(a, b, out=res)\n",
@@ -53,7 +54,7 @@ class ZerosThenOverwritten(Rule):
 
     def check_source(self, node: cst.CSTNode, ctx: SourceContext) -> Iterator[SourceHit]:
         body: Sequence[cst.CSTNode] = node.body  # type: ignore[attr-defined]
-        for first, second in zip(body, body[1:]):
+        for first, second in zip(body, body[1:], strict=False):
             created = _created(ctx, first)
             if created is None:
                 continue

@@ -35,8 +35,12 @@ class SeparateBiasAdd(Rule):
         Valid("import torch\ny = (x @ w) * 2 + 1\n", why="the product is scaled first"),
     )
     INVALID = (
-        Invalid("import torch\ny = torch.mm(x, w) + b\n", expected_fix="import torch\ny = torch.addmm(b, x, w)\n", line=2),
-        Invalid("import torch\ny = bias + torch.bmm(a, c)\n", expected_fix="import torch\ny = torch.baddbmm(bias, a, c)\n"),
+        Invalid(
+            "import torch\ny = torch.mm(x, w) + b\n", expected_fix="import torch\ny = torch.addmm(b, x, w)\n", line=2
+        ),
+        Invalid(
+            "import torch\ny = bias + torch.bmm(a, c)\n", expected_fix="import torch\ny = torch.baddbmm(bias, a, c)\n"
+        ),
         Invalid(
             "import torch\ny = x @ self.weight.t() + self.bias\n",
             expected_fix="import torch\ny = torch.nn.functional.linear(x, self.weight, self.bias)\n",

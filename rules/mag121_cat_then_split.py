@@ -35,7 +35,9 @@ class CatThenSplit(Rule):
     )
     INVALID = (
         Invalid("import torch\nu, v = torch.cat([a, b], dim=0).split([2, 3])\n", line=2),
-        Invalid("import torch\n\n\ndef f(a, b):\n    both = torch.cat((a, b), 1)\n    return torch.chunk(both, 2, dim=1)\n"),
+        Invalid(
+            "import torch\n\n\ndef f(a, b):\n    both = torch.cat((a, b), 1)\n    return torch.chunk(both, 2, dim=1)\n"
+        ),
     )
 
     def check_source(self, node: cst.CSTNode, ctx: SourceContext) -> Iterator[SourceHit]:

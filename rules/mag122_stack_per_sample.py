@@ -69,7 +69,11 @@ def _range_over(ctx: SourceContext, node: cst.BaseExpression) -> cst.BaseExpress
     bound = node.args[0].value
     if ctx.is_call(bound, "builtins.len") and isinstance(bound, cst.Call) and len(bound.args) == 1:
         return bound.args[0].value
-    if isinstance(bound, cst.Subscript) and isinstance(bound.value, cst.Attribute) and bound.value.attr.value == "shape":
+    if (
+        isinstance(bound, cst.Subscript)
+        and isinstance(bound.value, cst.Attribute)
+        and bound.value.attr.value == "shape"
+    ):
         return bound.value.value
     receiver = ctx.method_receiver(bound, "size")
     if receiver is not None and isinstance(bound, cst.Call) and ctx.number(ctx.arg(bound, 0)) == 0:

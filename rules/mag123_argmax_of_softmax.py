@@ -29,7 +29,9 @@ class ArgmaxOfSoftmax(Rule):
     node_types = (cst.Call,)
     VALID = (
         Valid("import torch\nlabel = logits.argmax(-1)\n"),
-        Valid("import torch\np = torch.softmax(x, -1)\nlabel = p.argmax(-1)\nconf = p.max(-1)\n", why="p is used again"),
+        Valid(
+            "import torch\np = torch.softmax(x, -1)\nlabel = p.argmax(-1)\nconf = p.max(-1)\n", why="p is used again"
+        ),
         Valid("import torch\nlabel = torch.softmax(x, dim=0).argmax(dim=1)\n", why="another axis than the softmax's"),
     )
     INVALID = (

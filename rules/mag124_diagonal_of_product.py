@@ -41,7 +41,9 @@ class DiagonalOfProduct(Rule):
             "import torch\nt = torch.trace(torch.mm(x, y.T))\n",
             expected_fix='import torch\nt = torch.einsum("ij,ji->", x, y.T)\n',
         ),
-        Invalid("import torch\nd = (a @ b).diagonal()\n", expected_fix='import torch\nd = torch.einsum("ij,ji->i", a, b)\n'),
+        Invalid(
+            "import torch\nd = (a @ b).diagonal()\n", expected_fix='import torch\nd = torch.einsum("ij,ji->i", a, b)\n'
+        ),
     )
 
     def check_source(self, node: cst.CSTNode, ctx: SourceContext) -> Iterator[SourceHit]:

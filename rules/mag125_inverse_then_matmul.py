@@ -35,10 +35,13 @@ class InverseThenMatmul(Rule):
     )
     INVALID = (
         Invalid(
-            "import torch\nx = torch.linalg.inv(a) @ b\n", expected_fix="import torch\nx = torch.linalg.solve(a, b)\n", line=2
+            "import torch\nx = torch.linalg.inv(a) @ b\n",
+            expected_fix="import torch\nx = torch.linalg.solve(a, b)\n",
+            line=2,
         ),
         Invalid(
-            "import torch as t\nx = t.matmul(t.inverse(cov), d)\n", expected_fix="import torch as t\nx = t.linalg.solve(cov, d)\n"
+            "import torch as t\nx = t.matmul(t.inverse(cov), d)\n",
+            expected_fix="import torch as t\nx = t.linalg.solve(cov, d)\n",
         ),
     )
 

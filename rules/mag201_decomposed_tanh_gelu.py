@@ -38,7 +38,8 @@ class DecomposedTanhGelu(Rule):
     INVALID = (
         Invalid(
             "import math\nimport torch\n\n\ndef gelu(x):\n"
-            "    return 0.5 * x * (1.0 + torch.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * torch.pow(x, 3.0))))\n\n\n"
+            "    return 0.5 * x * (1.0 + torch.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * torch.pow(x, 3.0))))\n"
+            "\n\n"
             "def workload():\n    return gelu, (torch.randn(4, 64),)\n"
         ),
     )

@@ -41,7 +41,8 @@ class NormOnNonContiguousInput(Rule):
             "    return (lambda x: F.layer_norm(x, (64,))), (torch.randn(8, 128, 64),)\n"
         ),
         Valid(
-            "import torch\n\n\ndef workload():\n    return (lambda x: torch.softmax(x.t(), dim=-1)), (torch.randn(4, 4),)\n",
+            "import torch\n\n\ndef workload():\n"
+            "    return (lambda x: torch.softmax(x.t(), dim=-1)), (torch.randn(4, 4),)\n",
             why="tiny: the copy does not matter",
         ),
     )

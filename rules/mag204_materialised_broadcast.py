@@ -57,15 +57,12 @@ class MaterialisedBroadcast(Rule):
     def check_graph(self, view: GraphView) -> Iterator[GraphHit]:
         for node in view.nodes:
             base = view.base(node)
-            if base in ("repeat_interleave", "repeat"):
-                source = node
-            elif base in _COPIES and not node.zero_cost and self._from_expand(view, node):
-                source = node
-            else:
+            copies = base in _COPIES and not node.zero_cost and self._from_expand(view, node)
+            if base not in ("repeat_interleave", "repeat") and not copies:
                 continue
-            readers = [c for c in view.downstream(source, 1) if view.base(c) in _CONSUMERS]
+            readers = [c for c in view.downstream(node, 1) if view.base(c) in _CONSUMERS]
             if readers:
-                yield GraphHit((source.id, *(r.id for r in readers)), details={"copy_elements": view.numel(source)})
+                yield GraphHit((node.id, *(r.id for r in readers)), details={"copy_elements": view.numel(node)})
 
     @staticmethod
     def _from_expand(view: GraphView, node: object) -> bool:

@@ -32,7 +32,9 @@ class DataLoaderWithoutPinnedMemory(Rule):
     needles = ("DataLoader",)
     node_types = (cst.Call,)
     VALID = (
-        Valid("from torch.utils.data import DataLoader\nloader = DataLoader(ds, num_workers=2)\n", why="no CUDA in file"),
+        Valid(
+            "from torch.utils.data import DataLoader\nloader = DataLoader(ds, num_workers=2)\n", why="no CUDA in file"
+        ),
         Valid(
             "from torch.utils.data import DataLoader\nloader = DataLoader(ds, pin_memory=True)\nmodel.cuda()\n",
         ),
@@ -44,8 +46,8 @@ class DataLoaderWithoutPinnedMemory(Rule):
     INVALID = (
         Invalid(
             'from torch.utils.data import DataLoader\nloader = DataLoader(ds, batch_size=8)\nx = x.to("cuda")\n',
-            expected_fix='from torch.utils.data import DataLoader\nloader = DataLoader(ds, batch_size=8, pin_memory=True)\n'
-            'x = x.to("cuda")\n',
+            expected_fix="from torch.utils.data import DataLoader\n"
+            'loader = DataLoader(ds, batch_size=8, pin_memory=True)\nx = x.to("cuda")\n',
             line=2,
         ),
     )

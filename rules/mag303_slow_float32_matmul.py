@@ -59,9 +59,7 @@ class SlowFloat32Matmul(Rule):
         if env.float32_matmul_precision != "highest" or env.cuda_matmul_allow_tf32:
             return
         nodes = tuple(
-            node.id
-            for node in env.view.of_base(*_MATMUL)
-            if node.inputs and node.inputs[0].dtype == "float32"
+            node.id for node in env.view.of_base(*_MATMUL) if node.inputs and node.inputs[0].dtype == "float32"
         )
         if nodes:
             yield GraphHit(nodes, details={"float32_matmuls": len(nodes)})

@@ -40,6 +40,8 @@ class CudnnBenchmarkOff(Rule):
     def check_runtime(self, env: RuntimeEnv) -> Iterator[GraphHit]:
         if not env.on_cuda or env.cudnn_benchmark:
             return
-        nodes = tuple(node.id for node in env.view.of_base("convolution", "cudnn_convolution", "conv2d", "conv1d", "conv3d"))
+        nodes = tuple(
+            node.id for node in env.view.of_base("convolution", "cudnn_convolution", "conv2d", "conv1d", "conv3d")
+        )
         if nodes:
             yield GraphHit(nodes, details={"convolutions": len(nodes)})

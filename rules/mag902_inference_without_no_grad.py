@@ -36,7 +36,9 @@ class InferenceWithoutNoGrad(Rule):
             "import torch\n\n\ndef predict(model, x):\n    model.eval()\n    with torch.no_grad():\n"
             "        return model(x)\n"
         ),
-        Valid("import torch\n\n\n@torch.inference_mode()\ndef predict(model, x):\n    model.eval()\n    return model(x)\n"),
+        Valid(
+            "import torch\n\n\n@torch.inference_mode()\ndef predict(model, x):\n    model.eval()\n    return model(x)\n"
+        ),
     )
     INVALID = (Invalid("import torch\n\n\ndef predict(model, x):\n    model.eval()\n    return model(x)\n", line=4),)
 

@@ -71,7 +71,10 @@ def test_crlf_and_encoding_are_kept(tmp_path: Path) -> None:
 
 
 def test_added_import_follows_docstring_and_future(tmp_path: Path) -> None:
-    code = '"""Doc."""\nfrom __future__ import annotations\n\nfrom torch import sort\nv = sort(x, descending=True).values[..., :2]\n'
+    code = (
+        '"""Doc."""\nfrom __future__ import annotations\n\n'
+        "from torch import sort\nv = sort(x, descending=True).values[..., :2]\n"
+    )
     fixed = fix_text(code, "m.py", FIXERS).fixed
     assert fixed.startswith('"""Doc."""\nfrom __future__ import annotations\nimport torch\n')
     assert "torch.topk(x, 2, dim=-1).values" in fixed

@@ -17,7 +17,8 @@ FUNCS = st.sampled_from(
         "torch.stack", "torch.sort", "torch.argsort", "torch.zeros", "torch.zeros_like", "torch.where", "torch.rsqrt",
         "torch.sqrt", "torch.pow", "torch.linalg.eigvals", "torch.linalg.inv", "torch.diag", "torch.trace",
         "torch.argmax", "torch.nonzero", "F.nll_loss", "F.log_softmax", "F.linear", "torch.sum", "DataLoader",
-        "torch.autograd.set_detect_anomaly", "F.scaled_dot_product_attention", "torch.repeat_interleave", "len", "range",
+        "torch.autograd.set_detect_anomaly", "F.scaled_dot_product_attention", "torch.repeat_interleave",
+        "len", "range",
     ]
 )  # fmt: skip
 METHODS = st.sampled_from(
@@ -27,21 +28,46 @@ METHODS = st.sampled_from(
         "diagonal", "size", "shape", "type_as", "half", "eval",
     ]
 )  # fmt: skip
-LITERALS = st.sampled_from(["0", "1", "-1", "-2", "2", "3", "0.5", "0.044715", "True", "False", "None", '"cuda"', "..."])
+LITERALS = st.sampled_from(
+    ["0", "1", "-1", "-2", "2", "3", "0.5", "0.044715", "True", "False", "None", '"cuda"', "..."]
+)
 
 
 def _expressions() -> st.SearchStrategy[str]:
     leaves = st.one_of(NAMES, LITERALS)
 
     def extend(inner: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
-        args = st.lists(st.one_of(inner, st.builds(lambda k, v: f"{k}={v}", st.sampled_from(["dim", "keepdim", "device", "descending", "dtype", "num_workers", "set_to_none", "out"]), inner)), max_size=3)  # noqa: E501
+        args = st.lists(
+            st.one_of(
+                inner,
+                st.builds(
+                    lambda k, v: f"{k}={v}",
+                    st.sampled_from(
+                        ["dim", "keepdim", "device", "descending", "dtype", "num_workers", "set_to_none", "out"]
+                    ),
+                    inner,
+                ),
+            ),
+            max_size=3,
+        )  # noqa: E501
         return st.one_of(
             st.builds(lambda f, a: f"{f}({', '.join(a)})", FUNCS, args),
             st.builds(lambda r, m, a: f"({r}).{m}({', '.join(a)})", inner, METHODS, args),
             st.builds(lambda r, m: f"({r}).{m}", inner, METHODS),
-            st.builds(lambda a, op, b: f"({a} {op} {b})", inner, st.sampled_from(["+", "-", "*", "/", "@", "**", "!=", ">"]), inner),  # noqa: E501
-            st.builds(lambda r, i: f"({r})[{i}]", inner, st.sampled_from([":, -1, :", "..., :3", "0", "i", ":", "...", ":, :k"])),  # noqa: E501
-            st.builds(lambda e, r: f"[{e} for i in {r}]", inner, st.sampled_from(["range(x.shape[0])", "self.heads", "xs"])),  # noqa: E501
+            st.builds(
+                lambda a, op, b: f"({a} {op} {b})",
+                inner,
+                st.sampled_from(["+", "-", "*", "/", "@", "**", "!=", ">"]),
+                inner,
+            ),  # noqa: E501
+            st.builds(
+                lambda r, i: f"({r})[{i}]",
+                inner,
+                st.sampled_from([":, -1, :", "..., :3", "0", "i", ":", "...", ":, :k"]),
+            ),  # noqa: E501
+            st.builds(
+                lambda e, r: f"[{e} for i in {r}]", inner, st.sampled_from(["range(x.shape[0])", "self.heads", "xs"])
+            ),  # noqa: E501
         )
 
     return st.recursive(leaves, extend, max_leaves=12)
@@ -61,7 +87,11 @@ PROGRAMS = st.lists(
     st.builds(_statement, _expressions(), st.integers(0, 3), st.sampled_from(["x", "y", "out", "buf"])),
     min_size=1,
     max_size=6,
-).map(lambda body: "import torch\nimport torch.nn.functional as F\nfrom torch.utils.data import DataLoader\n" + "".join(body))
+).map(
+    lambda body: (
+        "import torch\nimport torch.nn.functional as F\nfrom torch.utils.data import DataLoader\n" + "".join(body)
+    )
+)
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])

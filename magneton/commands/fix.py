@@ -22,7 +22,9 @@ DESCRIPTION = (
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("items", nargs="+", metavar="TARGET|PATH", help="file.py:function, package.module:function, file or folder")
+    parser.add_argument(
+        "items", nargs="+", metavar="TARGET|PATH", help="file.py:function, package.module:function, file or folder"
+    )
     add_rule_arguments(parser)
     parser.add_argument("--apply", action="store_true", help="write the fixed files")
     parser.add_argument("--verify", action="store_true", help="measure the fix on the workload (TARGET only)")

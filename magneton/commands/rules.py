@@ -16,7 +16,9 @@ DESCRIPTION = "List every rule (id, name, category, kind, fixer), or `show ID` f
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("words", nargs="*", metavar="show ID", help="`show MAG101` to show one rule")
-    parser.add_argument("--rules", action="append", default=[], metavar="DIR", type=Path, help="also load rules from DIR")
+    parser.add_argument(
+        "--rules", action="append", default=[], metavar="DIR", type=Path, help="also load rules from DIR"
+    )
     parser.add_argument("--json", action="store_true", help="print the catalog as JSON")
 
 
@@ -44,7 +46,9 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         sys.stdout.write(json.dumps([rule_json(rule) for rule in ruleset.rules], indent=2) + "\n")
         return EXIT_OK
-    console.print(f"{len(ruleset.rules)} rules ({sum(1 for r in ruleset.rules if r.fixable)} with a fixer)", highlight=False)
+    console.print(
+        f"{len(ruleset.rules)} rules ({sum(1 for r in ruleset.rules if r.fixable)} with a fixer)", highlight=False
+    )
     for rule in ruleset.rules:
         kind = rule.kind() + ("*" if rule.experimental() else "")
         fixer = "fix" if rule.fixable else ""

@@ -55,7 +55,9 @@ class FixResult:
 
 def unified_diff(before: str, after: str, path: str) -> str:
     old, new = (path, path) if os.path.isabs(path) else (f"a/{path}", f"b/{path}")
-    return "".join(difflib.unified_diff(before.splitlines(keepends=True), after.splitlines(keepends=True), old, new, n=3))
+    return "".join(
+        difflib.unified_diff(before.splitlines(keepends=True), after.splitlines(keepends=True), old, new, n=3)
+    )
 
 
 def _add_imports(text: str, modules: set[str], newline: str) -> str:
@@ -211,4 +213,13 @@ def fix_file(path: str, rules: Sequence[type[Rule]]) -> FixResult:
     return fix_text(text, path, rules)
 
 
-__all__ = ["AppliedFix", "FixError", "FixResult", "fix_file", "fix_text", "parse_problem", "unified_diff", "write_fixed"]
+__all__ = [
+    "AppliedFix",
+    "FixError",
+    "FixResult",
+    "fix_file",
+    "fix_text",
+    "parse_problem",
+    "unified_diff",
+    "write_fixed",
+]

@@ -32,7 +32,8 @@ def findings_text(findings: Sequence[Mapping[str, Any]], top: int = 10) -> Text:
             text.append("  [potential: these lines did not run]", style="dim")
         else:
             text.append(
-                f"  {format_energy(finding.get('excess_energy_j', 0.0))} ({finding.get('share', 0.0):.1%}, upper bound)",
+                f"  {format_energy(finding.get('excess_energy_j', 0.0))} "
+                f"({finding.get('share', 0.0):.1%}, upper bound)",
                 style="cyan",
             )
         text.append("\n")

@@ -9,4 +9,15 @@ from __future__ import annotations
 from magneton.rules.base import ID_RANGES, GraphHit, Invalid, Knob, Rule, SourceHit, Valid
 from magneton.rules.discovery import RuleError, RuleSet, load_rules
 
-__all__ = ["ID_RANGES", "GraphHit", "Invalid", "Knob", "Rule", "RuleError", "RuleSet", "SourceHit", "Valid", "load_rules"]
+__all__ = [
+    "ID_RANGES",
+    "GraphHit",
+    "Invalid",
+    "Knob",
+    "Rule",
+    "RuleError",
+    "RuleSet",
+    "SourceHit",
+    "Valid",
+    "load_rules",
+]

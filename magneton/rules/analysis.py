@@ -185,7 +185,9 @@ def _merge_confirmed(findings: list[Finding]) -> list[Finding]:
     return kept
 
 
-def add_rule_findings(report: dict[str, Any], graph: OpGraph, target: str, rule_dirs: Sequence[str | Path] = ()) -> None:
+def add_rule_findings(
+    report: dict[str, Any], graph: OpGraph, target: str, rule_dirs: Sequence[str | Path] = ()
+) -> None:
     """Append rule findings to a report dict (kept sorted, most excess energy first; potential ones last)."""
     import msgspec
 

@@ -22,10 +22,16 @@ def rule_json(rule: type[Rule]) -> dict[str, Any]:
         "kind": rule.kind(),
         "experimental": rule.experimental(),
         "fixable": rule.fixable,
-        "detectors": [d for d, on in (("source", rule.has_source()), ("graph", rule.has_graph()), ("runtime", rule.has_runtime())) if on],
+        "detectors": [
+            d
+            for d, on in (("source", rule.has_source()), ("graph", rule.has_graph()), ("runtime", rule.has_runtime()))
+            if on
+        ],
         "message": rule.message,
         "suggestion": rule.suggestion,
-        "knob": None if rule.knob is None else {"setting": rule.knob.setting, "value": rule.knob.value, "how": rule.knob.how},
+        "knob": None
+        if rule.knob is None
+        else {"setting": rule.knob.setting, "value": rule.knob.value, "how": rule.knob.how},
         "doc": rule.doc(),
     }
 
@@ -69,8 +75,10 @@ def render(ruleset: RuleSet) -> str:
     out += ["", "| id | name | category | fixer | what it finds |", "|---|---|---|---|---|"]
     for rule in ruleset.rules:
         summary = rule.summary().replace("|", "\\|")
-        out.append(f"| [{rule.id}](#{rule.id.lower()}-{rule.name}) | {rule.name} | {rule.category} | "
-                   f"{'yes' if rule.fixable else ''} | {summary} |")
+        out.append(
+            f"| [{rule.id}](#{rule.id.lower()}-{rule.name}) | {rule.name} | {rule.category} | "
+            f"{'yes' if rule.fixable else ''} | {summary} |"
+        )
     out.append("")
     for rule in ruleset.rules:
         out.append(rule_markdown(rule))

@@ -62,7 +62,9 @@ def softmax_parts(ctx: SourceContext, node: cst.CSTNode | None) -> tuple[cst.Bas
     return None
 
 
-def matmul_operands(ctx: SourceContext, node: cst.CSTNode | None) -> tuple[cst.BaseExpression, cst.BaseExpression] | None:
+def matmul_operands(
+    ctx: SourceContext, node: cst.CSTNode | None
+) -> tuple[cst.BaseExpression, cst.BaseExpression] | None:
     """(a, b) of ``a @ b``, ``torch.matmul(a, b)``, ``torch.mm``, ``torch.bmm`` or ``a.matmul(b)``."""
     if isinstance(node, cst.BinaryOperation) and isinstance(node.operator, cst.MatrixMultiply):
         return node.left, node.right
@@ -78,7 +80,7 @@ def matmul_operands(ctx: SourceContext, node: cst.CSTNode | None) -> tuple[cst.B
 
 
 def transposed_last_two(ctx: SourceContext, node: cst.CSTNode | None) -> cst.BaseExpression | None:
-    """X for ``X.transpose(-2, -1)``, ``X.transpose(-1, -2)``, ``X.mT``, ``X.T``, ``X.t()``, ``torch.transpose(X, -2, -1)``."""
+    """X for ``X.transpose(-2, -1)`` (either order), ``X.mT``, ``X.T``, ``X.t()``, ``torch.transpose(X, -2, -1)``."""
     if isinstance(node, cst.Attribute) and node.attr.value in ("mT", "T") and ctx.qualified_name(node) is None:
         return node.value
     if not isinstance(node, cst.Call):

@@ -296,11 +296,13 @@ class _AssignmentCollector(cst.CSTVisitor):
             value = node.value if isinstance(node, cst.AnnAssign) and node.value is not None else _UNKNOWN
             self._add(node.target.value, value)
         elif isinstance(node, (cst.For, cst.CompFor, cst.With, cst.NamedExpr)):
-            targets = [node.target] if isinstance(node, (cst.For, cst.CompFor, cst.NamedExpr)) else []
-            if isinstance(node, cst.With):
+            targets: list[cst.CSTNode] = []
+            if isinstance(node, (cst.For, cst.CompFor, cst.NamedExpr)):
+                targets = [node.target]
+            else:
                 targets = [item.asname.name for item in node.items if item.asname is not None]
-            for target in targets:
-                for name in _target_names(target):
+            for bound in targets:
+                for name in _target_names(bound):
                     self._add(name, _UNKNOWN)
         elif isinstance(node, cst.Param):
             self._add(node.name.value, _UNKNOWN)

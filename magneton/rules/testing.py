@@ -105,7 +105,9 @@ def check_fix(rule: type[Rule], example: Invalid) -> None:
         assert not result.changed, f"{rule.id}: fixed an example that names no expected fix:\n{result.diff()}"
         return
     expected = example_code(example.expected_fix)
-    assert result.fixed == expected, f"{rule.id}: fix differs from expected:\n{result.fixed}\n--- expected ---\n{expected}"
+    assert result.fixed == expected, (
+        f"{rule.id}: fix differs from expected:\n{result.fixed}\n--- expected ---\n{expected}"
+    )
     again = fix_text(result.fixed, "example.py", [rule])
     assert not again.changed, f"{rule.id}: the fix is not idempotent:\n{again.diff()}"
 

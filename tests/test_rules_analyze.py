@@ -1,0 +1,91 @@
+"""Rules inside analyze: source matches tied to measured operators, potential matches, graph rules in libraries."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from magneton.capture import capture
+from magneton.diagnosis import diagnose_nodes, expression_at, finding_source
+from magneton.findings import sort_findings
+from magneton.rules.analysis import rule_findings
+from magneton.workload import load_target
+
+DATA = Path(__file__).parent / "data" / "rules_analyze"
+TARGET = f"{DATA / 'workload.py'}:workload"
+
+
+@pytest.fixture(scope="module")
+def graph():  # type: ignore[no-untyped-def]
+    return capture(load_target(TARGET))
+
+
+def _report(graph, energies=None):  # type: ignore[no-untyped-def]
+    # A hand-made report: each operator costs 1 J except the ones named, so ranking is predictable.
+    energies = energies or {}
+    nodes = [{"id": n.id, "energy_j": energies.get(n.op, 1.0)} for n in graph.nodes]
+    return {"nodes": nodes, "total_energy_j": sum(n["energy_j"] for n in nodes), "backend": {"provenance": "estimated"}}
+
+
+def test_source_and_graph_findings(graph) -> None:  # type: ignore[no-untyped-def]
+    findings, notes = rule_findings(graph, _report(graph), TARGET)
+    assert not notes
+    by_rule = {f.rule: f for f in findings}
+    count = by_rule["MAG117"]
+    assert count.source is not None and count.source.file.endswith("workload.py") and count.source.line == 19
+    assert count.source.expression == "(h != 0).sum()"
+    assert count.nodes and count.energy_j > 0 and not count.potential
+    assert count.fix is not None and "torch.count_nonzero(h)" in count.fix
+    assert "estimated" in count.energy_provenance and "upper bound" in count.excess_provenance
+
+    gelu = by_rule["MAG201"]  # the library's GELU: found in the graph
+    assert gelu.source is not None and "site-packages" in gelu.source.file and gelu.source.line == 9
+    assert gelu.source.expression is not None and "0.044715" in gelu.source.expression
+    assert gelu.call_site is not None and gelu.call_site.file.endswith("workload.py") and gelu.call_site.line == 18
+
+    unused = by_rule["MAG115"]  # a method that never ran
+    assert unused.potential and unused.energy_j == 0 and not unused.nodes
+    assert findings.index(unused) == len(findings) - 1  # potential findings rank after every measured one
+
+
+def test_findings_are_ranked_by_energy(graph) -> None:  # type: ignore[no-untyped-def]
+    heavy_tanh = _report(graph, {"aten.tanh.default": 100.0})
+    findings, _ = rule_findings(graph, heavy_tanh, TARGET)
+    assert [f.rule for f in findings][:2] == ["MAG201", "MAG117"]
+    heavy_count = _report(graph, {"aten.ne.Scalar": 500.0, "aten.sum.default": 500.0})
+    findings, _ = rule_findings(graph, heavy_count, TARGET)
+    assert findings[0].rule == "MAG117"
+    assert findings == sort_findings(findings)
+
+
+def test_diagnose_nodes_for_other_detectors(graph) -> None:  # type: ignore[no-untyped-def]
+    tanh = next(n for n in graph.nodes if n.op == "aten.tanh.default")
+    source, site = diagnose_nodes(graph, [tanh.id])
+    assert source is not None and source.line == 9 and site is not None and site.line == 18
+
+
+def test_expression_at_multiline(tmp_path: Path) -> None:
+    path = tmp_path / "m.py"
+    path.write_text(
+        "import torch\nout = torch.cat(\n    [torch.softmax(a, -1),\n     b],\n    dim=0,\n)\n", encoding="utf-8"
+    )
+    assert expression_at(str(path), 2) == ("torch.cat(\n    [torch.softmax(a, -1),\n     b],\n    dim=0,\n)", 2, 6)
+    assert expression_at(str(path), 3)[0] == "[torch.softmax(a, -1),\n     b]"  # type: ignore[index]
+    source = finding_source(str(path), 2)
+    assert source.end_line == 6 and source.code == "out = torch.cat("
+
+
+def test_analyze_attaches_rule_findings() -> None:
+    from magneton.analyze import AnalyzeOptions, analyze_target
+
+    options = AnalyzeOptions.from_flat(backend="estimate", trials=1, warmup_calls=1, min_window_s=0.01, idle_s=0.05)
+    report = analyze_target(TARGET, options)
+    rules = [f["rule"] for f in report["findings"]]
+    assert "MAG117" in rules and "MAG201" in rules and rules[-1] == "MAG115"
+    first = report["findings"][0]
+    assert first["kind"] == "rule" and first["source"]["file"] and first["energy_j"] > 0
+    no_rules = analyze_target(
+        TARGET, AnalyzeOptions.from_flat(backend="estimate", trials=1, min_window_s=0.01, idle_s=0.05, rules=False)
+    )
+    assert not any(f["kind"] == "rule" for f in no_rules["findings"])
