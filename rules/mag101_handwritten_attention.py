@@ -29,6 +29,7 @@ class HandwrittenAttention(Rule):
     message = "attention written by hand (matmul, softmax, matmul); SDPA runs it as one fused kernel"
     suggestion = "torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=..., scale=...)"
     fixable = True
+    needles = ("softmax",)
     node_types = (cst.BinaryOperation, cst.Call)
     VALID = (
         Valid("import torch.nn.functional as F\ny = F.scaled_dot_product_attention(q, k, v)\n"),

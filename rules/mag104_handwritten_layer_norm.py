@@ -25,7 +25,7 @@ class HandwrittenLayerNorm(Rule):
     category = "API misuse"
     message = "layer norm written out as mean/sub/var/sqrt/div kernels; F.layer_norm fuses them"
     suggestion = "torch.nn.functional.layer_norm(x, (x.shape[-1],), weight, bias, eps) (mind var's unbiased flag)"
-    needles = ("mean",)
+    needles = (("mean", "var"),)
     node_types = (cst.BinaryOperation,)
     VALID = (
         Valid("import torch.nn.functional as F\ny = F.layer_norm(x, (x.shape[-1],))\n"),

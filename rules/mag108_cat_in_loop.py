@@ -5,6 +5,7 @@ from collections.abc import Iterator
 import libcst as cst
 
 from magneton.rules.base import Invalid, Rule, SourceHit, Valid
+from magneton.rules.patterns import walk
 from magneton.rules.source import SourceContext
 
 
@@ -24,11 +25,15 @@ class CatInLoop(Rule):
     category = "Redundant computation"
     message = "torch.cat grows a tensor inside a loop: every iteration copies all earlier pieces"
     suggestion = "append the pieces to a list and call torch.cat once after the loop"
-    needles = ("cat",)
+    needles = ("cat(", "concatenate(")
     node_types = (cst.Assign, cst.AugAssign)
     VALID = (
         Valid("import torch\nparts = []\nfor x in xs:\n    parts.append(x)\nout = torch.cat(parts)\n"),
         Valid("import torch\nfor x in xs:\n    y = torch.cat([x, x])\n", why="a fresh tensor each time, nothing grows"),
+        Valid(
+            "import torch\nfor a, b in pairs:\n    chunk = a[:, 1:]\n    chunk = torch.cat([b, chunk], dim=1)\n",
+            why="re-assigned each iteration before the cat: nothing accumulates",
+        ),
     )
     INVALID = (
         Invalid("import torch\nout = torch.empty(0)\nfor x in xs:\n    out = torch.cat([out, x])\n", line=4),
@@ -50,7 +55,15 @@ class CatInLoop(Rule):
             return
         assert isinstance(value, cst.Call)
         pieces = ctx.arg(value, 0, "tensors")
-        if isinstance(pieces, (cst.List, cst.Tuple)) and any(
+        if not isinstance(pieces, (cst.List, cst.Tuple)) or not any(
             isinstance(element.value, cst.Name) and element.value.value == target for element in pieces.elements
         ):
-            yield SourceHit(value)
+            return
+        # Re-assigned elsewhere in the loop (a fresh value each iteration): nothing accumulates.
+        loop = ctx.enclosing_loop()
+        assert loop is not None
+        for inner in walk(loop.body):
+            if isinstance(inner, cst.Assign) and inner is not node:
+                if any(isinstance(t.target, cst.Name) and t.target.value == target for t in inner.targets):
+                    return
+        yield SourceHit(value)

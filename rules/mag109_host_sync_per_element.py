@@ -25,7 +25,7 @@ class HostSyncPerElement(Rule):
     category = "API misuse"
     message = "one host transfer (and device sync) per element inside a loop"
     suggestion = "convert once before the loop: values = x.tolist() (or x.cpu()), then index the result"
-    needles = ("item", "tolist", "cpu", "numpy")
+    needles = (".item(", ".tolist(", ".cpu(", ".numpy(")
     node_types = (cst.Call,)
     VALID = (
         Valid("import torch\nvalues = x.tolist()\nfor v in values:\n    print(v)\n"),

@@ -5,7 +5,7 @@ from collections.abc import Iterator
 import libcst as cst
 
 from magneton.rules.base import Invalid, Rule, SourceHit, Valid
-from magneton.rules.patterns import rebuild_call, torch_factory
+from magneton.rules.patterns import FACTORIES, rebuild_call, torch_factory
 from magneton.rules.source import SourceContext
 
 
@@ -26,7 +26,7 @@ class CpuTensorThenMoved(Rule):
     message = "tensor built on the CPU and then copied to the device; create it there with device="
     suggestion = "pass device= to the factory: torch.zeros(n, device=device)"
     fixable = True
-    needles = (".to(", ".cuda(")
+    needles = tuple((f"{factory}(", move) for factory in FACTORIES for move in (".to(", ".cuda("))
     node_types = (cst.Call,)
     VALID = (
         Valid("import torch\nx = torch.zeros(3, device=device)\n"),

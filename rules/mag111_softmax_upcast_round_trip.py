@@ -27,7 +27,7 @@ class SoftmaxUpcastRoundTrip(Rule):
     message = "float32 round trip around softmax; half/bf16 softmax already accumulates in float32"
     suggestion = "softmax(x, dim=-1) on the half-precision tensor"
     fixable = True
-    needles = ("softmax",)
+    needles = (("softmax", "float"),)
     node_types = (cst.Call,)
     VALID = (
         Valid("import torch\np = torch.softmax(x, dim=-1)\n"),

@@ -27,6 +27,7 @@ class CountNonzero(Rule):
     message = "counting non-zeros through a temporary; torch.count_nonzero counts in one pass"
     suggestion = "torch.count_nonzero(x) (or torch.count_nonzero(x, dim=d))"
     fixable = True
+    needles = ("!=", "nonzero", "argwhere")
     node_types = (cst.Call, cst.Subscript)
     VALID = (
         Valid("import torch\nn = torch.count_nonzero(x)\n"),

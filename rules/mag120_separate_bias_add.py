@@ -27,12 +27,13 @@ class SeparateBiasAdd(Rule):
     message = "bias added in a separate kernel after the matmul; addmm / F.linear fuse it"
     suggestion = "torch.addmm(b, x, w) for 2-D, torch.baddbmm for batches, F.linear(x, W, b) for x @ W.T + b"
     fixable = True
-    needles = ("@", "mm", "matmul")
+    needles = ((" @ ", "+"), ("mm(", "+"), ("matmul(", "+"))
     node_types = (cst.BinaryOperation,)
     VALID = (
         Valid("import torch\ny = torch.addmm(b, x, w)\n"),
         Valid("import torch\ny = x @ w + h @ u\n", why="two products: not a bias"),
         Valid("import torch\ny = (x @ w) * 2 + 1\n", why="the product is scaled first"),
+        Valid("import torch\ny = acc + attn @ v\n", why="a full-size accumulation, not a bias; rank unknown"),
     )
     INVALID = (
         Invalid(
@@ -56,6 +57,9 @@ class SeparateBiasAdd(Rule):
             operands = matmul_operands(ctx, product)
             if operands is None or matmul_operands(ctx, bias) is not None:
                 continue
+            explicit = ctx.call_name(product) in ("torch.mm", "torch.bmm")
+            if not explicit and not _named_bias(bias):
+                continue  # ``a + b @ c`` with a full-size ``a`` is an accumulation addmm does not clearly fit
             yield SourceHit(node, replacement=self._fix(ctx, product, operands, bias))
             return
 
@@ -78,3 +82,9 @@ class SeparateBiasAdd(Rule):
             linear = ctx.ref("torch.nn.functional.linear")
             return ctx.parse(f"{linear}({a}, {ctx.code(as_operand(weight))}, {ctx.code(bias)})")
         return None
+
+
+def _named_bias(node: cst.BaseExpression) -> bool:
+    """``b``, ``bias``, ``self.bias``, ``self.proj_bias``: the code calls it a bias."""
+    name = node.attr.value if isinstance(node, cst.Attribute) else node.value if isinstance(node, cst.Name) else ""
+    return name == "b" or "bias" in name.lower()

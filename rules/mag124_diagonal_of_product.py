@@ -25,7 +25,7 @@ class DiagonalOfProduct(Rule):
     message = "a full matrix product computed to keep only its diagonal (or trace)"
     suggestion = 'torch.einsum("ij,ji->i", a, b) (diagonal) or torch.einsum("ij,ji->", a, b) (trace)'
     fixable = True
-    needles = ("diag", "trace")
+    needles = (("diag", "@"), ("diag", "mm"), ("trace", "@"), ("trace", "mm"))
     node_types = (cst.Call,)
     VALID = (
         Valid("import torch\nd = torch.diag(m)\n"),

@@ -26,7 +26,7 @@ class InverseThenMatmul(Rule):
     message = "explicit inverse multiplied by a matrix; linalg.solve is cheaper and more accurate"
     suggestion = "torch.linalg.solve(A, B)"
     fixable = True
-    needles = ("inv",)
+    needles = ("inv(", "inverse(")
     node_types = (cst.BinaryOperation, cst.Call)
     VALID = (
         Valid("import torch\nx = torch.linalg.solve(a, b)\n"),

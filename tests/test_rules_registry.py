@@ -163,5 +163,5 @@ def test_suppression_comments() -> None:
 def test_prefilter_skips_files_that_cannot_match() -> None:
     result = lint_text("def f(:\n  print('no tensors here')\n", "x.py", list(RULES))
     assert not result.parsed and result.error is None and not result.matches
-    broken = lint_text("import torch\ndef f(:\n", "y.py", list(RULES))
+    broken = lint_text("import torch\nn = (x != 0).sum()\ndef f(:\n", "y.py", list(RULES))
     assert broken.error is not None and "cannot parse" in broken.error

@@ -92,8 +92,9 @@ class Rule:
     references: ClassVar[tuple[str, ...]] = ()  # public URLs backing the "why"
     knob: ClassVar[Knob | None] = None
     fixable: ClassVar[bool] = False  # True: check_source yields replacements for some hits
-    # Source prefilter: a file that contains none of these strings cannot match and is not parsed for this rule.
-    needles: ClassVar[tuple[str, ...]] = ("torch",)
+    # Source prefilter: code containing none of these cannot match and is not parsed for this rule. An entry is a
+    # string, or a tuple of strings that must all occur. Checked per file and per top-level function/method.
+    needles: ClassVar[tuple[str | tuple[str, ...], ...]] = ("torch",)
     node_types: ClassVar[tuple[type, ...]] = ()  # libcst node classes passed to check_source
     VALID: ClassVar[tuple[Valid | str, ...]] = ()
     INVALID: ClassVar[tuple[Invalid | str, ...]] = ()

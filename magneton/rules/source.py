@@ -8,6 +8,7 @@ pass, and positions are computed only for files that have a hit.
 
 from __future__ import annotations
 
+import ast
 import builtins
 import re
 from collections.abc import Iterator, Sequence
@@ -402,7 +403,17 @@ def _is_suppressed(rule_id: str, lines: list[str], start: int, end: int) -> bool
 
 
 def applicable(rules: Sequence[type[Rule]], text: str) -> list[type[Rule]]:
-    return [r for r in rules if r.has_source() and r.node_types and any(n in text for n in r.needles)]
+    return [r for r in rules if r.has_source() and r.node_types and _any_needle(r.needles, text)]
+
+
+def _any_needle(needles: Sequence[str | tuple[str, ...]], text: str) -> bool:
+    for needle in needles:
+        if isinstance(needle, str):
+            if needle in text:
+                return True
+        elif all(part in text for part in needle):
+            return True
+    return False
 
 
 @dataclass
@@ -432,54 +443,185 @@ def positions(module: cst.Module) -> Any:
     return MetadataWrapper(module, unsafe_skip_copy=True).resolve(PositionProvider)
 
 
+@dataclass(frozen=True)
+class _Chunk:
+    """A piece of the file parsed on its own: a top-level statement run, function, class or method."""
+
+    first_line: int  # 1-based line of the chunk's first line in the file
+    indent: int  # columns removed from every line (methods are parsed dedented)
+    text: str
+
+
+def _line_slice(lines: list[str], start: int, end: int) -> str:
+    return "".join(lines[start - 1 : end])
+
+
+def _dedent(text: str, indent: int) -> str | None:
+    """Remove exactly ``indent`` leading columns from every non-blank line; None if a line has less."""
+    out = []
+    for line in text.splitlines(keepends=True):
+        if not line.strip():
+            out.append(line.lstrip(" \t") if line.strip(" \t\r\n") == "" else line)
+            continue
+        if not line[:indent].isspace() or len(line[:indent]) < indent:
+            return None
+        out.append(line[indent:])
+    return "".join(out)
+
+
+def _first_line(node: ast.stmt) -> int:
+    decorators = getattr(node, "decorator_list", [])
+    return min([node.lineno, *(d.lineno for d in decorators)])
+
+
+def _chunks(tree: ast.Module, lines: list[str]) -> Iterator[_Chunk]:
+    """Top-level defs, each method of a top-level class, and runs of other top-level statements."""
+    pending: list[ast.stmt] = []
+
+    def flush() -> Iterator[_Chunk]:
+        if pending:
+            start, end = _first_line(pending[0]), pending[-1].end_lineno or pending[-1].lineno
+            yield _Chunk(start, 0, _line_slice(lines, start, end))
+            pending.clear()
+
+    for node in tree.body:
+        if isinstance(node, ast.ClassDef):
+            yield from flush()
+            members = node.body
+            start, end = _first_line(node), node.end_lineno or node.lineno
+            dedented = [
+                (_first_line(m), m.end_lineno or m.lineno, m.col_offset)
+                for m in members
+                if isinstance(m, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))
+            ]
+            texts = [(a, indent, _dedent(_line_slice(lines, a, b), indent)) for a, b, indent in dedented]
+            if dedented and all(text is not None for _, _, text in texts):
+                for a, indent, text in texts:
+                    yield _Chunk(a, indent, text or "")
+                # Class-level statements that are not defs (attributes) are checked with the class header.
+                first_member = dedented[0][0]
+                yield _Chunk(start, 0, _line_slice(lines, start, first_member - 1) + "    pass\n")
+            else:
+                yield _Chunk(start, 0, _line_slice(lines, start, end))
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            yield from flush()
+            yield _Chunk(_first_line(node), 0, _line_slice(lines, _first_line(node), node.end_lineno or node.lineno))
+        else:
+            pending.append(node)
+    yield from flush()
+
+
+def _ast_aliases(tree: ast.Module) -> dict[str, str]:
+    """Top-level imports (also inside if/try/with blocks), as SourceContext.record_import would see them."""
+    aliases: dict[str, str] = {}
+    stack: list[ast.stmt] = list(tree.body)
+    while stack:
+        node = stack.pop(0)
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.asname:
+                    aliases[alias.asname] = alias.name
+                else:
+                    root = alias.name.split(".", 1)[0]
+                    aliases[root] = root
+        elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+            for alias in node.names:
+                if alias.name != "*":
+                    aliases[alias.asname or alias.name] = f"{node.module}.{alias.name}"
+        elif isinstance(node, (ast.If, ast.Try, ast.With)):
+            stack[0:0] = list(node.body) + list(getattr(node, "orelse", [])) + [
+                s for h in getattr(node, "handlers", []) for s in h.body
+            ]
+    return aliases
+
+
 def lint_text(text: str, path: str, rules: Sequence[type[Rule]]) -> FileResult:
-    """Every unsuppressed hit of ``rules`` in ``text``; a parse failure becomes ``error``."""
+    """Every unsuppressed hit of ``rules`` in ``text``; a parse failure becomes ``error``.
+
+    Python's own parser (fast, in C) checks the syntax and splits the file into top-level
+    functions, class methods and statement runs; only pieces that contain a rule's needles
+    are parsed with libcst. Imports come from the whole file, so names resolve as usual.
+    """
+    import warnings
+
     result = FileResult(path, lines=text.count("\n") + 1)
+    active = applicable(rules, text)
+    if not active:
+        return result
     try:
-        run = run_rules(text, path, rules)
-    except cst.ParserSyntaxError as err:
-        result.error = f"{path}: cannot parse: {str(err).splitlines()[0] if str(err) else err}"
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            tree = ast.parse(text, filename=path)
+    except SyntaxError as err:
+        result.error = f"{path}: cannot parse: {err.msg} (line {err.lineno})"
         return result
-    except RecursionError:
-        result.error = f"{path}: cannot parse: nesting too deep"
+    except (ValueError, RecursionError, MemoryError) as err:
+        result.error = f"{path}: cannot parse: {type(err).__name__}"
         return result
-    if run is None:
-        return result
-    result.parsed = True
-    if run.errors:
-        result.error = f"{path}: " + "; ".join(sorted(set(run.errors)))
-    if not run.hits:
-        return result
-    where = positions(run.module)
+    file_lines = text.splitlines(keepends=True)
+    aliases = _ast_aliases(tree)
     lines = text.splitlines()
     seen: set[tuple[str, int, int, int, int]] = set()
-    for raw in run.hits:
-        code_range: CodeRange = where[raw.hit.node]
-        start, end = code_range.start, code_range.end
-        key = (raw.rule.id, start.line, start.column, end.line, end.column)
-        if key in seen or _is_suppressed(raw.rule.id, lines, start.line, end.line):
+    errors: list[str] = []
+    renamed = {local: target for local, target in aliases.items() if local != target.rsplit(".", 1)[-1]}
+    for chunk in _chunks(tree, file_lines):
+        # An alias (``sdpa`` for scaled_dot_product_attention) counts as the name it stands for.
+        expanded = " ".join(target for local, target in renamed.items() if local in chunk.text)
+        chunk_rules = applicable(active, f"{chunk.text}\n{expanded}" if expanded else chunk.text)
+        if not chunk_rules:
             continue
-        seen.add(key)
-        replacement = run.module.code_for_node(raw.hit.replacement) if raw.hit.replacement is not None else None
-        result.matches.append(
-            SourceMatch(
-                rule=raw.rule.id,
-                name=raw.rule.name,
-                category=raw.rule.category,
-                path=path,
-                line=start.line,
-                column=start.column + 1,
-                end_line=end.line,
-                end_column=end.column + 1,
-                message=raw.hit.message or raw.rule.message,
-                suggestion=raw.rule.suggestion,
-                expression=run.module.code_for_node(raw.hit.node),
-                code=lines[start.line - 1].strip() if start.line <= len(lines) else "",
-                replacement=replacement,
+        try:
+            run = _run_chunk(chunk.text, path, chunk_rules, aliases, text)
+        except (cst.ParserSyntaxError, RecursionError) as err:
+            errors.append(f"libcst cannot parse lines {chunk.first_line}+: {str(err).splitlines()[0] if str(err) else err}")
+            continue
+        result.parsed = True
+        errors += run.errors
+        if not run.hits:
+            continue
+        where = positions(run.module)
+        offset = chunk.first_line - 1
+        for raw in run.hits:
+            code_range: CodeRange = where[raw.hit.node]
+            start_line, end_line = code_range.start.line + offset, code_range.end.line + offset
+            start_col, end_col = code_range.start.column + chunk.indent, code_range.end.column + chunk.indent
+            key = (raw.rule.id, start_line, start_col, end_line, end_col)
+            if key in seen or _is_suppressed(raw.rule.id, lines, start_line, end_line):
+                continue
+            seen.add(key)
+            replacement = run.module.code_for_node(raw.hit.replacement) if raw.hit.replacement is not None else None
+            result.matches.append(
+                SourceMatch(
+                    rule=raw.rule.id,
+                    name=raw.rule.name,
+                    category=raw.rule.category,
+                    path=path,
+                    line=start_line,
+                    column=start_col + 1,
+                    end_line=end_line,
+                    end_column=end_col + 1,
+                    message=raw.hit.message or raw.rule.message,
+                    suggestion=raw.rule.suggestion,
+                    expression=run.module.code_for_node(raw.hit.node),
+                    code=lines[start_line - 1].strip() if start_line <= len(lines) else "",
+                    replacement=replacement,
+                )
             )
-        )
+    if errors:
+        result.error = f"{path}: " + "; ".join(sorted(set(errors)))
     result.matches.sort(key=lambda m: (m.line, m.column, m.rule))
     return result
+
+
+def _run_chunk(
+    chunk: str, path: str, rules: Sequence[type[Rule]], aliases: dict[str, str], text: str
+) -> SourceRun:
+    module = cst.parse_module(chunk)
+    ctx = SourceContext(module, path, text)
+    ctx.aliases.update(aliases)
+    dispatcher = _Dispatcher(ctx, [rule() for rule in rules])
+    module.visit(dispatcher)
+    return SourceRun(module, ctx, dispatcher.hits, dispatcher.errors)
 
 
 def iter_python_files(paths: Sequence[str]) -> Iterator[tuple[str, str | None]]:
