@@ -26,7 +26,7 @@ class WeightCopyInForward(Rule):
     category = "Redundant computation"
     message = "a parameter is transposed and copied on every call; keep one copy in that layout"
     suggestion = "precompute the transposed weight once, or pass the transposed view without .contiguous()"
-    needles = ("forward",)
+    needles = (("forward", "contiguous("), ("forward", "clone("))
     node_types = (cst.Call,)
     VALID = (
         Valid("import torch\n\n\nclass M:\n    def __init__(self):\n        self.w_t = self.weight.t().contiguous()\n"),

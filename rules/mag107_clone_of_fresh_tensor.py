@@ -27,7 +27,7 @@ class CloneOfFreshTensor(Rule):
     message = "clone() of a freshly created tensor copies it for nothing"
     suggestion = "drop the .clone()"
     fixable = True
-    needles = ("clone",)
+    needles = ("clone()",)
     node_types = (cst.Call,)
     VALID = (
         Valid("import torch\ny = x.clone()\n", why="x may be shared; the copy can be needed"),

@@ -29,7 +29,7 @@ class LogitsForEveryPosition(Rule):
     message = "logits computed for every position, but only the last one is used"
     suggestion = "apply the head to the last position only: lm_head(hidden[:, -1, :])"
     fixable = True
-    needles = (("head", "-1"), ("linear", "-1"))
+    needles = (("lm_head", "-1"), ("linear(", "-1"))
     node_types = (cst.Subscript,)
     VALID = (
         Valid("import torch\nlogits = self.lm_head(h[:, -1, :])\n"),

@@ -26,7 +26,7 @@ class SortThenSlice(Rule):
     message = "a full sort to keep the first k elements; torch.topk selects them without sorting everything"
     suggestion = "torch.topk(x, k, dim=-1) (largest=False for ascending)"
     fixable = True
-    needles = ("sort",)
+    needles = ("sort(",)
     node_types = (cst.Subscript,)
     VALID = (
         Valid("import torch\nv = torch.topk(x, 5).values\n"),

@@ -34,7 +34,7 @@ class GeneralEigensolverOnSymmetric(Rule):
     category = "API misuse"
     message = "general eigen-solver on a symmetric matrix; eigh/eigvalsh are cheaper and exact here"
     suggestion = "torch.linalg.eigvalsh(A) (real, ascending) or torch.linalg.eigh(A)"
-    needles = ("eig",)
+    needles = ("eigvals", "linalg.eig", "eig(")
     node_types = (cst.Call,)
     VALID = (
         Valid("import torch\nw = torch.linalg.eigvalsh(x @ x.T)\n"),

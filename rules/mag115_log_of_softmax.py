@@ -25,7 +25,7 @@ class LogOfSoftmax(Rule):
     message = "log(softmax(x)) runs two kernels; log_softmax is one, and numerically stable"
     suggestion = "torch.log_softmax(x, dim) / F.log_softmax(x, dim)"
     fixable = True
-    needles = (("log", "softmax"),)
+    needles = (("log(", "softmax"), (".log()", "softmax"))
     node_types = (cst.Call,)
     VALID = (
         Valid("import torch\ny = torch.log_softmax(x, dim=-1)\n"),

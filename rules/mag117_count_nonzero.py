@@ -27,7 +27,7 @@ class CountNonzero(Rule):
     message = "counting non-zeros through a temporary; torch.count_nonzero counts in one pass"
     suggestion = "torch.count_nonzero(x) (or torch.count_nonzero(x, dim=d))"
     fixable = True
-    needles = ("!=", "nonzero", "argwhere")
+    needles = ("!= 0", "!=0", "nonzero", "argwhere")
     node_types = (cst.Call, cst.Subscript)
     VALID = (
         Valid("import torch\nn = torch.count_nonzero(x)\n"),

@@ -27,7 +27,7 @@ class LoopOverHeads(Rule):
     category = "API misuse"
     message = "each module of a list is applied to the same input in a Python loop; one batched op does it"
     suggestion = "merge the per-head weights into one Linear (or stack them and use torch.bmm / einsum)"
-    needles = (("cat", "self."), ("stack", "self."))
+    needles = (("cat(", "self."), ("stack(", "self."), ("concat(", "self."))
     node_types = (cst.Call,)
     VALID = (
         Valid("import torch\nout = torch.cat([blk(x) for blk in blocks])\n", why="not a module attribute: may be data"),

@@ -28,7 +28,7 @@ class ZerosThenOverwritten(Rule):
     message = "the tensor is filled and then entirely overwritten; torch.empty skips the fill"
     suggestion = "torch.empty(...) / torch.empty_like(...)"
     fixable = True
-    needles = ("zeros", "ones")
+    needles = ("zeros(", "ones(", "zeros_like(", "ones_like(")
     node_types = (cst.IndentedBlock, cst.Module)
     VALID = (
         Valid("import torch\nbuf = torch.empty(4)\nbuf.copy_(src)\n"),

@@ -27,7 +27,7 @@ class CatThenSplit(Rule):
     category = "Redundant computation"
     message = "concatenation followed directly by a split: a copy whose only use is being cut up again"
     suggestion = "keep the tensors separate (or run the shared op on each piece)"
-    needles = (("cat", "split"), ("cat", "chunk"), ("cat", "unbind"))
+    needles = tuple((c, s) for c in ("cat(", "concat(", "concatenate(") for s in ("split(", "chunk(", "unbind("))
     node_types = (cst.Call,)
     VALID = (
         Valid("import torch\nx = torch.cat([a, b])\ny = model(x)\nu, v = y.split(2)\n", why="the op runs on the whole"),

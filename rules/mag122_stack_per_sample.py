@@ -25,7 +25,7 @@ class StackPerSample(Rule):
     category = "API misuse"
     message = "a batch processed one sample at a time and stacked; apply the op to the batch (or torch.vmap)"
     suggestion = "f(x) on the whole batch, or torch.vmap(f)(x)"
-    needles = (("stack", "range("), ("cat", "range("))
+    needles = (("stack(", "range("), ("cat(", "range("))
     node_types = (cst.Call,)
     VALID = (
         Valid("import torch\ny = torch.stack([a, b, c])\n"),

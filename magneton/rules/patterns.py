@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import libcst as cst
 
-from magneton.rules.source import SourceContext
+from magneton.rules.source import SourceContext, child_nodes
 
 SOFTMAX = ("torch.softmax", "torch.nn.functional.softmax", "torch.special.softmax")
 LOG_SOFTMAX = ("torch.log_softmax", "torch.nn.functional.log_softmax", "torch.special.log_softmax")
@@ -46,7 +46,7 @@ def walk(node: cst.CSTNode) -> Iterator[cst.CSTNode]:
     while stack:
         current = stack.pop()
         yield current
-        stack.extend(reversed(current.children))
+        stack.extend(reversed(child_nodes(current)))
 
 
 def softmax_parts(ctx: SourceContext, node: cst.CSTNode | None) -> tuple[cst.BaseExpression, cst.CSTNode | None] | None:

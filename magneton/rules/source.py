@@ -74,6 +74,46 @@ class FileResult:
     lines: int = 0
 
 
+_TOKEN_FIELDS = frozenset(
+    {
+        "lpar", "rpar", "comma", "semicolon", "leading_lines", "lines_after_decorators", "header", "footer",
+        "trailing_whitespace", "equal", "operator", "lbracket", "rbracket", "lbrace", "rbrace", "colon", "dot",
+        "newline", "first_line", "empty_lines", "whitespace", "asynchronous",
+    }
+)  # fmt: skip
+_CHILD_FIELDS: dict[type, tuple[str, ...]] = {}
+
+
+def _fields_of(node_type: type) -> tuple[str, ...]:
+    names = _CHILD_FIELDS.get(node_type)
+    if names is None:
+        import dataclasses
+
+        names = tuple(
+            f.name
+            for f in dataclasses.fields(node_type)
+            if f.name not in _TOKEN_FIELDS and not f.name.startswith("whitespace")
+        )
+        _CHILD_FIELDS[node_type] = names
+    return names
+
+
+def child_nodes(node: cst.CSTNode) -> list[cst.CSTNode]:
+    """The node's children that carry code (whitespace, commas, parentheses and operators left out), in order.
+
+    libcst's ``children`` and ``visit`` rebuild every node on the way; reading the dataclass fields is several
+    times faster, and a linter only reads.
+    """
+    out: list[cst.CSTNode] = []
+    for name in _fields_of(type(node)):
+        value = getattr(node, name)
+        if isinstance(value, cst.CSTNode):
+            out.append(value)
+        elif isinstance(value, (list, tuple)):
+            out.extend(v for v in value if isinstance(v, cst.CSTNode))
+    return out
+
+
 class SourceContext:
     """What a source detector may ask about the file it looks at."""
 
@@ -267,7 +307,7 @@ def _squash(code: str) -> str:
     return re.sub(r"\s+", "", code)
 
 
-class _AssignmentCollector(cst.CSTVisitor):
+class _AssignmentCollector:
     """Values assigned to each name, in source order, and the statement number each Name occurs in."""
 
     def __init__(self, root: cst.CSTNode) -> None:
@@ -275,6 +315,11 @@ class _AssignmentCollector(cst.CSTVisitor):
         self.table: dict[str, list[tuple[int, cst.BaseExpression]]] = {}
         self.name_at: dict[int, int] = {}
         self.statement = 0
+        stack = [root]
+        while stack:
+            node = stack.pop()
+            if self.on_visit(node):
+                stack.extend(reversed(child_nodes(node)))
 
     def _add(self, name: str, value: cst.BaseExpression) -> None:
         self.table.setdefault(name, []).append((self.statement, value))
@@ -324,9 +369,7 @@ def _target_names(node: cst.CSTNode) -> list[str]:
 
 
 def _assignment_table(scope: cst.CSTNode) -> _AssignmentCollector:
-    collector = _AssignmentCollector(scope)
-    scope.visit(collector)
-    return collector
+    return _AssignmentCollector(scope)
 
 
 @dataclass
@@ -335,7 +378,7 @@ class _RawHit:
     hit: SourceHit
 
 
-class _Dispatcher(cst.CSTVisitor):
+class _Dispatcher:
     def __init__(self, ctx: SourceContext, rules: Sequence[Rule]) -> None:
         self.ctx = ctx
         self.by_type: dict[type, list[Rule]] = {}
@@ -345,7 +388,21 @@ class _Dispatcher(cst.CSTVisitor):
         self.hits: list[_RawHit] = []
         self.errors: list[str] = []
 
-    def on_visit(self, node: cst.CSTNode) -> bool:
+    def run(self, root: cst.CSTNode) -> None:
+        """Depth first, in source order; ``ctx.stack`` holds the ancestors of the node being checked."""
+        stack = self.ctx.stack
+        todo: list[tuple[cst.CSTNode, bool]] = [(root, False)]
+        while todo:
+            node, leaving = todo.pop()
+            if leaving:
+                stack.pop()
+                continue
+            self.check(node)
+            stack.append(node)
+            todo.append((node, True))
+            todo.extend((child, False) for child in reversed(child_nodes(node)))
+
+    def check(self, node: cst.CSTNode) -> None:
         if isinstance(node, (cst.Import, cst.ImportFrom)):
             self.ctx.record_import(node)
         for rule in self.by_type.get(type(node), ()):
@@ -354,11 +411,6 @@ class _Dispatcher(cst.CSTVisitor):
                     self.hits.append(_RawHit(type(rule), hit))
             except Exception as err:  # a buggy rule must not take the file (or the batch) down with it
                 self.errors.append(f"rule {rule.id} crashed: {type(err).__name__}: {err}")
-        self.ctx.stack.append(node)
-        return True
-
-    def on_leave(self, original_node: cst.CSTNode) -> None:
-        self.ctx.stack.pop()
 
 
 def _prime_imports(ctx: SourceContext, body: Sequence[cst.CSTNode]) -> None:
@@ -435,7 +487,7 @@ def run_rules(text: str, path: str, rules: Sequence[type[Rule]]) -> SourceRun | 
     ctx = SourceContext(module, path, text)
     _prime_imports(ctx, list(module.body))
     dispatcher = _Dispatcher(ctx, [rule() for rule in active])
-    module.visit(dispatcher)
+    dispatcher.run(module)
     return SourceRun(module, ctx, dispatcher.hits, dispatcher.errors)
 
 
@@ -620,7 +672,7 @@ def _run_chunk(
     ctx = SourceContext(module, path, text)
     ctx.aliases.update(aliases)
     dispatcher = _Dispatcher(ctx, [rule() for rule in rules])
-    module.visit(dispatcher)
+    dispatcher.run(module)
     return SourceRun(module, ctx, dispatcher.hits, dispatcher.errors)
 
 
@@ -642,6 +694,7 @@ def iter_python_files(paths: Sequence[str]) -> Iterator[tuple[str, str | None]]:
 
 __all__ = [
     "FileResult",
+    "child_nodes",
     "SourceContext",
     "SourceMatch",
     "SourceRun",
