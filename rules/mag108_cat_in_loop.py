@@ -63,7 +63,10 @@ class CatInLoop(Rule):
         loop = ctx.enclosing_loop()
         assert loop is not None
         for inner in walk(loop.body):
-            if isinstance(inner, cst.Assign) and inner is not node:
-                if any(isinstance(t.target, cst.Name) and t.target.value == target for t in inner.targets):
-                    return
+            if (
+                isinstance(inner, cst.Assign)
+                and inner is not node
+                and any(isinstance(t.target, cst.Name) and t.target.value == target for t in inner.targets)
+            ):
+                return
         yield SourceHit(value)

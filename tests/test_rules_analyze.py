@@ -21,15 +21,14 @@ def graph():  # type: ignore[no-untyped-def]
     return capture(load_target(TARGET))
 
 
-def _report(graph, energies=None):  # type: ignore[no-untyped-def]
-    # A hand-made report: each operator costs 1 J except the ones named, so ranking is predictable.
-    energies = energies or {}
-    nodes = [{"id": n.id, "energy_j": energies.get(n.op, 1.0)} for n in graph.nodes]
-    return {"nodes": nodes, "total_energy_j": sum(n["energy_j"] for n in nodes), "backend": {"provenance": "estimated"}}
+def _energies(graph, by_op=None):  # type: ignore[no-untyped-def]
+    # Hand-made energies: each operator costs 1 J except the ones named, so ranking is predictable.
+    by_op = by_op or {}
+    return {n.id: by_op.get(n.op, 1.0) for n in graph.nodes}
 
 
 def test_source_and_graph_findings(graph) -> None:  # type: ignore[no-untyped-def]
-    findings, notes = rule_findings(graph, _report(graph), TARGET)
+    findings, notes = rule_findings(graph, _energies(graph), TARGET, provenance="estimated")
     assert not notes
     by_rule = {f.rule: f for f in findings}
     count = by_rule["MAG117"]
@@ -50,10 +49,9 @@ def test_source_and_graph_findings(graph) -> None:  # type: ignore[no-untyped-de
 
 
 def test_findings_are_ranked_by_energy(graph) -> None:  # type: ignore[no-untyped-def]
-    heavy_tanh = _report(graph, {"aten.tanh.default": 100.0})
-    findings, _ = rule_findings(graph, heavy_tanh, TARGET)
+    findings, _ = rule_findings(graph, _energies(graph, {"aten.tanh.default": 100.0}), TARGET)
     assert [f.rule for f in findings][:2] == ["MAG201", "MAG117"]
-    heavy_count = _report(graph, {"aten.ne.Scalar": 500.0, "aten.sum.default": 500.0})
+    heavy_count = _energies(graph, {"aten.ne.Scalar": 500.0, "aten.sum.default": 500.0})
     findings, _ = rule_findings(graph, heavy_count, TARGET)
     assert findings[0].rule == "MAG117"
     assert findings == sort_findings(findings)
@@ -77,15 +75,15 @@ def test_expression_at_multiline(tmp_path: Path) -> None:
 
 
 def test_analyze_attaches_rule_findings() -> None:
-    from magneton.analyze import AnalyzeOptions, analyze_target
+    from magneton.pipeline import AnalyzeOptions, analyze_target
 
     options = AnalyzeOptions.from_flat(backend="estimate", trials=1, warmup_calls=1, min_window_s=0.01, idle_s=0.05)
     report = analyze_target(TARGET, options)
-    rules = [f["rule"] for f in report["findings"]]
+    rules = [f.rule for f in report.findings]
     assert "MAG117" in rules and "MAG201" in rules and rules[-1] == "MAG115"
-    first = report["findings"][0]
-    assert first["kind"] == "rule" and first["source"]["file"] and first["energy_j"] > 0
-    no_rules = analyze_target(
-        TARGET, AnalyzeOptions.from_flat(backend="estimate", trials=1, min_window_s=0.01, idle_s=0.05, rules=False)
-    )
-    assert not any(f["kind"] == "rule" for f in no_rules["findings"])
+    first = report.findings[0]
+    assert first.kind == "rule" and first.source is not None and first.energy_j > 0
+    assert first.provenance == report.energy_provenance
+    assert report.to_dict()["findings"][0]["rule"] == first.rule  # the JSON carries them
+    quiet = AnalyzeOptions.from_flat(backend="estimate", trials=1, min_window_s=0.01, idle_s=0.05, rules=False)
+    assert not any(f.kind == "rule" for f in analyze_target(TARGET, quiet).findings)

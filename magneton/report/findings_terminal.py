@@ -9,17 +9,18 @@ from rich.text import Text
 
 
 def _where(source: Mapping[str, Any] | None) -> str:
-    from magneton.report.terminal import _short_path
-
     if not source:
         return "(no source location)"
-    return f"{_short_path(source['file'])}:{source['line']}"
+    return f"{source['file']}:{source['line']}"
 
 
-def findings_text(findings: Sequence[Mapping[str, Any]], top: int = 10) -> Text:
+def findings_text(findings: Sequence[Any], top: int = 10) -> Text:
     """Plain rich Text (no markup parsing), so user code and paths print as they are."""
+    import msgspec
+
     from magneton.report.terminal import format_energy
 
+    findings = [f if isinstance(f, Mapping) else msgspec.to_builtins(f) for f in findings]
     text = Text()
     if not findings:
         return text

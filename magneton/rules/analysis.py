@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from magneton.diagnosis import diagnose_nodes, in_library, user_frames
 from magneton.findings import Finding, FindingSource, sort_findings
@@ -25,9 +25,8 @@ from magneton.graph import OpGraph
 from magneton.rules.base import GraphHit, Rule
 from magneton.rules.discovery import load_rules
 
-
-def _energy_table(report: Mapping[str, Any]) -> dict[str, float]:
-    return {node["id"]: float(node["energy_j"]) for node in report.get("nodes", [])}
+if TYPE_CHECKING:
+    from magneton.report.model import Report
 
 
 def _bound_provenance(provenance: str) -> str:
@@ -35,7 +34,13 @@ def _bound_provenance(provenance: str) -> str:
 
 
 def _graph_finding(
-    rule: type[Rule], hit: GraphHit, graph: OpGraph, energies: Mapping[str, float], total_j: float, provenance: str
+    rule: type[Rule],
+    hit: GraphHit,
+    graph: OpGraph,
+    energies: Mapping[str, float],
+    total_j: float,
+    provenance: str,
+    full_provenance: Any,
 ) -> Finding:
     energy_j = sum(energies.get(node_id, 0.0) for node_id in dict.fromkeys(hit.nodes))
     source, site = diagnose_nodes(graph, hit.nodes[:1] or hit.nodes, energies)
@@ -54,6 +59,7 @@ def _graph_finding(
         explanation=rule.summary(),
         energy_provenance=provenance,
         excess_provenance=_bound_provenance(provenance),
+        provenance=full_provenance,
         details={"detector": "graph" if rule.has_graph() else "runtime", **dict(hit.details)}
         | ({"knob": rule.knob.how} if rule.knob else {}),
     )
@@ -89,22 +95,26 @@ def _source_files(graph: OpGraph, extra: Iterable[str | None]) -> tuple[list[str
 
 def rule_findings(
     graph: OpGraph,
-    report: Mapping[str, Any],
+    energies: Mapping[str, float],
     target: str,
+    provenance: str = "measured",
+    full_provenance: Any = None,
     rule_dirs: Sequence[str | Path] = (),
     rule_ids: Sequence[str] = (),
     experimental: bool = False,
 ) -> tuple[list[Finding], list[str]]:
-    """Every rule finding for an analysed workload, and the notes (unparsable files, crashed rules)."""
+    """Every rule finding for an analysed workload, and the notes (unparsable files, crashed rules).
+
+    ``energies`` maps node ids to joules per call; ``provenance`` is how they were obtained
+    (measured / estimated / replayed) and ``full_provenance`` the report's EnergyProvenance.
+    """
     from magneton.fix.apply import fix_text
     from magneton.rules.graphview import GraphView
     from magneton.rules.lint import lint_file, read_source
     from magneton.rules.runtime import RuntimeEnv
 
     rules = load_rules(rule_dirs).select(rule_ids, experimental)
-    energies = _energy_table(report)
-    total_j = float(report.get("total_energy_j") or 0.0)
-    provenance = str(report.get("backend", {}).get("provenance", "measured"))
+    total_j = sum(energies.values())
     view = GraphView(graph)
     findings: list[Finding] = []
     notes: list[str] = []
@@ -118,7 +128,7 @@ def rule_findings(
         except Exception as err:  # one broken rule must not lose the report
             notes.append(f"rule {rule.id} crashed on the graph: {type(err).__name__}: {err}")
             continue
-        findings += [_graph_finding(rule, hit, graph, energies, total_j, provenance) for hit in hits]
+        findings += [_graph_finding(rule, hit, graph, energies, total_j, provenance, full_provenance) for hit in hits]
 
     source_rules = [r for r in rules if r.has_source()]
     files, frames = _source_files(graph, [target_file(target)])
@@ -156,6 +166,7 @@ def rule_findings(
                     explanation=rule.summary(),
                     energy_provenance=provenance,
                     excess_provenance=_bound_provenance(provenance),
+                    provenance=full_provenance,
                     potential=not tied,
                     fix=fix,
                     details={"detector": "source", "column": match.column},
@@ -185,17 +196,22 @@ def _merge_confirmed(findings: list[Finding]) -> list[Finding]:
     return kept
 
 
-def add_rule_findings(
-    report: dict[str, Any], graph: OpGraph, target: str, rule_dirs: Sequence[str | Path] = ()
-) -> None:
-    """Append rule findings to a report dict (kept sorted, most excess energy first; potential ones last)."""
+def add_rule_findings(report: Report, graph: OpGraph, target: str, rule_dirs: Sequence[str | Path] = ()) -> Report:
+    """The report with rule findings added (sorted: most excess energy first, potential ones last)."""
     import msgspec
 
-    findings, notes = rule_findings(graph, report, target, rule_dirs)
-    merged = list(report.get("findings", [])) + [msgspec.to_builtins(f) for f in findings]
-    report["findings"] = sorted(merged, key=lambda f: (f.get("potential", False), -f.get("excess_energy_j", 0.0)))
-    if notes:
-        report.setdefault("rule_notes", []).extend(notes)
+    energies = {node.id: node.energy_j for node in report.nodes}
+    findings, notes = rule_findings(
+        graph, energies, target, report.backend.provenance, report.energy_provenance, rule_dirs
+    )
+    # Share of the whole workload, as the report defines it (not of the per-node sum).
+    total_j = report.total_energy_j
+    findings = [msgspec.structs.replace(f, share=f.excess_energy_j / total_j if total_j > 0 else 0.0) for f in findings]
+    return msgspec.structs.replace(
+        report,
+        findings=sort_findings([*report.findings, *findings]),
+        rule_notes=[*report.rule_notes, *notes],
+    )
 
 
 __all__ = ["add_rule_findings", "rule_findings", "target_file"]

@@ -581,9 +581,11 @@ def _ast_aliases(tree: ast.Module) -> dict[str, str]:
                 if alias.name != "*":
                     aliases[alias.asname or alias.name] = f"{node.module}.{alias.name}"
         elif isinstance(node, (ast.If, ast.Try, ast.With)):
-            stack[0:0] = list(node.body) + list(getattr(node, "orelse", [])) + [
-                s for h in getattr(node, "handlers", []) for s in h.body
-            ]
+            stack[0:0] = (
+                list(node.body)
+                + list(getattr(node, "orelse", []))
+                + [s for h in getattr(node, "handlers", []) for s in h.body]
+            )
     return aliases
 
 
@@ -625,7 +627,8 @@ def lint_text(text: str, path: str, rules: Sequence[type[Rule]]) -> FileResult:
         try:
             run = _run_chunk(chunk.text, path, chunk_rules, aliases, text)
         except (cst.ParserSyntaxError, RecursionError) as err:
-            errors.append(f"libcst cannot parse lines {chunk.first_line}+: {str(err).splitlines()[0] if str(err) else err}")
+            reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+            errors.append(f"libcst cannot parse lines {chunk.first_line}+: {reason}")
             continue
         result.parsed = True
         errors += run.errors
@@ -665,9 +668,7 @@ def lint_text(text: str, path: str, rules: Sequence[type[Rule]]) -> FileResult:
     return result
 
 
-def _run_chunk(
-    chunk: str, path: str, rules: Sequence[type[Rule]], aliases: dict[str, str], text: str
-) -> SourceRun:
+def _run_chunk(chunk: str, path: str, rules: Sequence[type[Rule]], aliases: dict[str, str], text: str) -> SourceRun:
     module = cst.parse_module(chunk)
     ctx = SourceContext(module, path, text)
     ctx.aliases.update(aliases)

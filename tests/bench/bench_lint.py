@@ -57,9 +57,12 @@ def main() -> None:
     print(f"tree: {root} ({len(files)} .py files, {lines} lines); {len(rules)} source rules (experimental included)")
     print(f"load average at start: {load:.2f} (the machine is shared: figures are inflated by other work)")
     print(f"wall: {wall_s:.1f} s -> {len(files) / wall_s:.1f} files/s, {lines / wall_s:.0f} lines/s")
-    print(f"process CPU: {cpu_s:.1f} s -> {len(files) / cpu_s:.1f} files per CPU-second (less sensitive to load)")
+    per_cpu_s = len(files) / cpu_s
+    print(f"process CPU: {cpu_s:.1f} s -> {per_cpu_s:.1f} files per CPU-second (less sensitive to load)")
     print(f"prefilter: {len(files) - parsed} of {len(files)} files skipped without parsing ({parsed} parsed)")
-    print(f"findings: {len(matches)} -> {1000 * len(matches) / max(lines, 1):.2f} per 1,000 lines; errors: {len(errors)}")
+    print(
+        f"findings: {len(matches)} -> {1000 * len(matches) / max(lines, 1):.2f} per 1,000 lines; errors: {len(errors)}"
+    )
     for error in errors[:5]:
         print(f"  error: {error}")
     for rule_id, count in sorted(collections.Counter(m.rule for m in matches).items()):
