@@ -20,6 +20,7 @@ from magneton.findings import FindingSource
 
 if TYPE_CHECKING:
     from magneton.graph import OpGraph, OpNode, SourceLocation
+    from magneton.report.model import Report
 
 
 @dataclass(frozen=True)
@@ -190,6 +191,7 @@ def diagnose_nodes(
 
 
 __all__ = [
+    "attach_sources",
     "call_site",
     "diagnose_nodes",
     "expression_at",
@@ -198,3 +200,25 @@ __all__ = [
     "location_source",
     "user_frames",
 ]
+
+
+def attach_sources(report: Report, graph: OpGraph) -> Report:
+    """Every finding of ``report`` with nodes gets a source (file:line + expression) and, inside a library,
+    the user's call site — whichever detector made it. Findings that already carry them are left alone."""
+    import msgspec
+
+    energies = {node.id: node.energy_j for node in report.nodes}
+    updated = []
+    for finding in report.findings:
+        source, site = finding.source, finding.call_site
+        if finding.nodes and (source is None or (site is None and in_library(source.file))):
+            found, found_site = diagnose_nodes(graph, finding.nodes, energies)
+            source = source or found
+            site = site or found_site
+        if source is not None and source.expression is None:
+            located = finding_source(source.file, source.line, source.function, source.code or None)
+            source = msgspec.structs.replace(source, expression=located.expression, end_line=located.end_line)
+        if source is not finding.source or site is not finding.call_site:
+            finding = msgspec.structs.replace(finding, source=source, call_site=site)
+        updated.append(finding)
+    return msgspec.structs.replace(report, findings=updated)

@@ -155,7 +155,9 @@ def _analyze_workload(workload: Workload, target_label: str, options: AnalyzeOpt
             from magneton.report.trace_events import write_trace_events
 
             write_trace_events(options.trace_events, graph, report)
-        return report
+        from magneton.diagnosis import attach_sources  # every finding, whichever detector: file:line + expression
+
+        return attach_sources(report, graph)
     finally:
         backend.close()
 

@@ -87,3 +87,25 @@ def test_analyze_attaches_rule_findings() -> None:
     assert report.to_dict()["findings"][0]["rule"] == first.rule  # the JSON carries them
     quiet = AnalyzeOptions.from_flat(backend="estimate", trials=1, min_window_s=0.01, idle_s=0.05, rules=False)
     assert not any(f.kind == "rule" for f in analyze_target(TARGET, quiet).findings)
+
+
+def test_attach_sources_fills_any_detectors_finding(graph) -> None:  # type: ignore[no-untyped-def]
+    import msgspec
+
+    from magneton.diagnosis import attach_sources
+    from magneton.findings import Finding
+
+    tanh = next(n for n in graph.nodes if n.op == "aten.tanh.default")
+    anomaly = Finding(
+        kind="anomaly", rule=None, category=None, title="slow tanh", energy_j=1.0, excess_energy_j=0.5, share=0.1,
+        source=None, nodes=(tanh.id,),
+    )  # fmt: skip
+
+    class FakeReport(msgspec.Struct, frozen=True):
+        nodes: list
+        findings: list
+
+    filled = attach_sources(FakeReport(nodes=[], findings=[anomaly]), graph)  # type: ignore[arg-type]
+    (finding,) = filled.findings
+    assert finding.source is not None and finding.source.line == 9 and "0.044715" in (finding.source.expression or "")
+    assert finding.call_site is not None and finding.call_site.line == 18
