@@ -31,6 +31,11 @@ class HandwrittenRmsNorm(Rule):
     VALID = (
         Valid("import torch.nn.functional as F\ny = F.rms_norm(x, (x.shape[-1],), eps=1e-6)\n"),
         Valid("import torch\ny = torch.rsqrt(var + 1e-5)\n", why="a variance from elsewhere: not provably an RMS norm"),
+        Valid(
+            "import torch\n\n\ndef f(h, eps):\n    mean = h.mean(-1, keepdim=True)\n"
+            "    var = (h - mean).pow(2).mean(-1, keepdim=True)\n    return (h - mean) * torch.rsqrt(var + eps)\n",
+            why="mean-centred: a layer norm (MAG104), not an RMS norm",
+        ),
     )
     INVALID = (
         Invalid(
@@ -57,6 +62,9 @@ class HandwrittenRmsNorm(Rule):
         squared = _mean_square_of(ctx, ctx.resolve(inner.left))
         if squared is None:
             return
+        centred = ctx.resolve(squared)
+        if isinstance(centred, cst.BinaryOperation) and isinstance(centred.operator, cst.Subtract):
+            return  # (x - mean) squared: a layer norm, MAG104's business
         parent = ctx.parent()
         if (
             isinstance(parent, cst.BinaryOperation)

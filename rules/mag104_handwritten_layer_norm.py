@@ -25,7 +25,7 @@ class HandwrittenLayerNorm(Rule):
     category = "API misuse"
     message = "layer norm written out as mean/sub/var/sqrt/div kernels; F.layer_norm fuses them"
     suggestion = "torch.nn.functional.layer_norm(x, (x.shape[-1],), weight, bias, eps) (mind var's unbiased flag)"
-    needles = (("mean", "var"),)
+    needles = (("mean", "var"), ("mean", "rsqrt"))
     node_types = (cst.BinaryOperation,)
     VALID = (
         Valid("import torch.nn.functional as F\ny = F.layer_norm(x, (x.shape[-1],))\n"),
@@ -39,6 +39,11 @@ class HandwrittenLayerNorm(Rule):
         ),
         Invalid(
             "import torch\ny = (x - x.mean(dim=-1, keepdim=True)) * torch.rsqrt(x.var(dim=-1, keepdim=True) + 1e-5)\n"
+        ),
+        Invalid(
+            "import torch\n\n\ndef f(h, eps):\n    mean = h.mean(-1, keepdim=True)\n"
+            "    var = (h - mean).pow(2).mean(-1, keepdim=True)\n    return (h - mean) * torch.rsqrt(var + eps)\n",
+            line=7,
         ),
     )
 
@@ -64,7 +69,8 @@ class HandwrittenLayerNorm(Rule):
         inner = ctx.arg(root, 0) if ctx.is_call(root, *names) else ctx.method_receiver(root, method)
         if not isinstance(inner, cst.BinaryOperation) or not isinstance(inner.operator, cst.Add):
             return
-        if _row_stat(ctx, ctx.resolve(inner.left), ("var",)):
+        variance = ctx.resolve(inner.left)
+        if _row_stat(ctx, variance, ("var",)) or _centred_mean_square(ctx, variance, centred):
             yield SourceHit(node)
 
 
@@ -78,3 +84,15 @@ def _row_stat(ctx: SourceContext, node: cst.CSTNode | None, methods: tuple[str, 
         return False
     keepdim = ctx.keywords(node).get("keepdim")
     return isinstance(keepdim, cst.Name) and keepdim.value == "True"
+
+
+def _centred_mean_square(ctx: SourceContext, node: cst.CSTNode | None, centred: cst.BaseExpression) -> bool:
+    """``(x - mean).pow(2).mean(-1, keepdim=True)`` (or ``** 2``): the biased variance, written out."""
+    if not isinstance(node, cst.Call) or ctx.method_receiver(node, "mean") is None:
+        return False
+    squared = ctx.method_receiver(node, "mean")
+    if isinstance(squared, cst.BinaryOperation) and isinstance(squared.operator, cst.Power):
+        base = squared.left
+    else:
+        base = ctx.method_receiver(squared, "pow", "square") if squared is not None else None
+    return base is not None and ctx.same(ctx.resolve(base), centred)

@@ -5,6 +5,7 @@ from collections.abc import Iterator
 import libcst as cst
 
 from magneton.rules.base import Invalid, Rule, SourceHit, Valid
+from magneton.rules.patterns import walk
 from magneton.rules.source import SourceContext
 
 
@@ -33,6 +34,10 @@ class HostSyncPerElement(Rule):
             "import torch\nfor batch in loader:\n    loss = step(batch)\n    print(loss.item())\n",
             why="one sync per step",
         ),
+        Valid(
+            "import torch\nfor out in outputs:\n    ids = out['tokens'][0].tolist()\n",
+            why="a whole row converted once per item: the index does not follow the loop",
+        ),
     )
     INVALID = (
         Invalid("import torch\nfor i in range(len(x)):\n    total += x[i].item()\n", line=3),
@@ -43,5 +48,28 @@ class HostSyncPerElement(Rule):
         receiver = ctx.method_receiver(node, "item", "tolist", "cpu", "numpy")
         if receiver is None or not isinstance(node, cst.Call) or node.args:
             return
-        if isinstance(receiver, cst.Subscript) and ctx.in_loop():
+        if not isinstance(receiver, cst.Subscript) or not ctx.in_loop():
+            return
+        # Element by element: the index follows the loop (x[i] in `for i ...`), not a fixed x[0] per iteration.
+        loop_names = _loop_targets(ctx)
+        index_names = {n.value for e in receiver.slice for n in walk(e) if isinstance(n, cst.Name)}
+        if loop_names & index_names:
             yield SourceHit(node)
+
+
+def _loop_targets(ctx: SourceContext) -> set[str]:
+    names: set[str] = set()
+    for ancestor in reversed(ctx.stack):
+        if isinstance(ancestor, (cst.FunctionDef, cst.Lambda, cst.ClassDef)):
+            break
+        targets: list[cst.CSTNode] = []
+        if isinstance(ancestor, cst.For):
+            targets = [ancestor.target]
+        elif isinstance(ancestor, (cst.ListComp, cst.SetComp, cst.GeneratorExp, cst.DictComp)):
+            loop: cst.CompFor | None = ancestor.for_in
+            while loop is not None:
+                targets.append(loop.target)
+                loop = loop.inner_for_in
+        for target in targets:
+            names |= {n.value for n in walk(target) if isinstance(n, cst.Name)}
+    return names

@@ -30,6 +30,10 @@ class StackPerSample(Rule):
     VALID = (
         Valid("import torch\ny = torch.stack([a, b, c])\n"),
         Valid("import torch\ny = torch.stack([load(p) for p in paths])\n", why="not indexing a tensor batch"),
+        Valid(
+            "import torch\ny = torch.cat([x[i, : n[i]] for i in range(len(n))])\n",
+            why="a ragged selection per sample, no function applied",
+        ),
     )
     INVALID = (
         Invalid("import torch\ny = torch.stack([f(x[i]) for i in range(x.shape[0])])\n", line=2),
@@ -47,8 +51,8 @@ class StackPerSample(Rule):
         if not isinstance(loop.target, cst.Name):
             return
         batch = _range_over(ctx, loop.iter)
-        if batch is None:
-            return
+        if batch is None or not isinstance(pieces.elt, cst.Call):
+            return  # a bare x[i, :n_i] per sample is a ragged selection, not an op to batch
         for inner in walk(pieces.elt):
             if (
                 isinstance(inner, cst.Subscript)
