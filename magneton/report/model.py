@@ -188,6 +188,7 @@ class Report(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=False):
     nodes: list[Node]
     rollups: Rollups = msgspec.field(default_factory=Rollups)
     findings: list[Finding]
+    rule_notes: list[str] = msgspec.field(default_factory=list)  # files the rules could not parse, rules that failed
     regions: list[Region] | None = None  # a diff's matched regions
 
     # ------------------------------------------------------------------ views
