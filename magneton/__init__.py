@@ -12,7 +12,7 @@ __version__ = "0.1.0"
 from typing import TYPE_CHECKING, Any
 
 from magneton.errors import MagnetonError
-from magneton.workload import Workload
+from magneton.workload import TrainStep, Workload
 
 if TYPE_CHECKING:
     from magneton.api import analyze, load_report
@@ -38,4 +38,13 @@ def __getattr__(name: str) -> Any:
     return value
 
 
-__all__ = ["EnergyProvenance", "MagnetonError", "Report", "Workload", "__version__", "analyze", "load_report"]
+__all__ = [
+    "EnergyProvenance",
+    "MagnetonError",
+    "Report",
+    "TrainStep",
+    "Workload",
+    "__version__",
+    "analyze",
+    "load_report",
+]

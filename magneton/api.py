@@ -84,7 +84,14 @@ _CHECKS: dict[str, Callable[[str, Any], Any]] = {
     "record_trace": _path,
     "powercap_root": _path,
     "trace_events": _path,
+    "train": lambda name, value: _bool(name, value),  # noqa: PLW0108 (defined below)
 }
+
+
+def _bool(name: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise MagnetonError(f"option {name}={value!r}: must be True or False")
+    return value
 
 
 def make_options(**options: Any) -> AnalyzeOptions:
@@ -131,12 +138,17 @@ def analyze(
     ``options`` are those of ``magneton analyze``: ``backend`` (auto, estimate, rapl, nvml, replay),
     ``device``, ``trials``, ``warmup_calls``, ``min_window_s``, ``idle_s``, ``watts_per_core``
     (or ``cpu_watts_per_core``), ``trace_path`` (or ``trace``), ``record_trace``, ``trace_events`` (a Chrome
-    trace-event timeline of one forward pass, for Perfetto). ``target`` names the
+    trace-event timeline of one forward pass, for Perfetto), ``train`` (profile a training step: forward, backward
+    on the sum of the float outputs, no optimizer; pass a :class:`magneton.TrainStep` as ``model_or_fn`` for your
+    own loss and optimizer). ``target`` names the
     workload in the report (default: the callable's qualified name).
     """
     from magneton.pipeline import analyze_workload
-    from magneton.workload import Workload
+    from magneton.workload import TrainStep, Workload, validate_train_step
 
+    if isinstance(model_or_fn, TrainStep):
+        label = target if target is not None else _label(model_or_fn.model)
+        return analyze_workload(validate_train_step(label, model_or_fn), label, make_options(**options))
     if not callable(model_or_fn):
         raise MagnetonError(
             f"magneton.analyze: the first argument must be a model or function, got {type(model_or_fn).__name__}"

@@ -66,6 +66,8 @@ class OpNode:
     scalar_args: str = ""  # non-tensor arguments; they change what the op computes
     mutates: bool = False
     zero_cost_reason: str | None = None  # set for views and metadata-only ops, never measured
+    phase: str | None = None  # training step: "forward", "backward" or "optimizer"; None for inference
+    forward_node: str | None = None  # a backward node: the id of the forward operator it differentiates
 
     @property
     def signature(self) -> str:

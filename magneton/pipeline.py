@@ -15,7 +15,7 @@ from magneton.measure.backends import BackendOptions
 from magneton.measure.backends.base import EnergyBackend
 from magneton.measure.options import PassOptions
 from magneton.progress import ProgressEvent, ProgressObserver
-from magneton.workload import Workload, load_target
+from magneton.workload import TrainStep, Workload, load_any_target, train_step_of
 
 if TYPE_CHECKING:
     from magneton.report.model import Report
@@ -34,6 +34,9 @@ class AnalyzeOptions:
     rules: bool = True  # run the rule catalog on the graph and the user's source (magneton.rules.analysis)
     rule_dirs: tuple[str, ...] = ()  # extra rule folders (--rules DIR)
     trace_events: Path | None = None  # write a Chrome trace-event timeline of one forward pass here
+    # Profile a training step: a (model, args) target is trained on the sum of its float outputs (a TrainStep
+    # target is always a training step).
+    train: bool = False
 
     @classmethod
     def option_owners(cls) -> dict[str, str]:
@@ -124,7 +127,7 @@ def run_once(workload: Workload, target: str) -> None:
 
 
 def analyze_workload(
-    workload: Workload,
+    workload: Workload | TrainStep,
     target_label: str,
     options: AnalyzeOptions | None = None,
     progress: ProgressObserver | None = None,
@@ -145,7 +148,7 @@ def analyze_workload(
 
 
 def _analyze_workload(
-    workload: Workload,
+    workload: Workload | TrainStep,
     target_label: str,
     options: AnalyzeOptions | None = None,
     progress: ProgressObserver | None = None,
@@ -158,9 +161,21 @@ def _analyze_workload(
 
     options = options or AnalyzeOptions()
     if options.device is not None:
+        if isinstance(workload, TrainStep):
+            raise WorkloadError(
+                target_label,
+                f"--device {options.device} cannot move a TrainStep: its optimizer holds the parameters where they "
+                "are; move the model first, then build the optimizer, in the target",
+            )
         workload = move_workload(workload, options.device, target_label)
+    if options.train and isinstance(workload, Workload):
+        workload = train_step_of(target_label, workload)
+    step = workload if isinstance(workload, TrainStep) else None
+    device = workload_device(
+        Workload(step.model, step.args, step.kwargs) if step is not None else workload  # type: ignore[arg-type]
+    )
     # The backend first: a sensor that cannot be read should fail before a long capture.
-    choice = create_backend(options.backend, replace(options.backend_options, device=workload_device(workload)))
+    choice = create_backend(options.backend, replace(options.backend_options, device=device))
     backend = choice.backend
     recorder = None
     if options.record_trace is not None:
@@ -177,12 +192,21 @@ def _analyze_workload(
             report_to(replace(event, target=target_label))
 
     try:
-        run_once(workload, target_label)
+        if step is None:
+            assert isinstance(workload, Workload)
+            run_once(workload, target_label)
         try:
             if observer is not None:
                 observer(ProgressEvent("capture"))
-            graph = capture(workload)
-            result = run_energy_pass(graph, workload, backend, pass_options, progress=observer)
+            if step is not None:
+                from magneton.capture.training import training_workload
+
+                # Runs the step once eagerly first (the user's errors and a non-scalar loss surface there).
+                graph, measured, _ = training_workload(target_label, step)
+            else:
+                assert isinstance(workload, Workload)
+                graph, measured = capture(workload), workload
+            result = run_energy_pass(graph, measured, backend, pass_options, progress=observer)
         except MagnetonError as err:
             raise classify(target_label, err, "measuring the workload") from err
         if recorder is not None and options.record_trace is not None:
@@ -206,7 +230,7 @@ def _analyze_workload(
 def analyze_target(
     target: str, options: AnalyzeOptions | None = None, progress: ProgressObserver | None = None
 ) -> Report:
-    return analyze_workload(load_target(target), target, options, progress)
+    return analyze_workload(load_any_target(target), target, options, progress)
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from typing import Any
 
 from magneton.errors import WorkloadError
 
-EXPECTED_RETURN = "(callable, args), (callable, args, kwargs) or a magneton.Workload"
+EXPECTED_RETURN = "(callable, args), (callable, args, kwargs), a magneton.Workload or a magneton.TrainStep"
 _SCALAR_TYPES = (bool, int, float, str, type(None))
 
 
@@ -28,6 +28,26 @@ class Workload:
     fn: Callable[..., Any]
     args: tuple[Any, ...] = ()
     kwargs: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TrainStep:
+    """One training step to profile: forward, loss, backward and (with an optimizer) the optimizer step.
+
+    ``loss_fn`` turns the model's output into the scalar loss (labels close over it:
+    ``lambda out: F.cross_entropy(out, labels)``). Instead, ``compute_loss(model, *args, **kwargs)``
+    may run the model itself and return the loss. ``autocast_dtype`` runs forward and loss under
+    ``torch.autocast`` with that dtype. The user's model and optimizer are never modified: Magneton
+    trains copies of the parameters and of the optimizer state.
+    """
+
+    model: Any  # torch.nn.Module with at least one parameter that requires grad
+    args: tuple[Any, ...] = ()
+    loss_fn: Callable[[Any], Any] | None = None
+    kwargs: Mapping[str, Any] = field(default_factory=dict)
+    optimizer: Any = None  # torch.optim.Optimizer over (some of) the model's parameters
+    compute_loss: Callable[..., Any] | None = None
+    autocast_dtype: Any = None  # torch.dtype, e.g. torch.bfloat16
 
 
 def split_target(target: str) -> tuple[str, str]:
@@ -85,7 +105,17 @@ def _looks_like_file(where: str) -> bool:
 
 
 def load_target(target: str) -> Workload:
-    """Import the target, call its function, and validate what it returned."""
+    """Import the target, call its function, and validate what it returned (an inference workload)."""
+    loaded = load_any_target(target)
+    if isinstance(loaded, TrainStep):
+        raise WorkloadError(
+            target, "returned a magneton.TrainStep; this command profiles inference only (use magneton analyze)"
+        )
+    return loaded
+
+
+def load_any_target(target: str) -> Workload | TrainStep:
+    """Import the target, call its function, and validate what it returned: a Workload or a TrainStep."""
     where, function = split_target(target)
     module = _import_file(target, Path(where)) if _looks_like_file(where) else _import_module(target, where)
     factory = getattr(module, function, None)
@@ -107,6 +137,8 @@ def load_target(target: str) -> Workload:
         raise WorkloadError(target, f"{function}() raised TypeError:\n{_traceback_tail(err)}") from err
     except (Exception, SystemExit) as err:
         raise WorkloadError(target, f"{function}() raised {type(err).__name__}:\n{_traceback_tail(err)}") from err
+    if isinstance(returned, TrainStep):
+        return validate_train_step(target, returned)
     return validate_workload(target, returned)
 
 
@@ -178,6 +210,86 @@ def _check_inputs(target: str, workload: Workload) -> None:
                     f"the model's {name} is on the meta device (e.g. built under init_empty_weights or "
                     "device='meta'); inputs and parameters must be real tensors: load real weights",
                 )
+
+
+def validate_train_step(target: str, step: TrainStep) -> TrainStep:
+    """Check a TrainStep without running it: a model with trainable parameters, a loss, an optimizer that fits.
+
+    Whether the loss is a scalar is only known by running it: :func:`magneton.capture.training.check_loss`.
+    """
+    import torch
+
+    if not isinstance(step.model, torch.nn.Module):
+        raise WorkloadError(target, f"TrainStep.model must be a torch.nn.Module, got {type(step.model).__name__}")
+    if (step.loss_fn is None) == (step.compute_loss is None):
+        raise WorkloadError(
+            target,
+            "TrainStep needs exactly one of loss_fn (model output -> scalar loss) or "
+            "compute_loss (model, *args, **kwargs -> scalar loss)",
+        )
+    for name in ("loss_fn", "compute_loss"):
+        value = getattr(step, name)
+        if value is not None and not callable(value):
+            raise WorkloadError(target, f"TrainStep.{name} must be callable, got {type(value).__name__}")
+    trainable = [p for p in step.model.parameters() if p.requires_grad]
+    if not trainable:
+        count = sum(1 for _ in step.model.parameters())
+        why = "it has no parameters" if count == 0 else f"all {count} of its parameters have requires_grad=False"
+        raise WorkloadError(
+            target, f"the model has no trainable parameters ({why}); a training step would compute no gradient"
+        )
+    if step.autocast_dtype is not None and not isinstance(step.autocast_dtype, torch.dtype):
+        raise WorkloadError(
+            target, f"TrainStep.autocast_dtype must be a torch.dtype (e.g. torch.bfloat16), got {step.autocast_dtype!r}"
+        )
+    if step.optimizer is not None:
+        if not isinstance(step.optimizer, torch.optim.Optimizer):
+            raise WorkloadError(
+                target, f"TrainStep.optimizer must be a torch.optim.Optimizer, got {type(step.optimizer).__name__}"
+            )
+        owned = {id(p) for p in step.model.parameters()}
+        held = [p for group in step.optimizer.param_groups for p in group["params"]]
+        foreign = [p for p in held if id(p) not in owned]
+        if foreign:
+            raise WorkloadError(
+                target,
+                f"the optimizer holds {len(foreign)} tensor(s) that are not parameters of the model "
+                f"(first: shape {list(foreign[0].shape)}); build it from model.parameters() of the same model "
+                "(an optimizer made before model.to(...) or for a copy of the model does not own its parameters)",
+            )
+        if not any(id(p) in {id(t) for t in trainable} for p in held):
+            raise WorkloadError(target, "the optimizer owns none of the model's trainable parameters")
+    args = tuple(step.args) if isinstance(step.args, (list, tuple)) else (step.args,)
+    checked = validate_workload(target, (step.model, args, dict(step.kwargs)))
+    return TrainStep(
+        model=step.model,
+        args=checked.args,
+        loss_fn=step.loss_fn,
+        kwargs=dict(checked.kwargs),
+        optimizer=step.optimizer,
+        compute_loss=step.compute_loss,
+        autocast_dtype=step.autocast_dtype,
+    )
+
+
+def sum_of_float_outputs(output: Any) -> Any:
+    """The ``--train`` loss of a plain ``(model, args)`` target: the sum of every floating-point output element."""
+    from magneton.capture.values import tensor_leaves
+
+    floats = [t for t in tensor_leaves(output) if t.is_floating_point()]
+    if not floats:
+        raise TypeError("the model returned no floating-point tensor to sum into a loss")
+    total = floats[0].float().sum()
+    for tensor in floats[1:]:
+        total = total + tensor.float().sum()
+    return total
+
+
+def train_step_of(target: str, workload: Workload) -> TrainStep:
+    """``--train`` on a plain target: its model trained on the sum of its float outputs, with no optimizer."""
+    return validate_train_step(
+        target, TrainStep(model=workload.fn, args=workload.args, kwargs=workload.kwargs, loss_fn=sum_of_float_outputs)
+    )
 
 
 def _input_name(path: Any) -> str:

@@ -115,7 +115,7 @@ def test_function_missing_in_module_target_lists_callables() -> None:
     err = load_error("magneton.examples.tiny_gpt:no_such_factory")
     assert err.problem == (
         "no function 'no_such_factory' in magneton.examples.tiny_gpt; callables defined there: "
-        "Block, CausalSelfAttention, MLP, TinyGPT, build_tiny_gpt, workload"
+        "Block, CausalSelfAttention, MLP, TinyGPT, build_tiny_gpt, train_workload, workload"
     )
 
 

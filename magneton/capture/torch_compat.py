@@ -116,8 +116,72 @@ def make_fx_data_dependent_ok() -> dict[str, Any]:
     return {"_error_on_data_dependent_ops": False}
 
 
+# --- training capture: tying backward operators to the forward operator they differentiate -------------------------
+
+
+def preserve_node_meta() -> contextlib.AbstractContextManager[None]:
+    """Let make_fx copy the tracing context's metadata (``seq_nr``, ``autograd_backward``, ``custom``) onto nodes.
+
+    Missing public API: ``torch.fx.traceback.preserve_node_meta`` is how aot_autograd does it; it is not
+    documented as public, and make_fx has no option for it.
+    """
+    import torch.fx.traceback as fx_traceback
+
+    return fx_traceback.preserve_node_meta()
+
+
+def annotate_phase(phase: str) -> contextlib.AbstractContextManager[None]:
+    """Nodes traced inside get ``node.meta["custom"]["magneton_phase"] = phase``.
+
+    Missing public API: ``torch.fx.traceback.annotate`` is marked not backward compatible; nothing public
+    attaches user metadata to the nodes make_fx creates.
+    """
+    import torch.fx.traceback as fx_traceback
+
+    annotate = getattr(fx_traceback, "annotate", None)
+    if annotate is None:  # older torch: phases then come from the autograd_backward mark and trace order
+        return contextlib.nullcontext()
+    result: contextlib.AbstractContextManager[None] = annotate({"magneton_phase": phase})
+    return result
+
+
+def tag_backward_with_forward_seq_nr(loss: torch.Tensor) -> bool:
+    """Before ``torch.autograd.grad(loss, ...)`` under make_fx: each backward node gets the ``seq_nr`` of its grad_fn.
+
+    The forward operator that created that grad_fn carries the same ``seq_nr``, so a backward node can be
+    traced back to the forward source line it differentiates. Returns False where this torch lacks the hooks.
+
+    Missing public API: aot_autograd's ``setup_stacktrace_preservation_hooks`` registers grad_fn pre-hooks
+    that set the tracing context's ``grad_fn_seq_nr``; there is no public switch for it.
+    """
+    try:
+        from torch._functorch._aot_autograd.logging_utils import setup_stacktrace_preservation_hooks
+    except ImportError:
+        return False
+    if loss.grad_fn is None:
+        return False
+    setup_stacktrace_preservation_hooks([loss.grad_fn])
+    return True
+
+
+def is_gradient_accumulation(meta: dict[str, Any]) -> bool:
+    """Whether a backward node sums the gradients of a tensor used twice (it differentiates no single forward op).
+
+    Missing public API: aot_autograd's hooks mark such nodes only by appending
+    ``torch.fx.traceback.GRADIENT_ACC_SPECIAL_STACK`` to their stack trace.
+    """
+    import torch.fx.traceback as fx_traceback
+
+    marker = getattr(fx_traceback, "GRADIENT_ACC_SPECIAL_STACK", None)
+    return isinstance(marker, str) and bool(marker) and marker in str(meta.get("stack_trace") or "")
+
+
 __all__ = [
     "EXPORT_GUARDS_MODULE",
+    "is_gradient_accumulation",
+    "annotate_phase",
+    "preserve_node_meta",
+    "tag_backward_with_forward_seq_nr",
     "ROOT_MODULE_PREFIXES",
     "full_export_stack_traces",
     "is_op_overload",

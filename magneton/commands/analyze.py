@@ -128,6 +128,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--rules", action="append", default=[], metavar="DIR", help="also run the rules in DIR (repeatable)"
     )
     parser.add_argument("--no-rules", action="store_true", help="do not run the rule catalog")
+    parser.add_argument(
+        "--train",
+        action="store_true",
+        help="profile a training step (forward, backward; loss = sum of the float outputs) instead of inference; "
+        "a target returning a magneton.TrainStep is always a training step",
+    )
     parser.add_argument("--debug", action="store_true", help="print the full traceback of internal errors")
 
 
@@ -186,6 +192,7 @@ def analyze_options(args: argparse.Namespace) -> AnalyzeOptions:
         rules=not getattr(args, "no_rules", False),
         rule_dirs=tuple(str(d) for d in getattr(args, "rules", [])),
         trace_events=args.trace_events,
+        train=getattr(args, "train", False),
     )
 
 

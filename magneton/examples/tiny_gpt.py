@@ -101,3 +101,22 @@ def build_tiny_gpt(
 def workload() -> tuple[Any, tuple[torch.Tensor]]:
     """Target for ``magneton analyze magneton.examples.tiny_gpt:workload`` (CPU, default sizes)."""
     return build_tiny_gpt()
+
+
+def train_workload(foreach: bool | None = None) -> Any:
+    """Target for ``magneton analyze magneton.examples.tiny_gpt:train_workload``: one AdamW training step.
+
+    A small model (2 layers, 64 wide, sequence 32) so a whole step captures and measures in seconds;
+    next-token cross-entropy on the example ids.
+    """
+    from magneton.workload import TrainStep
+
+    model, (input_ids,) = build_tiny_gpt(n_layer=2, n_embd=64, n_head=4, vocab=256, seq=32, batch=2)
+    model.train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, foreach=foreach)
+    labels = input_ids[:, 1:]
+
+    def next_token_loss(logits: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]), labels.reshape(-1))
+
+    return TrainStep(model, (input_ids,), next_token_loss, optimizer=optimizer)

@@ -18,6 +18,7 @@ from magneton.report.model import (
     CaptureSummary,
     Node,
     NodeSource,
+    PhaseEnergy,
     Report,
     RollupLine,
     RollupOp,
@@ -26,6 +27,8 @@ from magneton.report.model import (
 )
 
 ENERGY_SCOPE = "one forward pass of the workload"
+TRAIN_ENERGY_SCOPE = "one training step (forward, loss, backward, optimizer step)"
+PHASES = ("forward", "backward", "optimizer")
 CI_METHOD = "order-statistic confidence interval of the median over trials"
 
 
@@ -91,8 +94,11 @@ def build_report(
                 module_type=node.module_type,
                 inputs=[_tensor(meta) for meta in node.inputs],
                 outputs=[_tensor(meta) for meta in node.outputs],
+                phase=node.phase,  # type: ignore[arg-type]  # OpNode holds one of PHASES
+                forward_node=node.forward_node,
             )
         )
+    training = any(node.phase is not None for node in nodes)
     return Report(
         schema=SCHEMA,
         magneton_version=__version__,
@@ -117,7 +123,7 @@ def build_report(
         energy_provenance=provenance,
         capture=CaptureSummary(method=graph.method, notes=list(graph.notes)),
         measurement_notes=[*result.notes, *extra_notes],
-        energy_scope=ENERGY_SCOPE,
+        energy_scope=TRAIN_ENERGY_SCOPE if training else ENERGY_SCOPE,
         total_energy_j=total_j,
         total_energy_ci_j=(result.forward_energy_j.low, result.forward_energy_j.high),
         total_energy_ci_confidence=result.forward_energy_j.confidence,
@@ -137,7 +143,23 @@ def build_report(
         nodes=nodes,
         rollups=Rollups(by_line=rollup_by_line(nodes, provenance), by_op=rollup_by_op(nodes, provenance)),
         findings=[],
+        phases=rollup_by_phase(nodes, provenance) if training else None,
     )
+
+
+def rollup_by_phase(nodes: list[Node], provenance: EnergyProvenance | None = None) -> list[PhaseEnergy]:
+    """A training step's operators summed per phase, in step order."""
+    return [
+        PhaseEnergy(
+            phase=phase,  # type: ignore[arg-type]  # one of PHASES
+            energy_j=sum(n.energy_j for n in nodes if n.phase == phase),
+            time_s=sum(n.time_s for n in nodes if n.phase == phase),
+            share=sum(n.share for n in nodes if n.phase == phase),
+            count=sum(1 for n in nodes if n.phase == phase),
+            provenance=provenance,
+        )
+        for phase in PHASES
+    ]
 
 
 def rollup_by_line(nodes: list[Node], provenance: EnergyProvenance | None = None) -> list[RollupLine]:
@@ -150,6 +172,11 @@ def rollup_by_line(nodes: list[Node], provenance: EnergyProvenance | None = None
     for members in groups.values():
         source = members[0].source
         assert source is not None
+        training = any(n.phase is not None for n in members)
+
+        def phase_j(phase: str, members: list[Node] = members, training: bool = training) -> float | None:
+            return sum(n.energy_j for n in members if n.phase == phase) if training else None
+
         rollups.append(
             RollupLine(
                 file=source.file,
@@ -161,6 +188,9 @@ def rollup_by_line(nodes: list[Node], provenance: EnergyProvenance | None = None
                 share=sum(n.share for n in members),
                 nodes=[n.id for n in members],
                 provenance=provenance,
+                forward_energy_j=phase_j("forward"),
+                backward_energy_j=phase_j("backward"),
+                optimizer_energy_j=phase_j("optimizer"),
             )
         )
     return sorted(rollups, key=lambda g: -g.energy_j)

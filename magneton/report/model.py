@@ -39,6 +39,7 @@ NonNegative = Annotated[float, msgspec.Meta(ge=0)]
 BackendName = Literal["estimate", "rapl", "nvml", "replay"]  # test_report_model checks it against the registry
 BackendProvenance = Literal["measured", "estimated"]
 Verdict = Literal["waste", "tradeoff", "same"]
+Phase = Literal["forward", "backward", "optimizer"]
 
 
 class BackendSummary(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=False):
@@ -103,6 +104,10 @@ class Node(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=False):
     module_type: str = ""
     inputs: list[TensorInfo] = msgspec.field(default_factory=list)
     outputs: list[TensorInfo] = msgspec.field(default_factory=list)
+    phase: Phase | None = None  # a training step's phase; None for inference
+    forward_node: str | None = (
+        None  # a backward node: the forward operator it differentiates (its source is that one's)
+    )
 
 
 class RollupLine(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=False):
@@ -116,6 +121,21 @@ class RollupLine(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=False)
     time_s: float
     share: float
     nodes: list[str]
+    provenance: EnergyProvenance | None = None
+    # A training step: the line's energy split by phase (backward: the operators differentiating this line's).
+    forward_energy_j: float | None = None
+    backward_energy_j: float | None = None
+    optimizer_energy_j: float | None = None
+
+
+class PhaseEnergy(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=False):
+    """A training step's operators of one phase: per-operator energies summed (coverage applies)."""
+
+    phase: Phase
+    energy_j: NonNegative
+    time_s: NonNegative
+    share: float  # of node_energy_sum_j
+    count: int  # operators, zero-cost ones included
     provenance: EnergyProvenance | None = None
 
 
@@ -190,6 +210,7 @@ class Report(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=False):
     findings: list[Finding]
     rule_notes: list[str] = msgspec.field(default_factory=list)  # files the rules could not parse, rules that failed
     regions: list[Region] | None = None  # a diff's matched regions
+    phases: list[PhaseEnergy] | None = None  # a training step: energy per phase; None for inference
 
     # ------------------------------------------------------------------ views
 
@@ -257,6 +278,8 @@ __all__ = [
     "FindingSource",
     "Node",
     "NodeSource",
+    "Phase",
+    "PhaseEnergy",
     "Region",
     "Report",
     "RollupLine",
