@@ -131,7 +131,12 @@ def preserve_node_meta() -> contextlib.AbstractContextManager[None]:
 
 
 def annotate_phase(phase: str) -> contextlib.AbstractContextManager[None]:
-    """Nodes traced inside get ``node.meta["custom"]["magneton_phase"] = phase``.
+    """Nodes traced inside get ``node.meta["custom"]["magneton_phase"] = phase``."""
+    return annotate_nodes({"magneton_phase": phase})
+
+
+def annotate_nodes(values: dict[str, str]) -> contextlib.AbstractContextManager[None]:
+    """Nodes traced inside get ``values`` in ``node.meta["custom"]`` (nested contexts add to the outer ones).
 
     Missing public API: ``torch.fx.traceback.annotate`` is marked not backward compatible; nothing public
     attaches user metadata to the nodes make_fx creates.
@@ -141,7 +146,7 @@ def annotate_phase(phase: str) -> contextlib.AbstractContextManager[None]:
     annotate = getattr(fx_traceback, "annotate", None)
     if annotate is None:  # older torch: phases then come from the autograd_backward mark and trace order
         return contextlib.nullcontext()
-    result: contextlib.AbstractContextManager[None] = annotate({"magneton_phase": phase})
+    result: contextlib.AbstractContextManager[None] = annotate(values)
     return result
 
 
@@ -179,6 +184,7 @@ def is_gradient_accumulation(meta: dict[str, Any]) -> bool:
 __all__ = [
     "EXPORT_GUARDS_MODULE",
     "is_gradient_accumulation",
+    "annotate_nodes",
     "annotate_phase",
     "preserve_node_meta",
     "tag_backward_with_forward_seq_nr",

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,6 +37,7 @@ from torch import nn
 from magneton.capture.annotate import annotate
 from magneton.capture.strategies import _quiet_tracers, _short_error
 from magneton.capture.torch_compat import (
+    annotate_nodes,
     annotate_phase,
     full_export_stack_traces,
     is_gradient_accumulation,
@@ -210,6 +212,34 @@ def prepare(target: str, step: TrainStep) -> TrainingRun:
     )
 
 
+@contextlib.contextmanager
+def _module_annotations(model: nn.Module) -> Iterator[None]:
+    """Tag each traced node with the module that ran it (make_fx's own module stack stays empty here)."""
+    open_contexts: list[contextlib.AbstractContextManager[None]] = []
+    handles = []
+    for name, module in model.named_modules():
+        path, kind = name, type(module).__name__
+
+        def enter(_module: nn.Module, _args: Any, path: str = path, kind: str = kind) -> None:
+            context = annotate_nodes({"magneton_module": path, "magneton_module_type": kind})
+            context.__enter__()
+            open_contexts.append(context)
+
+        def leave(_module: nn.Module, _args: Any, _output: Any) -> None:
+            if open_contexts:
+                open_contexts.pop().__exit__(None, None, None)
+
+        handles.append(module.register_forward_pre_hook(enter))
+        handles.append(module.register_forward_hook(leave))
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
+        while open_contexts:  # a module that raised left its context open
+            open_contexts.pop().__exit__(None, None, None)
+
+
 def capture_training(run: TrainingRun) -> OpGraph:
     """Trace ``run`` once with make_fx and annotate every node with its phase and forward source."""
     from torch.fx.experimental.proxy_tensor import make_fx
@@ -222,7 +252,7 @@ def capture_training(run: TrainingRun) -> OpGraph:
     run.reset_optimizer_state()
     try:
         # Full stack traces: a loss function is not named ``forward`` and would otherwise get no source line.
-        with _quiet_tracers(), preserve_node_meta(), full_export_stack_traces():
+        with _quiet_tracers(), preserve_node_meta(), full_export_stack_traces(), _module_annotations(run.step.model):
             module = make_fx(
                 traced,
                 tracing_mode="real",
@@ -274,7 +304,12 @@ def assign_phases(graph: OpGraph, module: torch.fx.GraphModule) -> None:
         fx_node = fx_nodes[node.fx_name]
         node.phase = _phase_of(fx_node, seen_backward)
         seen_backward = seen_backward or node.phase == "backward"
-        node.module_path = node.module_path.removeprefix(_MODEL_PREFIX).removeprefix("model")
+        custom = fx_node.meta.get("custom") or {}
+        if isinstance(custom, dict) and "magneton_module" in custom:
+            node.module_path = str(custom["magneton_module"])
+            node.module_type = str(custom.get("magneton_module_type", ""))
+        else:
+            node.module_path = node.module_path.removeprefix(_MODEL_PREFIX).removeprefix("model")
         seq_nr = fx_node.meta.get("seq_nr")
         if node.phase == "forward" and isinstance(seq_nr, int) and node.source is not None:
             best = forward_by_seq.get(seq_nr)

@@ -184,12 +184,14 @@ class OperatorRow:
 
 
 _DIGITS = re.compile(r"\d+")
+# A training step's operators say their phase; forward ones stay plain.
+_PHASE_TAG = {"backward": "bwd ", "optimizer": "opt "}
 
 
 def _fold_key(node: Node) -> tuple[object, ...]:
     source = (node.source.file, node.source.line) if node.source else None
     inputs = tuple((tuple(t.shape), t.dtype, tuple(t.stride)) for t in node.inputs)
-    return (node.op, inputs, source, _DIGITS.sub("#", node.module_path), node.module_type)
+    return (node.op, inputs, source, _DIGITS.sub("#", node.module_path), node.module_type, node.phase)
 
 
 def fold_nodes(nodes: Iterable[Node]) -> list[OperatorRow]:
@@ -333,7 +335,7 @@ def _operators_table(report: Report, top: int, layout: Layout) -> Table:
         node = row.first
         cells: list[RenderableType] = [
             str(rank),
-            Text(clip(one_line(short_op(node.op)), op_w)),
+            Text(clip(_PHASE_TAG.get(node.phase or "", "") + one_line(short_op(node.op)), op_w)),
             format_energy(row.energy_j) + (" ~" if row.noisy else ""),
             f"{row.share:.1%}",
             f"×{len(row.nodes)}" if len(row.nodes) > 1 else "",
@@ -354,19 +356,40 @@ def _row_where(row: OperatorRow) -> str:
     return where(source.file, source.line) if source else "?"
 
 
+def _phase_table(report: Report) -> Table:
+    """A training step's energy per phase (per-operator sums; the whole step is in the header)."""
+    table = _table("By phase")
+    for name, justify in (("phase", "left"), ("energy", "right"), ("share", "right"), ("ops", "right")):
+        table.add_column(name, justify=justify, no_wrap=True)  # type: ignore[arg-type]
+    for phase in report.phases or []:
+        table.add_row(phase.phase, format_energy(phase.energy_j), f"{phase.share:.1%}", str(phase.count))
+    return table
+
+
 def _line_table(report: Report, top: int, layout: Layout) -> Table:
     groups = report.rollups.by_line[:top]
-    table = _table("By source line")
+    training = report.phases is not None
+    table = _table(
+        "By source line (backward: the operators differentiating the line)" if training else "By source line"
+    )
     where_w = min(layout.where + 6, max([cell_len(where(g.file, g.line)) for g in groups] + [5]))
     columns = [("where", where_w, "left"), ("energy", 9, "right"), ("share", 6, "right"), ("ops", 4, "right")]
+    if training:
+        columns[2:2] = [("forward", 9, "right"), ("backward", 9, "right")]
     code_w = _fit_last_column([w for _, w, _ in columns], layout)
     columns.append(("code", code_w, "left"))
     for name, width, justify in columns:
         table.add_column(name, width=width, no_wrap=True, overflow="ellipsis", justify=justify)  # type: ignore[arg-type]
     for group in groups:
+        phases = (
+            [format_energy(group.forward_energy_j or 0.0), format_energy(group.backward_energy_j or 0.0)]
+            if training
+            else []
+        )
         table.add_row(
             Text(where(group.file, group.line, where_w)),
             format_energy(group.energy_j),
+            *phases,
             f"{group.share:.1%}",
             str(len(group.nodes)),
             Text(clip(one_line(group.code), code_w), style="dim"),
@@ -449,6 +472,8 @@ def findings_text(findings: Sequence[Finding]) -> Text:
 def render_report(report: Report, console: Console, top: int = 15) -> None:
     layout = Layout.for_width(console.width)
     parts: list[RenderableType] = [_header(report), _operators_table(report, top, layout)]
+    if report.phases is not None:
+        parts.append(_phase_table(report))
     if report.rollups.by_line:  # no table at all when no operator has a source (e.g. all inside torch)
         parts.append(_line_table(report, min(top, 10), layout))
     parts.append(_op_table(report, min(top, 10), layout))
