@@ -284,26 +284,25 @@ def capture_training(run: TrainingRun) -> OpGraph:
     return graph
 
 
-def _phase_of(fx_node: torch.fx.Node, seen_backward: bool) -> str:
+def _phase_of(fx_node: torch.fx.Node, previous: str) -> str:
     custom = fx_node.meta.get("custom") or {}
     phase = custom.get("magneton_phase") if isinstance(custom, dict) else None
     if phase in PHASES:
         return str(phase)
     if fx_node.meta.get("autograd_backward"):
         return "backward"
-    # Without annotations (older torch): after the backward began, untagged nodes are the optimizer's.
-    return "optimizer" if seen_backward else "forward"
+    # Untagged (glue between phases, or a torch without annotations): the phase of the node before it.
+    return previous
 
 
 def assign_phases(graph: OpGraph, module: torch.fx.GraphModule) -> None:
     """Tag every node with its phase; give each backward node the source and module of its forward operator."""
     fx_nodes = {node.name: node for node in module.graph.nodes}
     forward_by_seq: dict[int, OpNode] = {}
-    seen_backward = False
+    previous = "forward"
     for node in graph.nodes:
         fx_node = fx_nodes[node.fx_name]
-        node.phase = _phase_of(fx_node, seen_backward)
-        seen_backward = seen_backward or node.phase == "backward"
+        node.phase = previous = _phase_of(fx_node, previous)
         custom = fx_node.meta.get("custom") or {}
         if isinstance(custom, dict) and "magneton_module" in custom:
             node.module_path = str(custom["magneton_module"])
