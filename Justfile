@@ -54,6 +54,7 @@ golden:
 bench:
     python tests/bench/bench_analyze.py
     python tests/bench/bench_lint.py
+    python tests/bench/bench_report_model.py
 
 # On a CUDA machine: analyse a small GPT-2-like model with NVML twice (< 5 minutes).
 gpu-check:

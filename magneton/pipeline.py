@@ -81,23 +81,26 @@ def move_workload(workload: Workload, device: str, target: str = "<workload>") -
     return Workload(fn, tuple(args), kwargs)
 
 
-def replay_trials(backend: EnergyBackend, requested: int) -> tuple[int, list[str]]:
-    """Trials a replay can honestly give: no more than the trace holds, or samples would repeat.
+def replay_pass_options(backend: EnergyBackend, options: PassOptions) -> tuple[PassOptions, list[str]]:
+    """Energy-pass options a replay can honestly run with: every trace sample used at most once.
 
-    Cycling a 3-trial trace through 7 trials would report 7 trials and a confidence
-    interval built from copies of the same 3 samples.
+    Cycling a 3-trial trace through 7 trials would report 7 trials and a confidence interval
+    built from copies of the same 3 samples. Nothing runs inside a replayed window, so a
+    "contended" one is not measured again either: that would only draw the next sample.
     """
     from magneton.measure.backends.replay import ReplayBackend
 
     if not isinstance(backend, ReplayBackend):
-        return requested, []
+        return options, []
     available = backend.trials_available
-    if requested <= available:
-        return requested, []
-    return available, [
-        f"--trials {requested} lowered to {available}: trace {backend.path.name} holds {available} trial(s) "
-        "per measurement, and replaying a sample twice would fake a tighter interval"
-    ]
+    notes = []
+    if options.trials > available:
+        notes.append(
+            f"--trials {options.trials} lowered to {available}: trace {backend.path.name} holds {available} "
+            "trial(s) per measurement, and replaying a sample twice would fake a tighter interval"
+        )
+    trials = min(options.trials, available)
+    return replace(options, trials=trials, min_trials=min(options.min_trials, trials), remeasure_contended=False), notes
 
 
 def run_once(workload: Workload, target: str) -> None:
@@ -167,8 +170,7 @@ def _analyze_workload(
         from magneton.measure.backends.replay import TraceRecorder
 
         backend = recorder = TraceRecorder(choice.backend)
-    trials, notes = replay_trials(choice.backend, options.energy_pass.trials)
-    pass_options = replace(options.energy_pass, trials=trials)
+    pass_options, notes = replay_pass_options(choice.backend, options.energy_pass)
     observer = None
     if progress is not None:
         report_to = progress

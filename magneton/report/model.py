@@ -93,6 +93,7 @@ class Node(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=False):
     active_energy_j: float = 0.0  # energy_j minus idle power x time_s
     energy_ci_j: tuple[float, float] = (0.0, 0.0)
     ci_confidence: float | None = None  # achieved coverage of energy_ci_j for the median; None: not measured
+    trials: int | None = None  # samples behind energy_ci_j (adaptive trials stop tight signatures early)
     noisy: bool = False  # CI half-width / median above the report's noisy_relative_spread
     share: float = 0.0  # energy_j / node_energy_sum_j
     rounds: int = 0
@@ -171,12 +172,13 @@ class Report(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=False):
     total_energy_j: NonNegative
     total_energy_ci_j: tuple[float, float] | None = None
     total_energy_ci_confidence: float | None = None  # achieved coverage of total_energy_ci_j
+    total_energy_trials: int | None = None  # samples behind total_energy_ci_j
     total_time_s: NonNegative
     active_energy_j: float | None = None
     idle_power_w: float | None = None
     node_energy_sum_j: float = 0.0
     coverage: float | None  # node_energy_sum_j / total_energy_j; None when undefined
-    trials: int = 0  # distinct samples behind each interval
+    trials: int = 0  # the most trials any measurement got (each interval says its own: trials, total_energy_trials)
     ci_method: str = ""  # how the intervals were built, e.g. "order-statistic CI of the median over trials"
     noisy_relative_spread: float | None = None  # the threshold behind every node's ``noisy``
     min_window_s: float | None = None

@@ -229,10 +229,11 @@ def fold_paths(paths: Sequence[str]) -> str:
 def _interval(report: Report) -> str:
     """What the total's interval is: its confidence, its method, over how many samples."""
     confidence = report.total_energy_ci_confidence
-    if report.total_energy_ci_j is None or report.trials < 2 or not confidence:
-        return f"no interval ({report.trials} trial{'s' if report.trials != 1 else ''})"
+    trials = report.total_energy_trials if report.total_energy_trials is not None else report.trials
+    if report.total_energy_ci_j is None or trials < 2 or not confidence:
+        return f"no interval ({trials} trial{'s' if trials != 1 else ''})"
     low, high = report.total_energy_ci_j
-    return f"{confidence:.0%} CI over {report.trials} trials: {format_energy(low)}–{format_energy(high)}"
+    return f"{confidence:.0%} CI over {trials} trials: {format_energy(low)}–{format_energy(high)}"
 
 
 def _provenance_text(report: Report) -> Text:
