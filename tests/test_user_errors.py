@@ -10,10 +10,10 @@ import pytest
 import torch
 from torch import nn
 
-from magneton.pipeline import AnalyzeOptions, analyze_batch, analyze_target, analyze_workload
 from magneton.atomic import write_json_atomic
 from magneton.commands.analyze import check_json_path, report_file_name
 from magneton.errors import InternalError, MagnetonError, WorkloadError
+from magneton.pipeline import AnalyzeOptions, analyze_batch, analyze_target, analyze_workload
 from magneton.workload import Workload, validate_workload
 
 FAST = AnalyzeOptions.from_flat(backend="estimate", trials=1, min_window_s=0.002, idle_s=0.01)

@@ -102,6 +102,45 @@ class Node(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=False):
     module_type: str = ""
     inputs: list[TensorInfo] = msgspec.field(default_factory=list)
     outputs: list[TensorInfo] = msgspec.field(default_factory=list)
+    samples: int = 0  # windows behind energy_ci_j (adaptive trials: fewer where the interval was tight)
+    minor_faults_per_call: float = 0.0  # page faults per call in its replay windows (getrusage), median
+    major_faults_per_call: float = 0.0
+    fault_energy_share: float = 0.0  # estimated: faults x the measured cost of one fault / time_s
+    contended: bool = False  # most of its windows waited for a CPU (other processes): energy_j is over-counted
+    run_delay_s_per_s: float | None = None  # median CPU wait of its windows' threads, seconds per second
+
+
+class PageFaults(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=False):
+    """Page faults of the whole pass, and what share of its energy they explain (an estimate)."""
+
+    minor_per_call: float
+    major_per_call: float
+    energy_share: float  # minor+major faults per call x fault_cost_s / total_time_s
+    fault_cost_s: float  # measured here: first touch of fresh anonymous pages, per fault
+    node_minor_per_call: float = 0.0  # summed over the operators' replays (each node once per call)
+    method: str = "getrusage(RUSAGE_SELF) ru_minflt/ru_majflt around every window; cost by first-touch timing"
+
+
+class Contention(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=False):
+    """How much other processes got in the way of the measurement windows."""
+
+    windows: int
+    contended_windows: int  # kept windows whose threads waited longer than threshold_s_per_s
+    remeasured_windows: int  # extra windows taken because the first was contended (bounded)
+    run_delay_s_per_s: float | None  # median over windows
+    others_busy_cores: float | None  # median over windows: cores other processes kept busy
+    threshold_s_per_s: float
+    warning: str | None = None  # set when the share of contended windows passes the warning threshold
+    method: str = "/proc/self/task/*/schedstat run delay and /proc/stat busy jiffies around every window"
+
+
+class MeasurementCost(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=False):
+    """Wall time of the energy pass against its floor (idle window + every window at its minimum)."""
+
+    wall_s: float
+    floor_s: float
+    min_trials: int
+    max_trials: int
 
 
 class RollupLine(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=False):
@@ -184,6 +223,10 @@ class Report(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=False):
     rollups: Rollups = msgspec.field(default_factory=Rollups)
     findings: list[Finding]
     regions: list[Region] | None = None  # a diff's matched regions
+    allocator: str = ""  # the allocator the workload ran under, and anything Magneton changed in it
+    page_faults: PageFaults | None = None
+    contention: Contention | None = None
+    measurement_cost: MeasurementCost | None = None
 
     # ------------------------------------------------------------------ views
 
@@ -226,6 +269,9 @@ __all__ = [
     "BackendName",
     "BackendSummary",
     "CaptureSummary",
+    "Contention",
+    "MeasurementCost",
+    "PageFaults",
     "EnergyProvenance",
     "Finding",
     "FindingSource",

@@ -100,9 +100,31 @@ def _header(report: Report) -> Panel:
         lines.append("\n           " + note, style="dim")
     for note in report.measurement_notes:
         lines.append("\nmeasurement ", style="dim").append(note, style="dim")
+    _measurement_context(report, lines)
     for warning in backend.warnings:
         lines.append("\nwarning    ", style="yellow").append(warning, style="yellow")
     return Panel(lines, title="Magneton energy report", title_align="left")
+
+
+def _measurement_context(report: Report, lines: Text) -> None:
+    """Allocator, page faults and contention: what else shaped the numbers."""
+    if report.allocator:
+        lines.append("\nallocator  ", style="dim").append(report.allocator)
+    faults = report.page_faults
+    if faults is not None and faults.minor_per_call + faults.major_per_call > 0:
+        lines.append("\nfaults     ", style="dim").append(
+            f"{faults.minor_per_call:,.0f} minor + {faults.major_per_call:,.0f} major page faults per call, "
+            f"~{faults.energy_share:.0%} of its energy (estimated)"
+        )
+    contention = report.contention
+    if contention is not None and contention.windows:
+        busy = f", others kept {contention.others_busy_cores:.1f} cores busy" if contention.others_busy_cores else ""
+        lines.append("\ncontention ", style="dim").append(
+            f"{contention.contended_windows}/{contention.windows} windows waited for a CPU "
+            f"({contention.remeasured_windows} re-measured){busy}"
+        )
+        if contention.warning:
+            lines.append("\nwarning    ", style="bold yellow").append(contention.warning, style="bold yellow")
 
 
 def short_op(op: str) -> str:
