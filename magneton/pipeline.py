@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -16,6 +17,8 @@ from magneton.measure.options import PassOptions
 from magneton.workload import Workload, load_target
 
 if TYPE_CHECKING:
+    from magneton.findings import Finding
+    from magneton.measure.allocator_knob import KnobResult
     from magneton.report.model import Report
 
 
@@ -29,6 +32,9 @@ class AnalyzeOptions:
     # The backend's settings; its ``device`` is always the workload's, filled in when the backend is made.
     backend_options: BackendOptions = field(default_factory=BackendOptions)
     record_trace: Path | None = None  # write what was measured, for --backend replay later
+    # Measure glibc malloc's thresholds as a knob in a child process (magneton.measure.allocator_knob);
+    # needs a target the child can load, so analyses of in-memory workloads skip it.
+    allocator_check: bool = True
 
     @classmethod
     def option_owners(cls) -> dict[str, str]:
@@ -98,7 +104,9 @@ def run_once(workload: Workload, target: str) -> None:
         inputs.restore()
 
 
-def analyze_workload(workload: Workload, target_label: str, options: AnalyzeOptions | None = None) -> Report:
+def analyze_workload(
+    workload: Workload, target_label: str, options: AnalyzeOptions | None = None, reload_target: str | None = None
+) -> Report:
     """Profile one workload and return its ``magneton.report/1`` report.
 
     Every error names ``target_label``: the user's own errors as WorkloadError with their file:line,
@@ -107,14 +115,16 @@ def analyze_workload(workload: Workload, target_label: str, options: AnalyzeOpti
     from magneton.blame import classify
 
     try:
-        return _analyze_workload(workload, target_label, options)
+        return _analyze_workload(workload, target_label, options, reload_target)
     except (MagnetonError, KeyboardInterrupt):
         raise
     except Exception as err:
         raise classify(target_label, err, "analysing the workload") from err
 
 
-def _analyze_workload(workload: Workload, target_label: str, options: AnalyzeOptions | None = None) -> Report:
+def _analyze_workload(
+    workload: Workload, target_label: str, options: AnalyzeOptions | None, reload_target: str | None
+) -> Report:
     from magneton.blame import classify
     from magneton.capture import capture, workload_device
     from magneton.measure.backends import create_backend
@@ -142,13 +152,95 @@ def _analyze_workload(workload: Workload, target_label: str, options: AnalyzeOpt
             raise classify(target_label, err, "measuring the workload") from err
         if recorder is not None and options.record_trace is not None:
             recorder.write(options.record_trace)
-        return build_report(target_label, graph, result, choice, pass_options)
+        report = build_report(target_label, graph, result, choice, pass_options)
     finally:
         backend.close()
+    if options.allocator_check and pass_options.allocator == "process":
+        report = _check_allocator(report, options, reload_target, result.forward_fault_time_share)
+    return report
+
+
+def _check_allocator(report: Report, options: AnalyzeOptions, target: str | None, fault_share: float) -> Report:
+    """Measure the allocator knob in a child when it can matter; add the finding or say why not."""
+    import msgspec
+
+    from magneton.measure.allocator_knob import measure_in_child, should_check
+
+    if target is None:
+        skipped: str | None = "allocator check skipped: an in-memory workload cannot be reloaded in a child process"
+    else:
+        skipped = should_check(report.device, report.allocator, fault_share, report.backend.name)
+    if skipped is not None:
+        return msgspec.structs.replace(report, measurement_notes=[*report.measurement_notes, skipped])
+    assert target is not None
+    pass_options = options.energy_pass
+    try:
+        knob = measure_in_child(
+            target,
+            report.backend.name,
+            report.device,
+            pass_options.forward_window_s,
+            max(3, pass_options.min_trials),
+            max(3, pass_options.forward_warmup_calls),
+            options.backend_options.watts_per_core,
+        )
+    except (OSError, RuntimeError, ValueError, TypeError, subprocess.TimeoutExpired) as err:
+        note = f"allocator check failed: {err}"
+        return msgspec.structs.replace(report, measurement_notes=[*report.measurement_notes, note])
+    note = (
+        f"allocator check (child process): fixing glibc malloc's thresholds changes the whole pass by "
+        f"{-knob.relative_change:+.0%} ({knob.default_faults_per_call:,.0f} -> {knob.steady_faults_per_call:,.0f} "
+        "page faults per call)"
+    )
+    finding = allocator_finding(knob, report.total_energy_j, report.energy_provenance.kind)
+    findings = [*report.findings, finding] if finding is not None else report.findings
+    from magneton.findings import sort_findings
+
+    return msgspec.structs.replace(
+        report, measurement_notes=[*report.measurement_notes, note], findings=sort_findings(findings)
+    )
+
+
+def allocator_finding(result: KnobResult, total_energy_j: float, provenance: str) -> Finding | None:
+    """A Misconfiguration finding when fixing malloc's thresholds saves FINDING_THRESHOLD or more."""
+    from magneton.findings import Finding
+    from magneton.measure.allocator_knob import FINDING_THRESHOLD, REMEDY
+
+    change = result.relative_change
+    if change < FINDING_THRESHOLD:
+        return None
+    excess_j = change * total_energy_j  # the same relative saving, on this analysis' whole pass
+    return Finding(
+        kind="anomaly",
+        rule=None,
+        category="Misconfiguration",
+        title="glibc malloc returns and re-faults large temporaries on every call",
+        energy_j=total_energy_j,
+        excess_energy_j=excess_j,
+        share=change,
+        source=None,
+        suggestion=REMEDY,
+        explanation=(
+            f"measured in a fresh child process: the whole pass took {result.default_median_j:.3g} J per call "
+            f"under glibc's default thresholds ({result.default_faults_per_call:,.0f} page faults per call) and "
+            f"{result.steady_median_j:.3g} J with the thresholds fixed ({result.steady_faults_per_call:,.0f} "
+            f"faults per call): {change:.0%} less"
+        ),
+        energy_provenance=provenance,
+        excess_provenance=provenance,
+        details={
+            "default_energy_j": result.default_energy_j,
+            "steady_energy_j": result.steady_energy_j,
+            "default_faults_per_call": result.default_faults_per_call,
+            "steady_faults_per_call": result.steady_faults_per_call,
+            "method": "child process: default windows, then mallopt(M_MMAP_THRESHOLD, M_TRIM_THRESHOLD), then "
+            "steady windows; medians compared",
+        },
+    )
 
 
 def analyze_target(target: str, options: AnalyzeOptions | None = None) -> Report:
-    return analyze_workload(load_target(target), target, options)
+    return analyze_workload(load_target(target), target, options, reload_target=target)
 
 
 @dataclass(frozen=True)
