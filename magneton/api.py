@@ -65,10 +65,10 @@ def _optional_str(name: str, value: Any) -> str | None:
 
 
 def _backend(name: str, value: Any) -> str:
-    from magneton.measure.backends import BACKEND_NAMES
+    from magneton.measure.backends import BACKEND_CHOICES
 
-    if value not in BACKEND_NAMES:
-        raise MagnetonError(f"option {name}={value!r}: choose one of {', '.join(BACKEND_NAMES)}")
+    if value not in BACKEND_CHOICES:
+        raise MagnetonError(f"option {name}={value!r}: choose one of {', '.join(BACKEND_CHOICES)}")
     return str(value)
 
 
@@ -83,6 +83,7 @@ _CHECKS: dict[str, Callable[[str, Any], Any]] = {
     "trace_path": _path,
     "record_trace": _path,
     "powercap_root": _path,
+    "trace_events": _path,
 }
 
 
@@ -129,7 +130,8 @@ def analyze(
 
     ``options`` are those of ``magneton analyze``: ``backend`` (auto, estimate, rapl, nvml, replay),
     ``device``, ``trials``, ``warmup_calls``, ``min_window_s``, ``idle_s``, ``watts_per_core``
-    (or ``cpu_watts_per_core``), ``trace_path`` (or ``trace``), ``record_trace``. ``target`` names the
+    (or ``cpu_watts_per_core``), ``trace_path`` (or ``trace``), ``record_trace``, ``trace_events`` (a Chrome
+    trace-event timeline of one forward pass, for Perfetto). ``target`` names the
     workload in the report (default: the callable's qualified name).
     """
     from magneton.pipeline import analyze_workload

@@ -32,6 +32,7 @@ class AnalyzeOptions:
     # The backend's settings; its ``device`` is always the workload's, filled in when the backend is made.
     backend_options: BackendOptions = field(default_factory=BackendOptions)
     record_trace: Path | None = None  # write what was measured, for --backend replay later
+    trace_events: Path | None = None  # write a Chrome trace-event timeline of one forward pass here
     # Measure glibc malloc's thresholds as a knob in a child process (magneton.measure.allocator_knob);
     # needs a target the child can load, so analyses of in-memory workloads skip it.
     allocator_check: bool = True
@@ -67,7 +68,8 @@ class AnalyzeOptions:
 
 def move_workload(workload: Workload, device: str, target: str = "<workload>") -> Workload:
     import torch
-    from torch.utils._pytree import tree_map
+
+    from magneton.capture.torch_compat import tree_map
 
     if device.startswith("cuda") and not torch.cuda.is_available():
         why = "this torch build has no CUDA" if torch.version.cuda is None else "no CUDA device is visible"
@@ -153,6 +155,10 @@ def _analyze_workload(
         if recorder is not None and options.record_trace is not None:
             recorder.write(options.record_trace)
         report = build_report(target_label, graph, result, choice, pass_options)
+        if options.trace_events is not None:
+            from magneton.report.trace_events import write_trace_events
+
+            write_trace_events(options.trace_events, graph, report)
     finally:
         backend.close()
     if options.allocator_check and pass_options.allocator == "process":

@@ -145,7 +145,8 @@ def validate_workload(target: str, returned: Any) -> Workload:
 
 def _check_inputs(target: str, workload: Workload) -> None:
     import torch
-    from torch.utils._pytree import tree_flatten_with_path
+
+    from magneton.capture.torch_compat import tree_flatten_with_path
 
     leaves, _ = tree_flatten_with_path((workload.args, dict(workload.kwargs)))
     tensors = 0
@@ -180,6 +181,6 @@ def _check_inputs(target: str, workload: Workload) -> None:
 
 
 def _input_name(path: Any) -> str:
-    from torch.utils._pytree import keystr
+    from magneton.capture.torch_compat import keystr
 
     return ("args" if path[0].idx == 0 else "kwargs") + keystr(path[1:])

@@ -19,6 +19,7 @@ near one forward pass.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import math
 import statistics
@@ -28,9 +29,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-from torch.utils._pytree import tree_flatten, tree_map
 
 from magneton.capture import InputSnapshot, is_profiled, run_piece
+from magneton.capture.torch_compat import tree_flatten, tree_map
 from magneton.graph import GraphPiece, OpGraph, OpNode
 from magneton.measure.allocator import describe_allocator, steady_allocator
 from magneton.measure.backends.base import EnergyBackend
@@ -42,6 +43,7 @@ from magneton.measure.contention import (
     read_counters,
     window_stats,
 )
+from magneton.measure.cuda_replay import CudaGraphReplays
 from magneton.measure.options import PassOptions
 from magneton.measure.stats import Summary, summarize
 from magneton.workload import Workload
@@ -65,6 +67,7 @@ class NodeEnergy:
     time_s: Summary  # per call, wall clock
     rounds: int
     measured_as: str  # the node whose replay carried this measurement (signature dedupe)
+    replayed_as: str = "eager"  # "cuda_graph", or "eager" with the reason a graph was not used
     minor_faults_per_call: float = 0.0
     major_faults_per_call: float = 0.0
     fault_time_share: float = 0.0  # estimated share of its time (and energy) spent in page faults
@@ -172,31 +175,13 @@ def operand_copies(
     return [(args, kwargs)] + [_clone_tensors((args, kwargs)) for _ in range(count - 1)]
 
 
-def _cuda_graph(call: Callable[[], Any]) -> Callable[[], Any] | None:
-    """Capture one call as a CUDA graph so replays skip Python and launch overhead."""
-    try:
-        # Warm up on a side stream first, as CUDA graph capture requires (lazy cuBLAS workspaces etc.).
-        side = torch.cuda.Stream()
-        side.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(side):
-            for _ in range(2):
-                call()
-        torch.cuda.current_stream().wait_stream(side)
-        graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
-            call()
-        return graph.replay
-    except Exception:  # ops that sync or allocate on the host cannot be captured: plain replay
-        torch.cuda.synchronize()
-        return None
-
-
 class _Timer:
     """Measures self-timed windows; a key's first window sets the calls planned for its later ones."""
 
     def __init__(self, backend: EnergyBackend, options: PassOptions, min_window_s: float) -> None:
         self.backend, self.options, self.min_window_s = backend, options, min_window_s
         self.rounds: dict[str, int] = {}
+        self.graphs = CudaGraphReplays()
         self.windows = 0
         self.remeasured = 0
         self.floor_s = 0.0
@@ -237,10 +222,11 @@ class _Timer:
         cuda_graph: bool = False,
         window_s: float | None = None,
         warmup_calls: int | None = None,
+        op: Any = None,
     ) -> Sample:
         """Energy (J) and time (s) per operator call; ``call`` performs ``calls_per_run`` of them."""
         if cuda_graph:
-            call = _cuda_graph(call) or call
+            call = self.graphs.wrap(key, call, op)
         window = max(self.min_window_s, window_s or 0.0)
         if key not in self.rounds and key not in self.warmed:
             warmup = self.options.warmup_calls if warmup_calls is None else warmup_calls
@@ -305,7 +291,7 @@ class _MeasuringInterpreter(torch.fx.Interpreter):
                 for copy_args, copy_kwargs in copies:
                     operator(*copy_args, **copy_kwargs)
 
-            sample = self.timer.measure(key, call_each_copy, calls_per_run=len(copies), cuda_graph=True)
+            sample = self.timer.measure(key, call_each_copy, calls_per_run=len(copies), cuda_graph=True, op=operator)
         else:
             # One operator call per step, on the next copy: a window ends as soon as its minimum has
             # passed (not at the end of a rotation), and it needs no more copies than calls it makes.
@@ -399,7 +385,9 @@ def run_energy_pass(
 
     done: set[str] = set()  # keys whose interval is tight enough: no more trials
     trials_run = 0
-    with torch.no_grad():
+    # Side streams, graph capture and synchronisation act on the current device: make it the workload's.
+    on_device = torch.cuda.device(torch.device(device)) if device.startswith("cuda") else contextlib.nullcontext()
+    with on_device, torch.no_grad():
         idle_s = options.idle_s if options.idle_s is not None else max(0.2, min_window_s)
         idle = backend.measure_idle(idle_s)
         timer.floor_s += idle_s
@@ -451,6 +439,7 @@ def run_energy_pass(
             time_s=time_summary,
             rounds=timer.rounds[node.signature],
             measured_as=first,
+            replayed_as=timer.graphs.mode(node.signature),
             minor_faults_per_call=minor,
             major_faults_per_call=major,
             fault_time_share=_fault_share(minor + major, time_summary.median, fault_cost_s),
@@ -467,7 +456,7 @@ def run_energy_pass(
         min_window_s=min_window_s,
         trials=trials_run,
         unique_signatures=len(samples),
-        notes=[allocator_note] if allocator_note else [],
+        notes=([allocator_note] if allocator_note else []) + timer.graphs.notes(),
         allocator=allocator + (f"; {allocator_note}" if allocator_note else ""),
         forward_minor_faults_per_call=forward_minor,
         forward_major_faults_per_call=forward_major,

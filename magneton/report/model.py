@@ -97,6 +97,7 @@ class Node(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=False):
     share: float = 0.0  # energy_j / node_energy_sum_j
     rounds: int = 0
     measured_as: str | None = None  # the node whose replay carried this measurement (equal signatures)
+    replayed_as: str | None = None  # "cuda_graph", or "eager" (with why no graph, on CUDA); None: not measured
     zero_cost_reason: str | None = None
     module_path: str = ""
     module_type: str = ""
@@ -256,6 +257,20 @@ class Report(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=False):
         from magneton.report.terminal import render_report
 
         render_report(self, console or Console(), top=top)
+
+    def write_html(self, path: str | Path) -> Path:
+        """Write the self-contained HTML report (opens offline) atomically; returns the path."""
+        from magneton.report.html import write_html
+
+        path = Path(path)
+        write_html(path, self)
+        return path
+
+    def _repr_html_(self) -> str:
+        """Jupyter shows the HTML report, inside an iframe so its script runs and its styles stay inside."""
+        from magneton.report.html import repr_html
+
+        return repr_html(self)
 
     def _repr_pretty_(self, printer: Any, cycle: bool) -> None:  # IPython: a short line, not 10k nodes
         printer.text(
