@@ -83,27 +83,53 @@ def move_workload(workload: Workload, device: str, target: str = "<workload>") -
     return Workload(fn, tuple(args), kwargs)
 
 
-def run_once(workload: Workload, target: str) -> None:
+def run_once(workload: Workload, target: str) -> list[str]:
     """Run the program once, eagerly, as the user would: its own errors surface here, blamed on its code.
 
     Tracers swallow exceptions and fall back, so a ``forward`` that raises would otherwise end as a
-    vague capture failure. Inputs the program writes into are restored afterwards.
+    vague capture failure. Inputs the program writes into are restored afterwards. Returns warnings
+    about the values it saw (NaN or Inf: arithmetic on them can run at a different speed).
     """
     import torch
 
     from magneton.blame import classify
     from magneton.capture import InputSnapshot
+    from magneton.capture.values import tensor_leaves
 
     inputs = InputSnapshot((workload.args, dict(workload.kwargs)))
+    warnings = _non_finite("inputs", tensor_leaves((list(workload.args), dict(workload.kwargs))))
     try:
         with torch.no_grad():
-            workload.fn(*workload.args, **workload.kwargs)
+            outputs = workload.fn(*workload.args, **workload.kwargs)
+        warnings += _non_finite("outputs", tensor_leaves(outputs))
+        return warnings
     except (Exception, SystemExit) as err:
         if isinstance(err, SystemExit):
             raise WorkloadError(target, f"the workload called sys.exit({err.code!r}) while running") from err
         raise classify(target, err, "running the workload") from err
     finally:
         inputs.restore()
+
+
+def _non_finite(what: str, tensors: list[Any]) -> list[str]:
+    floating = [t for t in tensors if (t.is_floating_point() or t.is_complex()) and t.numel() > 0]
+    bad = sum(1 for t in floating if not bool(t.isfinite().all()))
+    if not bad:
+        return []
+    return [
+        f"{bad} of the workload's {what} hold NaN or Inf: timings of arithmetic on non-finite values can differ "
+        "from those on real data"
+    ]
+
+
+def energy_scope(fn: Any) -> str:
+    """What one measured call is: a module's forward pass, or a call of some other callable (generate, ...)."""
+    import torch
+
+    if isinstance(fn, torch.nn.Module):
+        return "one forward pass of the workload"
+    name = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None) or type(fn).__name__
+    return f"one call of the workload ({name})"
 
 
 def analyze_workload(
@@ -127,6 +153,8 @@ def analyze_workload(
 def _analyze_workload(
     workload: Workload, target_label: str, options: AnalyzeOptions | None, reload_target: str | None
 ) -> Report:
+    import msgspec
+
     from magneton.blame import classify
     from magneton.capture import capture, workload_device
     from magneton.measure.backends import create_backend
@@ -146,7 +174,7 @@ def _analyze_workload(
         backend = recorder = TraceRecorder(choice.backend)
     pass_options = options.energy_pass
     try:
-        run_once(workload, target_label)
+        value_warnings = run_once(workload, target_label)
         try:
             graph = capture(workload)
             result = run_energy_pass(graph, workload, backend, pass_options)
@@ -155,6 +183,11 @@ def _analyze_workload(
         if recorder is not None and options.record_trace is not None:
             recorder.write(options.record_trace)
         report = build_report(target_label, graph, result, choice, pass_options)
+        report = msgspec.structs.replace(
+            report,
+            energy_scope=energy_scope(workload.fn),
+            measurement_notes=[*report.measurement_notes, *value_warnings],
+        )
         if options.trace_events is not None:
             from magneton.report.trace_events import write_trace_events
 

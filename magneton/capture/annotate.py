@@ -34,6 +34,11 @@ def is_profiled(node: torch.fx.Node) -> bool:
     return node.op == "call_function"
 
 
+def strip_compile_wrapper(path: str) -> str:
+    """``block._orig_mod.lin`` -> ``block.lin``: torch.compile's wrapper is not part of the user's model."""
+    return ".".join(part for part in path.split(".") if part != "_orig_mod")
+
+
 def _module_info(node: torch.fx.Node, prefix: str) -> tuple[str, str]:
     stack = node.meta.get("nn_module_stack")
     if stack:
@@ -43,13 +48,14 @@ def _module_info(node: torch.fx.Node, prefix: str) -> tuple[str, str]:
             path = path.removeprefix(wrapper)
         if path == WRAPPER_PREFIX or path.endswith(FlatOutput.__name__):
             path = ""
+        path = strip_compile_wrapper(path)
         module_type = module_type if isinstance(module_type, str) else getattr(module_type, "__name__", "")
         module_type = module_type.rsplit(".", 1)[-1]
         if module_type == FlatOutput.__name__:
             module_type = ""
         return _join_path(prefix, path), module_type
     if node.op == "call_module":
-        return prefix + str(node.target), ""
+        return strip_compile_wrapper(prefix + str(node.target)), ""
     return prefix.rstrip("."), ""
 
 
@@ -140,6 +146,28 @@ def annotate(graph: OpGraph) -> None:
         run_piece(_Annotator(piece, index, graph), piece)
     if not any(node.source for node in graph.nodes):
         graph.notes.append("no operator has a source location (the capture method recorded no stack traces)")
+    graph.notes.extend(frozen_constant_notes(graph))
+
+
+def frozen_constant_notes(graph: OpGraph) -> list[str]:
+    """Tensors the tracer froze into constants: values computed outside torch (numpy glue, Python lists).
+
+    make_fx runs such code once while tracing and stores its result; the graph then neither measures
+    that work nor recomputes the value for other inputs.
+    """
+    lines: dict[str, int] = {}
+    for piece in graph.pieces:
+        for node in piece.module.graph.nodes:
+            if node.op == "get_attr" and str(node.target).startswith("_tensor_constant"):
+                source = innermost_user_frame(node.meta.get("stack_trace"))
+                where = f"{source.file}:{source.line}" if source else "an unknown line"
+                lines[where] = lines.get(where, 0) + 1
+    return [
+        f"{count} value{'s' if count > 1 else ''} computed outside torch at {where} (numpy or Python glue) "
+        f"{'were' if count > 1 else 'was'} frozen into a constant by {graph.method}: that work is not measured "
+        "and the value will not follow other inputs"
+        for where, count in lines.items()
+    ]
 
 
 __all__ = ["annotate", "is_profiled", "op_name", "run_piece"]

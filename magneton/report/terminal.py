@@ -66,7 +66,7 @@ def _header(report: Report) -> Panel:
     lines.append("why        ", style="dim").append(backend.reason + "\n")
     ci_low, ci_high = report.total_energy_ci_j or (report.total_energy_j, report.total_energy_j)
     lines.append("energy     ", style="dim").append(
-        f"{format_energy(report.total_energy_j)} per forward pass "
+        f"{format_energy(report.total_energy_j)} per {_scope(report)} "
         f"(trials {format_energy(ci_low)}–{format_energy(ci_high)}), "
         f"{format_time(report.total_time_s)}\n"
     )
@@ -79,12 +79,12 @@ def _header(report: Report) -> Panel:
         style="bold" if coverage is not None and 0.8 <= coverage <= 1.25 else "bold red",
     )
     lines.append(
-        f" (sum of {len(report.nodes)} operators / whole forward pass; "
+        f" (sum of {len(report.nodes)} operators / whole {_scope(report)}; "
         f"{report.unique_signatures} distinct signatures measured, {report.trials} trials)\n"
     )
     if coverage is not None and coverage < 0.8:
         lines.append(
-            "           the rest of the forward pass is spent outside captured operators "
+            f"           the rest of the {_scope(report)} is spent outside captured operators "
             "(Python and framework overhead, views, uncaptured pieces)\n",
             style="dim",
         )
@@ -104,6 +104,11 @@ def _header(report: Report) -> Panel:
     for warning in backend.warnings:
         lines.append("\nwarning    ", style="yellow").append(warning, style="yellow")
     return Panel(lines, title="Magneton energy report", title_align="left")
+
+
+def _scope(report: Report) -> str:
+    """``one forward pass of the workload`` -> ``forward pass``; ``one call of the workload (generate)`` -> ``call``."""
+    return "forward pass" if "forward pass" in report.energy_scope else "call of the workload"
 
 
 def _measurement_context(report: Report, lines: Text) -> None:
@@ -135,7 +140,7 @@ def short_op(op: str) -> str:
 
 
 def _operators_table(report: Report, top: int) -> Table:
-    table = Table(title=f"Top {top} operators by energy (per forward pass)", title_justify="left")
+    table = Table(title=f"Top {top} operators by energy (per {_scope(report)})", title_justify="left")
     for column in ("#", "op", "energy", "share", "time", "source", "module"):
         table.add_column(column, justify="right" if column in _NUMERIC_COLUMNS else "left", overflow="fold")
     ranked = sorted((n for n in report.nodes if n.energy_j > 0), key=lambda n: -n.energy_j)
