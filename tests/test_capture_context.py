@@ -79,3 +79,32 @@ def test_energy_scope_names_what_one_call_is() -> None:
     )
     report = analyze_workload(Workload(generate, (torch.ones(3),)), "g", FAST)
     assert report.energy_scope.startswith("one call of the workload")
+
+
+class Decoder(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = nn.Linear(4, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(self.lin(x))
+
+    def generate(self, x: torch.Tensor, steps: int) -> torch.Tensor:
+        for _ in range(steps):
+            x = self(x)
+            if x.sum().item() > 1e9:  # a stopping test on values, as generate has: export refuses
+                break
+        return x
+
+
+def test_generate_like_callables_get_module_paths_and_steps() -> None:
+    model = Decoder().eval()
+    workload = Workload(model.generate, (torch.ones(1, 4),), {"steps": 3})
+    graph = capture(workload)
+    assert graph.method == "make_fx"
+    linears = [n for n in graph.nodes if n.op == "aten.addmm.default"]
+    assert [(n.module_path, n.call) for n in linears] == [("lin", 1), ("lin", 2), ("lin", 3)]
+    report = analyze_workload(workload, "gen", FAST)
+    assert report.steps == 3
+    assert sorted({n.step for n in report.nodes if n.step is not None}) == [1, 2, 3]
+    assert report.energy_scope.startswith("one call of the workload (Decoder.generate)")

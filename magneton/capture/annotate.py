@@ -8,7 +8,13 @@ from typing import Any
 import torch
 
 from magneton.capture.source import innermost_user_frame
-from magneton.capture.torch_compat import EXPORT_GUARDS_MODULE, ROOT_MODULE_PREFIXES, is_op_overload, mutates_arguments
+from magneton.capture.torch_compat import (
+    EXPORT_GUARDS_MODULE,
+    ROOT_CALL_KEY,
+    ROOT_MODULE_PREFIXES,
+    is_op_overload,
+    mutates_arguments,
+)
 from magneton.capture.values import tensor_leaves
 from magneton.capture.wrapper import WRAPPER_PREFIX, FlatOutput
 from magneton.graph import GraphPiece, OpGraph, OpNode, TensorMeta
@@ -37,6 +43,14 @@ def is_profiled(node: torch.fx.Node) -> bool:
 def strip_compile_wrapper(path: str) -> str:
     """``block._orig_mod.lin`` -> ``block.lin``: torch.compile's wrapper is not part of the user's model."""
     return ".".join(part for part in path.split(".") if part != "_orig_mod")
+
+
+def root_call(node: torch.fx.Node) -> int | None:
+    """Which call of the root module produced ``node`` (1-based), when the capture recorded it."""
+    for key in node.meta.get("nn_module_stack") or {}:
+        if str(key).startswith(ROOT_CALL_KEY):
+            return int(str(key).removeprefix(ROOT_CALL_KEY))
+    return None
 
 
 def _module_info(node: torch.fx.Node, prefix: str) -> tuple[str, str]:
@@ -129,6 +143,7 @@ class _Annotator(torch.fx.Interpreter):
                 scalar_args=_scalar_repr(node.args) + _scalar_repr(sorted(node.kwargs.items())),
                 mutates=mutates,
                 zero_cost_reason=_zero_cost_reason(node, in_tensors, out_tensors, mutates),
+                call=root_call(node),
             )
         )
         return result

@@ -130,6 +130,9 @@ __all__ = [
 ]
 
 
+ROOT_CALL_KEY = "magneton_root_call_"  # nn_module_stack key of the k-th call of the root module
+
+
 @contextlib.contextmanager
 def module_stack_from_hooks(root: Any) -> Iterator[None]:
     """Give make_fx nodes the module they ran in (``nn_module_stack``), as torch.export does.
@@ -144,6 +147,8 @@ def module_stack_from_hooks(root: Any) -> Iterator[None]:
     import torch.fx.traceback as fx_traceback
 
     preserve = getattr(fx_traceback, "preserve_node_meta", None)
+    if not isinstance(root, torch.nn.Module):  # a bound method such as model.generate: hook its model
+        root = getattr(root, "__self__", None)
     if not isinstance(root, torch.nn.Module) or preserve is None or not hasattr(fx_traceback, "current_meta"):
         yield
         return
@@ -168,9 +173,17 @@ def module_stack_from_hooks(root: Any) -> Iterator[None]:
             stack.pop()
         publish()
 
-    handles = []
+    calls = [0]
+
+    def enter_root(module: torch.nn.Module, args: Any) -> None:
+        # The root's ops keep the empty path; the key counts its calls (decoding steps of generate).
+        calls[0] += 1
+        stack.append((f"{ROOT_CALL_KEY}{calls[0]}", ("", type(module))))
+        publish()
+
+    handles = [root.register_forward_pre_hook(enter_root), root.register_forward_hook(leave)]
     for name, module in root.named_modules():
-        if name:  # the root is the workload itself: its ops have the empty path
+        if name:
             handles.append(module.register_forward_pre_hook(enter(name)))
             handles.append(module.register_forward_hook(leave))
     try:

@@ -94,6 +94,7 @@ def build_report(
                 fault_energy_share=measured.fault_time_share if measured else 0.0,
                 contended=measured.contended if measured else False,
                 run_delay_s_per_s=measured.run_delay_s_per_s if measured else None,
+                step=node.call,
             )
         )
     return Report(
@@ -137,6 +138,7 @@ def build_report(
         nodes=nodes,
         rollups=Rollups(by_line=rollup_by_line(nodes, provenance), by_op=rollup_by_op(nodes, provenance)),
         findings=[],
+        steps=max((n.call for n in graph.nodes if n.call is not None), default=None),
         allocator=result.allocator,
         page_faults=PageFaults(
             minor_per_call=result.forward_minor_faults_per_call,

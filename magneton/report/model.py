@@ -109,6 +109,7 @@ class Node(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=False):
     fault_energy_share: float = 0.0  # estimated: faults x the measured cost of one fault / time_s
     contended: bool = False  # most of its windows waited for a CPU (other processes): energy_j is over-counted
     run_delay_s_per_s: float | None = None  # median CPU wait of its windows' threads, seconds per second
+    step: int | None = None  # the call of the model that ran it (generate: 1 = prefill, 2.. = decode steps)
 
 
 class PageFaults(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=False):
@@ -224,6 +225,7 @@ class Report(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=False):
     rollups: Rollups = msgspec.field(default_factory=Rollups)
     findings: list[Finding]
     regions: list[Region] | None = None  # a diff's matched regions
+    steps: int | None = None  # calls of the model in one call of the workload (generate: prefill + decode steps)
     allocator: str = ""  # the allocator the workload ran under, and anything Magneton changed in it
     page_faults: PageFaults | None = None
     contention: Contention | None = None

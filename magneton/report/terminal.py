@@ -150,6 +150,8 @@ def _operators_table(report: Report, top: int) -> Table:
         if node.source and node.source.code:
             source.append("\n" + node.source.code, style="dim")
         module = node.module_path or "(root)"
+        if report.steps and report.steps > 1 and node.step:
+            module += " · prefill" if node.step == 1 else f" · step {node.step}/{report.steps}"
         if node.module_type:
             module += f" [{node.module_type}]"
         table.add_row(
