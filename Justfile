@@ -41,6 +41,9 @@ schema:
 # Benchmarks: wall time, coverage, memory and repeatability figures (printed, not asserted).
 bench:
     python tests/bench/bench_analyze.py
+    python tests/bench/bench_floor.py
+    python tests/bench/bench_contention.py
+    python tests/bench/bench_allocator.py
 
 # On a CUDA machine: analyse a small GPT-2-like model with NVML twice (< 5 minutes).
 gpu-check:
