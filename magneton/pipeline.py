@@ -36,6 +36,8 @@ class AnalyzeOptions:
     # Measure glibc malloc's thresholds as a knob in a child process (magneton.measure.allocator_knob);
     # needs a target the child can load, so analyses of in-memory workloads skip it.
     allocator_check: bool = True
+    # Attribute framework overhead to modules by replaying each module's whole forward.
+    overhead: bool = True
 
     @classmethod
     def option_owners(cls) -> dict[str, str]:
@@ -180,9 +182,16 @@ def _analyze_workload(
             result = run_energy_pass(graph, workload, backend, pass_options)
         except MagnetonError as err:
             raise classify(target_label, err, "measuring the workload") from err
+        overhead_rows, overhead_note = (
+            _module_overhead(graph, workload, backend, pass_options, result) if options.overhead else (None, None)
+        )
         if recorder is not None and options.record_trace is not None:
             recorder.write(options.record_trace)
         report = build_report(target_label, graph, result, choice, pass_options)
+        if overhead_rows is not None:
+            report = _with_overhead(report, overhead_rows)
+        if overhead_note is not None:
+            report = msgspec.structs.replace(report, measurement_notes=[*report.measurement_notes, overhead_note])
         report = msgspec.structs.replace(
             report,
             energy_scope=energy_scope(workload.fn),
@@ -197,6 +206,96 @@ def _analyze_workload(
     if options.allocator_check and pass_options.allocator == "process":
         report = _check_allocator(report, options, reload_target, result.forward_fault_time_share)
     return report
+
+
+OVERHEAD_FINDING_SHARE = 0.5  # framework overhead above this share of the whole pass makes a finding
+
+
+def _module_overhead(graph: Any, workload: Workload, backend: Any, pass_options: PassOptions, result: Any) -> Any:
+    """Per-module overhead rows (magneton.measure.overhead), or None and a note saying why not."""
+    import torch
+
+    from magneton.measure.energy_pass import Timer
+    from magneton.measure.overhead import attribute_overhead, measure_module_calls, record_module_calls
+
+    if backend.name == "replay":
+        return None, "overhead per module not attributed: a replayed trace holds operator windows only"
+    if graph.mutates_inputs:
+        return None, "overhead per module not attributed: the program writes into its inputs"
+    calls = record_module_calls(workload)
+    if calls is None:
+        return None, "overhead per module not attributed: the workload is not an nn.Module (or its method)"
+    timer = Timer(backend, pass_options, result.min_window_s)
+    with torch.no_grad():
+        measured = measure_module_calls(calls, timer, max(1, result.min_trials))
+    rows = attribute_overhead(graph, calls, measured, result.node_energy_j, result.forward_energy_j.median)
+    return rows, None
+
+
+def _with_overhead(report: Report, rows: list[Any]) -> Report:
+    import msgspec
+
+    from magneton.findings import Finding, FindingSource, sort_findings
+    from magneton.report.model import ModuleOverheadRow, NodeSource
+
+    total = report.total_energy_j
+    model_rows = [
+        ModuleOverheadRow(
+            module_path=row.path,
+            module_type=row.module_type,
+            calls=row.calls,
+            whole_energy_j=row.whole_energy_j,
+            children_energy_j=row.children_energy_j,
+            operators_energy_j=row.operators_energy_j,
+            overhead_energy_j=row.overhead_energy_j,
+            share=row.overhead_energy_j / total if total > 0 else 0.0,
+            source=NodeSource(file=row.source.file, line=row.source.line, function=row.source.function, code="")
+            if row.source
+            else None,
+            provenance=report.energy_provenance,
+        )
+        for row in rows
+    ]
+    # Net overhead: a module whose parts cost more replayed alone than in place has negative overhead,
+    # and explained coverage then stays honest instead of counting only the positive side.
+    overhead_j = sum(row.overhead_energy_j for row in rows)
+    explained = (report.node_energy_sum_j + overhead_j) / total if total > 0 else None
+    findings = list(report.findings)
+    if total > 0 and overhead_j / total >= OVERHEAD_FINDING_SHARE:
+        top = model_rows[0]
+        remedies = "a larger batch (the overhead is paid per call, not per sample), torch.compile"
+        if report.device.startswith("cuda"):
+            remedies += ", CUDA graphs"
+        findings.append(
+            Finding(
+                kind="anomaly",
+                rule=None,
+                category="Misconfiguration",
+                title="framework overhead dominates: most energy is spent between operators",
+                energy_j=total,
+                excess_energy_j=overhead_j,
+                share=overhead_j / total,
+                source=FindingSource(file=top.source.file, line=top.source.line, function=top.source.function)
+                if top.source
+                else None,
+                suggestion=f"amortise or remove the per-call overhead: {remedies}",
+                explanation=(
+                    f"{overhead_j / total:.0%} of the whole pass is Python and framework overhead outside the "
+                    f"operators, most in {top.module_path or '(root)'} [{top.module_type}] "
+                    f"({top.share:.0%}); the remedies' savings were not measured"
+                ),
+                energy_provenance=report.energy_provenance.kind,
+                excess_provenance=report.energy_provenance.kind,
+                details={"overhead_energy_j": overhead_j, "explained_coverage": explained},
+            )
+        )
+    return msgspec.structs.replace(
+        report,
+        overhead=model_rows,
+        overhead_energy_j=overhead_j,
+        explained_coverage=explained,
+        findings=sort_findings(findings),
+    )
 
 
 def _check_allocator(report: Report, options: AnalyzeOptions, target: str | None, fault_share: float) -> Report:

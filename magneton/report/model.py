@@ -136,6 +136,21 @@ class Contention(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=False)
     method: str = "/proc/self/task/*/schedstat run delay and /proc/stat busy jiffies around every window"
 
 
+class ModuleOverheadRow(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=False):
+    """Framework overhead of one module: its whole forward minus its child modules and its own operators."""
+
+    module_path: str  # "" for the root module; "(outside the model)" for glue around it (generate)
+    module_type: str
+    calls: int
+    whole_energy_j: float  # its whole forward replayed on its recorded inputs, summed over its calls
+    children_energy_j: float
+    operators_energy_j: float
+    overhead_energy_j: float  # negative when its parts cost more replayed alone than in place
+    share: float  # overhead_energy_j / total_energy_j
+    source: NodeSource | None  # the module's forward definition
+    provenance: EnergyProvenance | None = None
+
+
 class MeasurementCost(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=False):
     """Wall time of the energy pass against its floor (idle window + every window at its minimum)."""
 
@@ -225,6 +240,9 @@ class Report(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=False):
     rollups: Rollups = msgspec.field(default_factory=Rollups)
     findings: list[Finding]
     regions: list[Region] | None = None  # a diff's matched regions
+    overhead: list[ModuleOverheadRow] | None = None  # most overhead first; None when not attributed
+    overhead_energy_j: float | None = None  # net: sum of every module's overhead (negative ones included)
+    explained_coverage: float | None = None  # (node_energy_sum_j + overhead_energy_j) / total_energy_j
     steps: int | None = None  # calls of the model in one call of the workload (generate: prefill + decode steps)
     allocator: str = ""  # the allocator the workload ran under, and anything Magneton changed in it
     page_faults: PageFaults | None = None
@@ -288,6 +306,7 @@ __all__ = [
     "CaptureSummary",
     "Contention",
     "MeasurementCost",
+    "ModuleOverheadRow",
     "PageFaults",
     "EnergyProvenance",
     "Finding",

@@ -112,7 +112,16 @@ def _scope(report: Report) -> str:
 
 
 def _measurement_context(report: Report, lines: Text) -> None:
-    """Allocator, page faults and contention: what else shaped the numbers."""
+    """Overhead, allocator, page faults and contention: what else shaped the numbers."""
+    if report.overhead and report.explained_coverage is not None and report.overhead_energy_j is not None:
+        total = report.total_energy_j or 1.0
+        top = report.overhead[0]
+        where = f" {_short_path(top.source.file)}:{top.source.line}" if top.source else ""
+        lines.append("\nexplained  ", style="dim").append(
+            f"{report.explained_coverage:.2f} (operators {report.node_energy_sum_j / total:.2f} + framework "
+            f"overhead {report.overhead_energy_j / total:.2f}; most overhead in {top.module_path or '(root)'} "
+            f"[{top.module_type}]{where}, {top.share:.0%})"
+        )
     if report.allocator:
         lines.append("\nallocator  ", style="dim").append(report.allocator)
     faults = report.page_faults
