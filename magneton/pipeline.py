@@ -13,7 +13,9 @@ from typing import TYPE_CHECKING, Any
 
 from magneton.errors import InternalError, MagnetonError, WorkloadError
 from magneton.measure.backends import BackendOptions
+from magneton.measure.backends.base import EnergyBackend
 from magneton.measure.options import PassOptions
+from magneton.progress import ProgressEvent, ProgressObserver
 from magneton.workload import Workload, load_target
 
 if TYPE_CHECKING:
@@ -85,6 +87,25 @@ def move_workload(workload: Workload, device: str, target: str = "<workload>") -
     return Workload(fn, tuple(args), kwargs)
 
 
+def replay_trials(backend: EnergyBackend, requested: int) -> tuple[int, list[str]]:
+    """Trials a replay can honestly give: no more than the trace holds, or samples would repeat.
+
+    Cycling a 3-trial trace through 7 trials would report 7 trials and a confidence
+    interval built from copies of the same 3 samples.
+    """
+    from magneton.measure.backends.replay import ReplayBackend
+
+    if not isinstance(backend, ReplayBackend):
+        return requested, []
+    available = backend.trials_available
+    if requested <= available:
+        return requested, []
+    return available, [
+        f"--trials {requested} lowered to {available}: trace {backend.path.name} holds {available} trial(s) "
+        "per measurement, and replaying a sample twice would fake a tighter interval"
+    ]
+
+
 def run_once(workload: Workload, target: str) -> list[str]:
     """Run the program once, eagerly, as the user would: its own errors surface here, blamed on its code.
 
@@ -135,9 +156,13 @@ def energy_scope(fn: Any) -> str:
 
 
 def analyze_workload(
-    workload: Workload, target_label: str, options: AnalyzeOptions | None = None, reload_target: str | None = None
+    workload: Workload,
+    target_label: str,
+    options: AnalyzeOptions | None = None,
+    progress: ProgressObserver | None = None,
+    reload_target: str | None = None,
 ) -> Report:
-    """Profile one workload and return its ``magneton.report/1`` report.
+    """Profile one workload and return its ``magneton.report/1`` report; ``progress`` hears how far it got.
 
     Every error names ``target_label``: the user's own errors as WorkloadError with their file:line,
     Magneton's bugs as InternalError.
@@ -145,7 +170,7 @@ def analyze_workload(
     from magneton.blame import classify
 
     try:
-        return _analyze_workload(workload, target_label, options, reload_target)
+        return _analyze_workload(workload, target_label, options, progress, reload_target)
     except (MagnetonError, KeyboardInterrupt):
         raise
     except Exception as err:
@@ -153,7 +178,11 @@ def analyze_workload(
 
 
 def _analyze_workload(
-    workload: Workload, target_label: str, options: AnalyzeOptions | None, reload_target: str | None
+    workload: Workload,
+    target_label: str,
+    options: AnalyzeOptions | None = None,
+    progress: ProgressObserver | None = None,
+    reload_target: str | None = None,
 ) -> Report:
     import msgspec
 
@@ -174,12 +203,22 @@ def _analyze_workload(
         from magneton.measure.backends.replay import TraceRecorder
 
         backend = recorder = TraceRecorder(choice.backend)
-    pass_options = options.energy_pass
+    trials, notes = replay_trials(choice.backend, options.energy_pass.trials)
+    pass_options = replace(options.energy_pass, trials=trials)
+    observer = None
+    if progress is not None:
+        report_to = progress
+
+        def observer(event: ProgressEvent) -> None:
+            report_to(replace(event, target=target_label))
+
     try:
         value_warnings = run_once(workload, target_label)
         try:
+            if observer is not None:
+                observer(ProgressEvent("capture"))
             graph = capture(workload)
-            result = run_energy_pass(graph, workload, backend, pass_options)
+            result = run_energy_pass(graph, workload, backend, pass_options, progress=observer)
         except MagnetonError as err:
             raise classify(target_label, err, "measuring the workload") from err
         overhead_rows, overhead_note = (
@@ -187,7 +226,7 @@ def _analyze_workload(
         )
         if recorder is not None and options.record_trace is not None:
             recorder.write(options.record_trace)
-        report = build_report(target_label, graph, result, choice, pass_options)
+        report = build_report(target_label, graph, result, choice, pass_options, extra_notes=notes)
         if overhead_rows is not None:
             report = _with_overhead(report, overhead_rows)
         if overhead_note is not None:
@@ -377,8 +416,10 @@ def allocator_finding(result: KnobResult, total_energy_j: float, provenance: str
     )
 
 
-def analyze_target(target: str, options: AnalyzeOptions | None = None) -> Report:
-    return analyze_workload(load_target(target), target, options, reload_target=target)
+def analyze_target(
+    target: str, options: AnalyzeOptions | None = None, progress: ProgressObserver | None = None
+) -> Report:
+    return analyze_workload(load_target(target), target, options, progress, reload_target=target)
 
 
 @dataclass(frozen=True)
@@ -390,13 +431,16 @@ class BatchItem:
 
 
 def analyze_batch(
-    targets: Sequence[str], options: AnalyzeOptions, on_item: Callable[[BatchItem], None] | None = None
+    targets: Sequence[str],
+    options: AnalyzeOptions,
+    on_item: Callable[[BatchItem], None] | None = None,
+    progress: ProgressObserver | None = None,
 ) -> list[BatchItem]:
     """Analyze each target; one that fails yields an error item and the batch goes on."""
     items = []
     for target in targets:
         try:
-            item = BatchItem(target, analyze_target(target, options), None)
+            item = BatchItem(target, analyze_target(target, options, progress), None)
         except InternalError as err:
             item = BatchItem(target, None, str(err), err.traceback_text)
         except MagnetonError as err:
