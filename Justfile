@@ -55,6 +55,9 @@ bench:
     python tests/bench/bench_analyze.py
     python tests/bench/bench_lint.py
     python tests/bench/bench_report_model.py
+    python tests/bench/bench_floor.py
+    python tests/bench/bench_contention.py
+    python tests/bench/bench_allocator.py
 
 # On a CUDA machine: analyse a small GPT-2-like model with NVML twice (< 5 minutes).
 gpu-check:

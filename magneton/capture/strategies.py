@@ -20,7 +20,12 @@ import torch
 from torch import nn
 
 from magneton.capture.annotate import annotate
-from magneton.capture.torch_compat import full_export_stack_traces, make_fx_data_dependent_ok, tree_flatten
+from magneton.capture.torch_compat import (
+    full_export_stack_traces,
+    make_fx_data_dependent_ok,
+    module_stack_from_hooks,
+    tree_flatten,
+)
 from magneton.capture.values import InputSnapshot
 from magneton.capture.wrapper import FlatOutput
 from magneton.errors import CaptureError
@@ -57,13 +62,14 @@ def _capture_make_fx(workload: Workload) -> GraphPiece:
         args, kwargs = spec.unflatten(leaves)
         return wrapper(*args, **kwargs)
 
-    module = make_fx(
-        run_flat,
-        tracing_mode="real",
-        record_module_stack=True,
-        record_stack_traces=True,
-        **make_fx_data_dependent_ok(),
-    )(*[flat[i] for i in tensor_positions])
+    with module_stack_from_hooks(workload.fn):
+        module = make_fx(
+            run_flat,
+            tracing_mode="real",
+            record_module_stack=True,
+            record_stack_traces=True,
+            **make_fx_data_dependent_ok(),
+        )(*[flat[i] for i in tensor_positions])
     return GraphPiece("main", module, [flat[i] for i in tensor_positions])
 
 

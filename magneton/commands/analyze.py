@@ -82,6 +82,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"fewest trials per operator (default {defaults.min_trials}; with 2 the median is only a mean)",
     )
     parser.add_argument(
+        "--no-allocator-check",
+        action="store_true",
+        help="do not measure glibc malloc's thresholds as a knob in a child process",
+    )
+    parser.add_argument(
         "--allocator",
         choices=("process", "steady"),
         default=defaults.allocator,
@@ -177,6 +182,7 @@ def analyze_options(args: argparse.Namespace) -> AnalyzeOptions:
         trials=args.trials,
         min_trials=min(args.min_trials, args.trials),
         allocator=args.allocator,
+        allocator_check=not args.no_allocator_check,
         warmup_calls=args.warmup_calls,
         min_window_s=args.min_window_s,
         idle_s=args.idle_s,

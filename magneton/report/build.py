@@ -16,8 +16,11 @@ from magneton.report.model import (
     SCHEMA,
     BackendSummary,
     CaptureSummary,
+    Contention,
+    MeasurementCost,
     Node,
     NodeSource,
+    PageFaults,
     Report,
     RollupLine,
     RollupOp,
@@ -92,6 +95,13 @@ def build_report(
                 module_type=node.module_type,
                 inputs=[_tensor(meta) for meta in node.inputs],
                 outputs=[_tensor(meta) for meta in node.outputs],
+                samples=len(measured.energy_j.samples) if measured else 0,
+                minor_faults_per_call=measured.minor_faults_per_call if measured else 0.0,
+                major_faults_per_call=measured.major_faults_per_call if measured else 0.0,
+                fault_energy_share=measured.fault_time_share if measured else 0.0,
+                contended=measured.contended if measured else False,
+                run_delay_s_per_s=measured.run_delay_s_per_s if measured else None,
+                step=node.call,
             )
         )
     return Report(
@@ -139,6 +149,34 @@ def build_report(
         nodes=nodes,
         rollups=Rollups(by_line=rollup_by_line(nodes, provenance), by_op=rollup_by_op(nodes, provenance)),
         findings=[],
+        steps=max((n.call for n in graph.nodes if n.call is not None), default=None),
+        allocator=result.allocator,
+        page_faults=PageFaults(
+            minor_per_call=result.forward_minor_faults_per_call,
+            major_per_call=result.forward_major_faults_per_call,
+            energy_share=result.forward_fault_time_share,
+            fault_cost_s=result.page_fault_cost_s,
+            node_minor_per_call=sum(n.minor_faults_per_call for n in nodes),
+        ),
+        contention=_contention(result),
+        measurement_cost=MeasurementCost(
+            wall_s=result.wall_s, floor_s=result.floor_s, min_trials=result.min_trials, max_trials=options.trials
+        ),
+    )
+
+
+def _contention(result: EnergyPassResult) -> Contention | None:
+    summary = result.contention
+    if summary is None:
+        return None
+    return Contention(
+        windows=summary.windows,
+        contended_windows=summary.contended_windows,
+        remeasured_windows=summary.remeasured_windows,
+        run_delay_s_per_s=summary.run_delay_s_per_s,
+        others_busy_cores=summary.others_busy_cores,
+        threshold_s_per_s=summary.threshold_s_per_s,
+        warning=summary.warning,
     )
 
 

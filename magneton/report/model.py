@@ -104,6 +104,61 @@ class Node(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=False):
     module_type: str = ""
     inputs: list[TensorInfo] = msgspec.field(default_factory=list)
     outputs: list[TensorInfo] = msgspec.field(default_factory=list)
+    samples: int = 0  # windows behind energy_ci_j (adaptive trials: fewer where the interval was tight)
+    minor_faults_per_call: float = 0.0  # page faults per call in its replay windows (getrusage), median
+    major_faults_per_call: float = 0.0
+    fault_energy_share: float = 0.0  # estimated: faults x the measured cost of one fault / time_s
+    contended: bool = False  # most of its windows waited for a CPU (other processes): energy_j is over-counted
+    run_delay_s_per_s: float | None = None  # median CPU wait of its windows' threads, seconds per second
+    step: int | None = None  # the call of the model that ran it (generate: 1 = prefill, 2.. = decode steps)
+
+
+class PageFaults(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=False):
+    """Page faults of the whole pass, and what share of its energy they explain (an estimate)."""
+
+    minor_per_call: float
+    major_per_call: float
+    energy_share: float  # minor+major faults per call x fault_cost_s / total_time_s
+    fault_cost_s: float  # measured here: first touch of fresh anonymous pages, per fault
+    node_minor_per_call: float = 0.0  # summed over the operators' replays (each node once per call)
+    method: str = "getrusage(RUSAGE_SELF) ru_minflt/ru_majflt around every window; cost by first-touch timing"
+
+
+class Contention(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=False):
+    """How much other processes got in the way of the measurement windows."""
+
+    windows: int
+    contended_windows: int  # kept windows whose threads waited longer than threshold_s_per_s
+    remeasured_windows: int  # extra windows taken because the first was contended (bounded)
+    run_delay_s_per_s: float | None  # median over windows
+    others_busy_cores: float | None  # median over windows: cores other processes kept busy
+    threshold_s_per_s: float
+    warning: str | None = None  # set when the share of contended windows passes the warning threshold
+    method: str = "/proc/self/task/*/schedstat run delay and /proc/stat busy jiffies around every window"
+
+
+class ModuleOverheadRow(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=False):
+    """Framework overhead of one module: its whole forward minus its child modules and its own operators."""
+
+    module_path: str  # "" for the root module; "(outside the model)" for glue around it (generate)
+    module_type: str
+    calls: int
+    whole_energy_j: float  # its whole forward replayed on its recorded inputs, summed over its calls
+    children_energy_j: float
+    operators_energy_j: float
+    overhead_energy_j: float  # negative when its parts cost more replayed alone than in place
+    share: float  # overhead_energy_j / total_energy_j
+    source: NodeSource | None  # the module's forward definition
+    provenance: EnergyProvenance | None = None
+
+
+class MeasurementCost(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=False):
+    """Wall time of the energy pass against its floor (idle window + every window at its minimum)."""
+
+    wall_s: float
+    floor_s: float
+    min_trials: int
+    max_trials: int
 
 
 class RollupLine(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=False):
@@ -192,6 +247,14 @@ class Report(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=False):
     findings: list[Finding]
     rule_notes: list[str] = msgspec.field(default_factory=list)  # files the rules could not parse, rules that failed
     regions: list[Region] | None = None  # a diff's matched regions
+    overhead: list[ModuleOverheadRow] | None = None  # most overhead first; None when not attributed
+    overhead_energy_j: float | None = None  # net: sum of every module's overhead (negative ones included)
+    explained_coverage: float | None = None  # (node_energy_sum_j + overhead_energy_j) / total_energy_j
+    steps: int | None = None  # calls of the model in one call of the workload (generate: prefill + decode steps)
+    allocator: str = ""  # the allocator the workload ran under, and anything Magneton changed in it
+    page_faults: PageFaults | None = None
+    contention: Contention | None = None
+    measurement_cost: MeasurementCost | None = None
 
     # ------------------------------------------------------------------ views
 
@@ -254,6 +317,10 @@ __all__ = [
     "BackendName",
     "BackendSummary",
     "CaptureSummary",
+    "Contention",
+    "MeasurementCost",
+    "ModuleOverheadRow",
+    "PageFaults",
     "EnergyProvenance",
     "Finding",
     "FindingSource",
