@@ -171,7 +171,7 @@ def sample_diff_report() -> dict[str, Any]:
         {"a_nodes": ["n4", "n9"], "b_nodes": ["bn4", "bn9"], "a_energy_j": 0.006, "b_energy_j": 0.002, "ratio": 3.0,
          "verdict": "waste", "a_energy_ci_j": [0.0058, 0.0062], "b_energy_ci_j": [0.0019, 0.0021]},
         {"a_nodes": ["n3"], "b_nodes": ["bn3"], "a_energy_j": 0.006, "b_energy_j": 0.0055, "ratio": 1.09,
-         "verdict": "same"},
+         "verdict": "same", "ratio_ci": [0.98, 1.2], "a_time_s": 0.001, "b_time_s": 0.0009},
         {"a_nodes": ["n1"], "b_nodes": ["bn1"], "a_energy_j": 0.010, "b_energy_j": 0.012, "ratio": 0.83,
          "verdict": "tradeoff"},
     ]  # fmt: skip

@@ -199,6 +199,8 @@ def test_diff_view_aligns_regions_with_both_sides() -> None:
     assert "A/B 3.00×" in region0
     assert 'id="region-1" ' not in page_text  # ids are exact
     assert 'class="region verdict-same" id="region-1"' in page_text
+    region1 = page_text[page_text.index('id="region-1"') : page_text.index('id="region-2"')]
+    assert "ratio CI 0.98–1.20×" in region1 and "time A 1 ms / B 900 µs" in region1
     assert 'class="region verdict-tradeoff" id="region-2"' in page_text
     waterfall = page_text[page_text.index('id="waterfall"') : page_text.index("</svg>")]
     assert waterfall.count('class="wf-step') == 3 and "wf-total" in waterfall

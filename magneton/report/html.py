@@ -552,6 +552,12 @@ def render_diff(report: Mapping[str, Any]) -> str:
             for side, key in (("A", "a_energy_ci_j"), ("B", "b_energy_ci_j"))
             if region.get(key)
         )
+        ratio_ci = region.get("ratio_ci")
+        if isinstance(ratio_ci, Sequence) and len(ratio_ci) == 2:
+            intervals += f"<div class='dim'>ratio CI {ratio_ci[0]:.2f}–{ratio_ci[1]:.2f}×</div>"
+        if region.get("a_time_s") is not None and region.get("b_time_s") is not None:
+            times = f"time A {format_time(region['a_time_s'])} / B {format_time(region['b_time_s'])}"
+            intervals += f"<div class='dim'>{_e(times)}</div>"
         rows.append(
             f'<tr class="region verdict-{_e(verdict)}" id="region-{index}"><td>{index}</td>'
             f"<td>{_region_side(region.get('a_nodes') or [], side_a)}</td>"
