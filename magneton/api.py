@@ -65,10 +65,10 @@ def _optional_str(name: str, value: Any) -> str | None:
 
 
 def _backend(name: str, value: Any) -> str:
-    from magneton.measure.backends import BACKEND_NAMES
+    from magneton.measure.backends import BACKEND_CHOICES
 
-    if value not in BACKEND_NAMES:
-        raise MagnetonError(f"option {name}={value!r}: choose one of {', '.join(BACKEND_NAMES)}")
+    if value not in BACKEND_CHOICES:
+        raise MagnetonError(f"option {name}={value!r}: choose one of {', '.join(BACKEND_CHOICES)}")
     return str(value)
 
 

@@ -52,6 +52,12 @@ def _probe_nvml(device: str) -> str | None:
         return f"NVML unusable: {err}"
     try:
         info = backend.info()
+        import pynvml
+
+        print(
+            f"device: {torch.cuda.get_device_name(torch.device(device))}, torch {torch.__version__}, "
+            f"CUDA {torch.version.cuda}, driver {_driver_version(pynvml)}"
+        )
         print(f"sensor: {info.sensor}")
         print(
             f"  update period {info.update_period_s * 1e3 if info.update_period_s else float('nan'):.1f} ms, "
@@ -62,6 +68,14 @@ def _probe_nvml(device: str) -> str | None:
     finally:
         backend.close()
     return None
+
+
+def _driver_version(pynvml: object) -> str:
+    try:
+        version = pynvml.nvmlSystemGetDriverVersion()  # type: ignore[attr-defined]
+    except Exception as err:  # only shown; the check does not depend on it
+        return f"unknown ({type(err).__name__})"
+    return version.decode() if isinstance(version, bytes) else str(version)
 
 
 def _print_run(label: str, report: Report, elapsed_s: float, top: int) -> None:
@@ -77,6 +91,11 @@ def _print_run(label: str, report: Report, elapsed_s: float, top: int) -> None:
         print(f"{node.id[:28]:<28} {node.op[:40]:<40} {node.energy_j * 1e3:>10.4f} {node.time_s * 1e3:>9.4f}")
     if len(nodes) > top:
         print(f"... {len(nodes) - top} more")
+    modes: dict[str, int] = {}
+    for node in report.nodes:
+        if node.replayed_as is not None:
+            modes[node.replayed_as] = modes.get(node.replayed_as, 0) + 1
+    print("replayed as: " + ", ".join(f"{count} {mode}" for mode, count in sorted(modes.items())))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -96,10 +115,16 @@ def main(argv: list[str] | None = None) -> int:
     workload = Workload(fn=model, args=inputs)
     options = AnalyzeOptions.from_flat(backend="nvml", device=args.device, trials=args.trials)
     label = "magneton.examples.tiny_gpt:build_tiny_gpt (n_layer=4, n_embd=256, n_head=4, seq=128, batch=4)"
+    from magneton.errors import MagnetonError
+
     reports = []
     for run in (1, 2):
         run_start = time.perf_counter()
-        report = analyze_workload(workload, label, options)
+        try:
+            report = analyze_workload(workload, label, options)
+        except (MagnetonError, RuntimeError) as err:  # a CUDA or NVML failure is "cannot run", not "disagree"
+            print(f"gpu_check cannot run: run {run} failed: {type(err).__name__}: {err}", file=sys.stderr)
+            return 2
         _print_run(f"run {run}", report, time.perf_counter() - run_start, args.top)
         reports.append(report)
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from magneton.errors import MagnetonError
+from magneton.errors import InternalError, MagnetonError, WorkloadError
 from magneton.measure.backends import BackendOptions
 from magneton.measure.options import PassOptions
 from magneton.workload import Workload, load_target
@@ -60,9 +60,14 @@ class AnalyzeOptions:
         )
 
 
-def move_workload(workload: Workload, device: str) -> Workload:
+def move_workload(workload: Workload, device: str, target: str = "<workload>") -> Workload:
     import torch
-    from torch.utils._pytree import tree_map
+
+    from magneton.capture.torch_compat import tree_map
+
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        why = "this torch build has no CUDA" if torch.version.cuda is None else "no CUDA device is visible"
+        raise WorkloadError(target, f"--device {device} requested, but {why}; run on the CPU (--device cpu)")
 
     def move(value: Any) -> Any:
         return value.to(device) if isinstance(value, torch.Tensor) else value
@@ -72,8 +77,47 @@ def move_workload(workload: Workload, device: str) -> Workload:
     return Workload(fn, tuple(args), kwargs)
 
 
+def run_once(workload: Workload, target: str) -> None:
+    """Run the program once, eagerly, as the user would: its own errors surface here, blamed on its code.
+
+    Tracers swallow exceptions and fall back, so a ``forward`` that raises would otherwise end as a
+    vague capture failure. Inputs the program writes into are restored afterwards.
+    """
+    import torch
+
+    from magneton.blame import classify
+    from magneton.capture import InputSnapshot
+
+    inputs = InputSnapshot((workload.args, dict(workload.kwargs)))
+    try:
+        with torch.no_grad():
+            workload.fn(*workload.args, **workload.kwargs)
+    except (Exception, SystemExit) as err:
+        if isinstance(err, SystemExit):
+            raise WorkloadError(target, f"the workload called sys.exit({err.code!r}) while running") from err
+        raise classify(target, err, "running the workload") from err
+    finally:
+        inputs.restore()
+
+
 def analyze_workload(workload: Workload, target_label: str, options: AnalyzeOptions | None = None) -> Report:
-    """Profile one workload and return its ``magneton.report/1`` report."""
+    """Profile one workload and return its ``magneton.report/1`` report.
+
+    Every error names ``target_label``: the user's own errors as WorkloadError with their file:line,
+    Magneton's bugs as InternalError.
+    """
+    from magneton.blame import classify
+
+    try:
+        return _analyze_workload(workload, target_label, options)
+    except (MagnetonError, KeyboardInterrupt):
+        raise
+    except Exception as err:
+        raise classify(target_label, err, "analysing the workload") from err
+
+
+def _analyze_workload(workload: Workload, target_label: str, options: AnalyzeOptions | None = None) -> Report:
+    from magneton.blame import classify
     from magneton.capture import capture, workload_device
     from magneton.measure.backends import create_backend
     from magneton.measure.energy_pass import run_energy_pass
@@ -81,7 +125,7 @@ def analyze_workload(workload: Workload, target_label: str, options: AnalyzeOpti
 
     options = options or AnalyzeOptions()
     if options.device is not None:
-        workload = move_workload(workload, options.device)
+        workload = move_workload(workload, options.device, target_label)
     # The backend first: a sensor that cannot be read should fail before a long capture.
     choice = create_backend(options.backend, replace(options.backend_options, device=workload_device(workload)))
     backend = choice.backend
@@ -92,8 +136,12 @@ def analyze_workload(workload: Workload, target_label: str, options: AnalyzeOpti
         backend = recorder = TraceRecorder(choice.backend)
     pass_options = options.energy_pass
     try:
-        graph = capture(workload)
-        result = run_energy_pass(graph, workload, backend, pass_options)
+        run_once(workload, target_label)
+        try:
+            graph = capture(workload)
+            result = run_energy_pass(graph, workload, backend, pass_options)
+        except MagnetonError as err:
+            raise classify(target_label, err, "measuring the workload") from err
         if recorder is not None and options.record_trace is not None:
             recorder.write(options.record_trace)
         report = build_report(target_label, graph, result, choice, pass_options)
@@ -115,6 +163,7 @@ class BatchItem:
     target: str
     report: Report | None
     error: str | None
+    traceback: str | None = None  # an internal error's full traceback, shown with --debug
 
 
 def analyze_batch(
@@ -125,10 +174,15 @@ def analyze_batch(
     for target in targets:
         try:
             item = BatchItem(target, analyze_target(target, options), None)
+        except InternalError as err:
+            item = BatchItem(target, None, str(err), err.traceback_text)
         except MagnetonError as err:
-            item = BatchItem(target, None, str(err))
+            item = BatchItem(target, None, str(err) if str(err).startswith("target ") else f"target {target!r}: {err}")
         except Exception as err:  # an unexpected failure in one target must not lose the others
-            item = BatchItem(target, None, f"target {target!r}: internal error {type(err).__name__}: {err}")
+            from magneton.blame import classify
+
+            classified = classify(target, err, "analysing the workload")
+            item = BatchItem(target, None, str(classified), getattr(classified, "traceback_text", None))
         items.append(item)
         if on_item is not None:
             on_item(item)

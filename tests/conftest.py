@@ -164,6 +164,20 @@ def fake_backend_cls():
             self.measured.append((key, rounds))
             return WindowReading(self.energy_per_call(key) * rounds, self.TIME_PER_CALL_S * rounds)
 
+        def measure_timed(self, key, call, rounds, min_window_s, max_rounds, calls_per_round=1):
+            """Runs ``rounds`` calls, then doubles until the fake clock passes the minimum window."""
+            done, batch = 0, max(1, min(rounds, max_rounds))
+            while True:
+                for _ in range(batch):
+                    call()
+                done += batch
+                if done * calls_per_round * self.TIME_PER_CALL_S >= min_window_s or done >= max_rounds:
+                    break
+                batch = min(done, max_rounds - done)
+            calls = done * calls_per_round
+            self.measured.append((key, calls))
+            return WindowReading(self.energy_per_call(key) * calls, self.TIME_PER_CALL_S * calls), done
+
         def measure_idle(self, duration_s):
             self.idle_requests.append(duration_s)
             return self.IDLE

@@ -169,3 +169,10 @@ def test_cli_refuses_out_of_range_values(flag: str, capsys: pytest.CaptureFixtur
     with pytest.raises(SystemExit):
         build_parser().parse_args(["analyze", "x.py:w", flag])
     assert flag.split("=")[0] in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("backend", ["auto", *BACKEND_NAMES])
+def test_python_api_accepts_every_cli_backend(backend: str) -> None:
+    from magneton.api import make_options
+
+    assert make_options(backend=backend).backend == backend

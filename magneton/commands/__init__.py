@@ -10,6 +10,7 @@ if TYPE_CHECKING:
     from magneton.report.model import Report
 
 EXIT_OK, EXIT_FINDINGS, EXIT_ERROR = 0, 1, 2
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report Ctrl-C
 
 
 def positive_float(text: str) -> float:

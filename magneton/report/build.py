@@ -79,6 +79,7 @@ def build_report(
                 share=energy_j / node_sum_j if node_sum_j > 0 else 0.0,
                 rounds=measured.rounds if measured else 0,
                 measured_as=measured.measured_as if measured else None,
+                replayed_as=measured.replayed_as if measured else None,
                 zero_cost_reason=node.zero_cost_reason,
                 module_path=node.module_path,
                 module_type=node.module_type,

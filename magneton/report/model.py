@@ -97,6 +97,7 @@ class Node(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=False):
     share: float = 0.0  # energy_j / node_energy_sum_j
     rounds: int = 0
     measured_as: str | None = None  # the node whose replay carried this measurement (equal signatures)
+    replayed_as: str | None = None  # "cuda_graph", or "eager" (with why no graph, on CUDA); None: not measured
     zero_cost_reason: str | None = None
     module_path: str = ""
     module_type: str = ""
