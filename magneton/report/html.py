@@ -307,7 +307,8 @@ def render_header(report: Mapping[str, Any]) -> str:
     rows.append(_row("device", _e(device + (" — " + ", ".join(extras) if extras else ""))))
     backend_html = f"{_e(backend.get('name', '?'))} {_provenance_badge(provenance)} — {_e(backend.get('sensor', ''))}"
     rows.append(_row("backend", backend_html, "backend"))
-    if isinstance(report.get("energy_provenance"), Mapping):
+    # The backend row already says measured or estimated; a replayed report says more about its joules here.
+    if isinstance(report.get("energy_provenance"), Mapping) and provenance != backend.get("provenance"):
         rows.append(_row("energies", _e(describe_provenance(report["energy_provenance"])), "provenance"))
     expected = next((n["expected_provenance"] for n in report.get("nodes") or [] if n.get("expected_provenance")), None)
     if expected:
