@@ -153,22 +153,23 @@ def _nearest_existing(path: Path) -> Path:
     return path
 
 
-def check_json_path(path: Path, batch: bool) -> str | None:
-    """Why ``--json PATH`` cannot take the report(s), or None: checked before minutes of analysis."""
+def check_json_path(path: Path, batch: bool, flag: str = "--json", example: str = "report.json") -> str | None:
+    """Why ``--json PATH`` (or another output ``flag``) cannot take the report(s), or None: checked before minutes
+    of analysis."""
     if batch:
         if path.exists() and not path.is_dir():
-            return f"--json {path}: several targets write one report each into a folder, but {path} is a file"
+            return f"{flag} {path}: several targets write one report each into a folder, but {path} is a file"
         folder = path if path.exists() else _nearest_existing(path)
     else:
         if path.is_dir():
-            return f"--json {path} is a folder; with one target give a file name (e.g. {path / 'report.json'})"
+            return f"{flag} {path} is a folder; with one target give a file name (e.g. {path / example})"
         if path.exists() and not os.access(path, os.W_OK):
-            return f"--json {path}: the file is not writable"
+            return f"{flag} {path}: the file is not writable"
         folder = _nearest_existing(path.parent)
     if not folder.is_dir():
-        return f"--json {path}: {folder} is not a folder"
+        return f"{flag} {path}: {folder} is not a folder"
     if not os.access(folder, os.W_OK | os.X_OK):
-        return f"--json {path}: cannot create files in {folder} (permission denied)"
+        return f"{flag} {path}: cannot create files in {folder} (permission denied)"
     return None
 
 
@@ -273,11 +274,16 @@ def run(args: argparse.Namespace) -> int:
         problem = "--json - takes a single target; give a folder for a batch" if batch else None
     elif args.json is not None:
         problem = check_json_path(args.json, batch)
+    if problem is None and args.html is not None:
+        problem = check_json_path(args.html, batch, "--html", "report.html")
+    if problem is None and args.trace_events is not None:
+        problem = (
+            "--trace-events takes a single target"
+            if batch
+            else check_json_path(args.trace_events, False, "--trace-events", "trace.json")
+        )
     if problem is not None:
         errors.print("[bold red]error:[/] " + escape(problem), highlight=False)
-        return EXIT_ERROR
-    if batch and args.trace_events:
-        errors.print("[red]error:[/] --trace-events takes a single target")
         return EXIT_ERROR
     try:
         options = analyze_options(args)
