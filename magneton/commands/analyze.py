@@ -58,6 +58,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--top", type=positive_int, default=15, help="operators shown in the terminal (default 15)")
     parser.add_argument("--quiet", action="store_true", help="no terminal report, only errors and the summary")
+    parser.add_argument(
+        "--peer",
+        metavar="TARGET_B",
+        help="diff against this peer computing the same thing (same as `magneton diff TARGET TARGET_B`)",
+    )
+    from magneton.commands.diff import add_diff_options
+
+    add_diff_options(parser)
 
 
 def _report_path(json_arg: Path, target: str, batch: bool) -> Path:
@@ -75,6 +83,13 @@ def run(args: argparse.Namespace) -> int:
     from magneton.report.build import exit_code
     from magneton.report.terminal import render_report
 
+    if args.peer is not None:
+        from magneton.commands.diff import run_diff
+
+        if len(args.targets) != 1:
+            Console(stderr=True).print("[red]error:[/] --peer takes a single target")
+            return EXIT_ERROR
+        return run_diff(args, args.targets[0], args.peer)
     console = Console()
     errors = Console(stderr=True)
     batch = len(args.targets) > 1

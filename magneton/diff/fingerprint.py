@@ -88,7 +88,7 @@ def fingerprint(tensor: torch.Tensor) -> Fingerprint | None:
         [mean, squared.mean(), flat.abs().mean(), low, high, (squared * centered).mean(), squared.square().mean()]
     ).tolist()  # one device sync for all of them
     m3 = raw[5]
-    stats = (
+    stats: tuple[float, ...] = (
         raw[0],
         math.sqrt(max(raw[1], 0.0)),
         raw[2],
