@@ -26,16 +26,17 @@ from magneton.diff.flow import Flow
 _MASK = (1 << 64) - 1
 
 
-def live_summaries(seq: Sequence[int], flow: Flow, tokens: dict[int, int]) -> list[tuple[int, int]]:
+def live_summaries(seq: Sequence[int], flow: Flow, tokens: dict[int, int], side: int) -> list[tuple[int, int]]:
     """(count, token sum) of the values live after each position of ``seq`` (operator indices, in order).
 
     A value read outside ``seq`` after it, or returned by the program, stays live to the end.
     ``tokens`` gives paired values a token shared with their partner; any other value gets
-    a random one, so a live set containing it matches nothing.
+    a random one, so a live set containing it matches nothing; ``side`` keeps the two sides'
+    random streams apart.
     """
     n = len(seq)
     position = {op: k for k, op in enumerate(seq)}
-    rng = random.Random(0x5EED)
+    rng = random.Random(0x5EED + side)
     dies_at: list[list[int]] = [[] for _ in range(n)]
     token_at = [0] * n
     summaries: list[tuple[int, int]] = []

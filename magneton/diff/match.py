@@ -74,8 +74,8 @@ def _split(
     tokens: tuple[dict[int, int], dict[int, int]],
 ) -> tuple[list[tuple[list[int], list[int]]], bool]:
     """Regions between aligned cuts of two sequences, and whether the tails (exits) pair up."""
-    summaries_a = live_summaries(a_seq, a, tokens[0])
-    summaries_b = live_summaries(b_seq, b, tokens[1])
+    summaries_a = live_summaries(a_seq, a, tokens[0], side=1)
+    summaries_b = live_summaries(b_seq, b, tokens[1], side=2)
     cuts = aligned_cuts(summaries_a, summaries_b)
     pieces = []
     start_a = start_b = 0
