@@ -19,6 +19,7 @@ lint:
 # Benchmarks: wall time, coverage, memory and repeatability figures (printed, not asserted).
 bench:
     python tests/bench/bench_analyze.py
+    python tests/bench/bench_diff.py
 
 # On a CUDA machine: analyse a small GPT-2-like model with NVML twice (< 5 minutes).
 gpu-check:
