@@ -88,9 +88,8 @@ def run(layers: int, repeats: int = 5) -> None:
     print(f"  matching time: median {statistics.median(times):.4f} s, min {min(times):.4f} s over {repeats} runs")
     print(f"  captures with fingerprints (context, not matching): {capture_a:.1f} s + {capture_b:.1f} s")
     print(f"  ops in matched regions: A {in_a}/{len(a)} = {in_a / len(a):.1%}, B {in_b}/{len(b)} = {in_b / len(b):.1%}")
-    print(
-        f"  regions: {len(match.regions)} ({len(match.matched)} matched), largest {largest} ops, pairs {len(match.pairing.pairs)}"
-    )
+    regions = f"{len(match.regions)} ({len(match.matched)} matched)"
+    print(f"  regions: {regions}, largest {largest} ops, pairs {len(match.pairing.pairs)}")
     print(f"  attention its own region: {sum(isolated)}/{layers} layers")
 
 
