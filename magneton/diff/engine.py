@@ -123,15 +123,18 @@ def diff_workloads(
 
     ``backend_choice`` (a BackendChoice) overrides ``options.backend``; it is closed at the end.
     """
-    from magneton.analyze import move_workload
     from magneton.capture import capture, workload_device
     from magneton.diff.fingerprint import FingerprintRecorder
     from magneton.measure.backends import BackendOptions, create_backend
+    from magneton.pipeline import move_workload
 
     say = progress or (lambda _message: None)
     (target_a, workload_a, settings_a), (target_b, workload_b, settings_b) = loaded
     if options.device is not None:
-        workload_a, workload_b = move_workload(workload_a, options.device), move_workload(workload_b, options.device)
+        workload_a, workload_b = (
+            move_workload(workload_a, options.device, target_a),
+            move_workload(workload_b, options.device, target_b),
+        )
     check_same_inputs(
         (workload_a.args, dict(workload_a.kwargs)), (workload_b.args, dict(workload_b.kwargs)), target_a, target_b
     )

@@ -120,7 +120,7 @@ def build_programs(side: Side, regions: Sequence[Sequence[int]]) -> list[RegionP
 
             interpreter.run_node = run_node  # type: ignore[method-assign,assignment]
             try:
-                interpreter.run(*piece.flat_inputs, enable_io_processing=piece.io_processing)
+                interpreter.run(*piece.flat_inputs, enable_io_processing=False)
             finally:
                 interpreter.run_node = original_run_node  # type: ignore[method-assign]
                 interpreter.env = {}
