@@ -126,7 +126,7 @@ def _replay_diff(tmp_path: Path, energies: dict[str, tuple[float, float]]) -> di
     options = DiffOptions(
         backend="replay", trace_path=_trace(tmp_path / "t.json", energies), trials=3, op_split=False, knobs=False
     )
-    return build_diff_report(diff_workloads(loaded, options))
+    return build_diff_report(diff_workloads(loaded, options)).to_dict()
 
 
 def test_replayed_energies_give_a_waste_finding(tmp_path: Path) -> None:
@@ -140,7 +140,8 @@ def test_replayed_energies_give_a_waste_finding(tmp_path: Path) -> None:
         },
     )
     assert report["targets"] == [_target("addmm_slow"), _target("addmm_fast")]
-    assert report["total_energy_j"] == pytest.approx([1.3e-3, 1.0e-3])
+    assert report["total_energy_j"] == pytest.approx(1.3e-3)
+    assert [side["total_energy_j"] for side in report["diff"]["sides"]] == pytest.approx([1.3e-3, 1.0e-3])
     (region,) = report["regions"]
     assert region["verdict"] == "waste" and region["ratio"] == pytest.approx(1.2 / 0.9)
     assert region["a_ops"] == ["mm", "add"] and region["b_ops"] == ["addmm"]
@@ -150,8 +151,9 @@ def test_replayed_energies_give_a_waste_finding(tmp_path: Path) -> None:
     assert finding["source"]["code"] == "return torch.mm(x, self.w) + self.b"
     assert finding["peer_source"]["code"] == "return torch.addmm(self.b, x, self.w)"
     assert "runs 2 ops (mm, add)" in finding["explanation"] and "one addmm" in finding["explanation"]
-    assert finding["energy_provenance"] == "measured"
-    assert report["sides"][0]["region_coverage"] == pytest.approx(1.2 / 1.3)
+    assert finding["energy_provenance"] == "replayed"
+    assert report["diff"]["sides"][0]["region_coverage"] == pytest.approx(1.2 / 1.3)
+    assert finding["provenance"]["kind"] == "replayed"
 
 
 def test_replayed_energies_give_a_tradeoff(tmp_path: Path) -> None:
@@ -216,8 +218,8 @@ def test_knob_diagnosis_finds_mkldnn_disabled() -> None:
         backend_choice=BackendChoice(_MkldnnSensitive(), "test"),
     )
     assert torch.backends.mkldnn.enabled == before
-    report = build_diff_report(result)
-    assert {"name": "torch.backends.mkldnn.enabled", "a": False, "b": before} in report["setting_differences"]
+    report = build_diff_report(result).to_dict()
+    assert {"name": "torch.backends.mkldnn.enabled", "a": False, "b": before} in report["diff"]["setting_differences"]
     assert report["findings"]
     for finding in report["findings"]:
         assert finding["category"] == "Misconfiguration"
@@ -233,6 +235,7 @@ def test_knob_diagnosis_finds_mkldnn_disabled() -> None:
 # --------------------------------------------------------------------------------------------- CLI
 
 
+@pytest.mark.slow
 def test_cli_diff_and_analyze_peer(tmp_path: Path, run_cli: Any) -> None:
     trace = _trace(
         tmp_path / "t.json",
@@ -248,7 +251,8 @@ def test_cli_diff_and_analyze_peer(tmp_path: Path, run_cli: Any) -> None:
     result = run_cli("diff", _target("addmm_slow"), _target("addmm_fast"), *common, "--json", str(out))
     assert result.returncode == 1, result.stderr
     report = json.loads(out.read_text())
-    assert report["kind"] == "diff" and len(report["findings"]) == 1
+    assert report["targets"] == [_target("addmm_slow"), _target("addmm_fast")] and len(report["findings"]) == 1
+    assert report["findings"][0]["kind"] == "diff"
     assert "waste" in result.stdout and "diff_pairs.py:34" in result.stdout
     peer = run_cli("analyze", _target("addmm_slow"), "--peer", _target("addmm_fast"), *common, "--quiet")
     assert peer.returncode == 1, peer.stderr

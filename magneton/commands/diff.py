@@ -68,7 +68,6 @@ def run_diff(args: argparse.Namespace, target_a: str, target_b: str) -> int:
     from rich.console import Console
     from rich.markup import escape
 
-    from magneton.atomic import write_json_atomic
     from magneton.diff.engine import DiffOptions, diff_targets
     from magneton.diff.report import build_diff_report, diff_exit_code
     from magneton.errors import MagnetonError
@@ -106,15 +105,15 @@ def run_diff(args: argparse.Namespace, target_a: str, target_b: str) -> int:
         render_diff_report(report, console, top=args.top)
     if args.json is not None:
         try:
-            write_json_atomic(args.json, report)
+            report.write(args.json)
         except OSError as err:
             errors.print(f"[bold red]error:[/] cannot write {escape(str(args.json))}: {escape(str(err))}")
             return EXIT_ERROR
         console.print(f"JSON report written to {args.json}", highlight=False)
-    waste = len(report["findings"])
+    waste = len(report.findings)
+    regions = len(report.regions or []) + (len(report.diff.unmatched) if report.diff else 0)
     console.print(
-        f"diff {target_a} vs {target_b}: {len(report['regions'])} regions, "
-        f"{waste} waste finding{'s' if waste != 1 else ''}",
+        f"diff {target_a} vs {target_b}: {regions} regions, {waste} waste finding{'s' if waste != 1 else ''}",
         highlight=False,
         markup=False,
     )

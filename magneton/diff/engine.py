@@ -209,7 +209,7 @@ def diff_workloads(
                     costly_prog, cheap_prog, calibrator, replay_options, options.threshold, side_a.graph.device
                 )
         info = backend.info()
-        findings = build_findings(regions, (side_results[0], side_results[1]), replay, info.provenance)
+        findings = build_findings(regions, (side_results[0], side_results[1]), replay, info)
     finally:
         backend.close()
     return DiffResult(
@@ -396,8 +396,11 @@ def _carrier(costly: SideResult, cheap: SideResult, region: Region) -> OpNode | 
 
 
 def build_findings(
-    regions: list[RegionResult], sides: tuple[SideResult, SideResult], replay: ReplayResult, provenance: str
+    regions: list[RegionResult], sides: tuple[SideResult, SideResult], replay: ReplayResult, backend_info: Any
 ) -> list[Finding]:
+    from magneton.provenance import provenance_of_backend
+
+    provenance = provenance_of_backend(backend_info.to_json())
     findings = []
     by_label = {s.side.label: s for s in sides}
     for region in regions:
@@ -431,8 +434,9 @@ def build_findings(
                 nodes=tuple(costly.side.flow.nodes[i].id for i in _side_ops(region.region, costly.side.label)),
                 suggestion=_suggestion(region, category, cheap.side),
                 explanation=explanation,
-                energy_provenance=provenance,
-                excess_provenance=provenance,
+                energy_provenance=provenance.kind,
+                excess_provenance=provenance.kind,
+                provenance=provenance,
                 peer_source=_finding_source(peer.source if peer else None),
                 call_site=_finding_source(call_site(costly.side, carrier) if carrier else None),
                 details={

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.markup import escape
@@ -11,6 +11,9 @@ from rich.table import Table
 from rich.text import Text
 
 from magneton.report.terminal import _short_path, format_energy, format_time
+
+if TYPE_CHECKING:
+    from magneton.report.model import Report
 
 _VERDICT_STYLE = {"waste": "bold red", "tradeoff": "yellow", "same": "green", None: "dim"}
 
@@ -34,7 +37,8 @@ def _header(report: dict[str, Any]) -> Panel:
     backend = report["backend"]
     estimated = backend["provenance"] == "estimated"
     text = Text()
-    for side in report["sides"]:
+    diff = report["diff"]
+    for side in diff["sides"]:
         text.append(f"side {side['label']}     ", style="dim").append(side["target"])
         text.append(
             f"   {format_energy(side['total_energy_j'])} per pass, {format_time(side['total_time_s'])}, "
@@ -44,12 +48,12 @@ def _header(report: dict[str, Any]) -> Panel:
     text.append("backend    ", style="dim").append(f"{backend['name']} (")
     text.append(backend["provenance"].upper(), style="bold yellow" if estimated else "bold green")
     text.append(f", {backend['sensor']})\n")
-    matching = report["matching"]
+    matched, unmatched = len(report["regions"]), len(diff["unmatched"])
     text.append("matching   ", style="dim").append(
-        f"{matching['regions']} regions ({matching['matched_regions']} matched) from {matching['pairs']} paired "
-        f"values in {matching['time_s'] * 1e3:.0f} ms; threshold {report['threshold']:.0%}"
+        f"{matched} matched regions, {unmatched} unmatched, from {diff['pairs']} paired values in "
+        f"{diff['matching_time_s'] * 1e3:.0f} ms; threshold {diff['threshold']:.0%}"
     )
-    for side in report["sides"]:
+    for side in diff["sides"]:
         coverage = side["region_coverage"]
         if coverage is not None:
             text.append(f"\nregions of side {side['label']} add up to {coverage:.0%} of its whole pass", style="dim")
@@ -57,19 +61,19 @@ def _header(report: dict[str, Any]) -> Panel:
 
 
 def _settings(report: dict[str, Any]) -> Table | None:
-    if not report["setting_differences"]:
+    if not report["diff"]["setting_differences"]:
         return None
     table = Table(title="global settings that differ", title_justify="left")
     table.add_column("setting")
     table.add_column("side A")
     table.add_column("side B")
-    for diff in report["setting_differences"]:
+    for diff in report["diff"]["setting_differences"]:
         table.add_row(escape(diff["name"]), escape(str(diff["a"])), escape(str(diff["b"])))
     return table
 
 
 def _regions(report: dict[str, Any], top: int) -> Table:
-    rows = [r for r in report["regions"] if r["a_energy_j"] > 0 or r["b_energy_j"] > 0 or not r["matched"]]
+    rows = [r for r in report["regions"] if r["a_energy_j"] > 0 or r["b_energy_j"] > 0]
     rows.sort(key=lambda r: -(r["excess_energy_j"] or 0.0))
     table = Table(
         title=f"regions (top {min(top, len(rows))} of {len(report['regions'])} by excess energy)", title_justify="left"
@@ -80,7 +84,7 @@ def _regions(report: dict[str, Any], top: int) -> Table:
         a_ops, b_ops = _costing(region["a_split"]), _costing(region["b_split"])
         a_line = next((s["source"] for s in region["a_split"] if not s["zero_cost"] and s["source"]), None)
         b_line = next((s["source"] for s in region["b_split"] if not s["zero_cost"] and s["source"]), None)
-        verdict = region["verdict"] or "unmatched"
+        verdict = region["verdict"]
         table.add_row(
             str(region["id"]),
             Text(verdict, style=_VERDICT_STYLE.get(region["verdict"], "dim")),
@@ -119,7 +123,8 @@ def _findings(report: dict[str, Any], console: Console) -> None:
             console.print(f"   [cyan]suggestion:[/] {escape(finding['suggestion'])}", highlight=False)
 
 
-def render_diff_report(report: dict[str, Any], console: Console, top: int = 15) -> None:
+def render_diff_report(typed: Report, console: Console, top: int = 15) -> None:
+    report = typed.to_dict()
     console.print(_header(report))
     settings = _settings(report)
     if settings is not None:
@@ -127,11 +132,11 @@ def render_diff_report(report: dict[str, Any], console: Console, top: int = 15) 
     for note in report["measurement_notes"]:
         console.print(f"[dim]note: {escape(note)}[/]")
     console.print(_regions(report, top))
-    unmatched = report["unmatched"]
-    if unmatched["a_nodes"] or unmatched["b_nodes"]:
+    for region in report["diff"]["unmatched"]:
         console.print(
-            f"[dim]unmatched operators: {len(unmatched['a_nodes'])} on side A, {len(unmatched['b_nodes'])} on side B "
-            "(their results pair with nothing on the other side)[/]"
+            f"[dim]unmatched ({escape(region['part'])}): side A {escape(_ops(region['a_ops']))}, "
+            f"side B {escape(_ops(region['b_ops']))} — their results pair with nothing on the other side[/]",
+            highlight=False,
         )
     _findings(report, console)
 
