@@ -125,8 +125,9 @@ def _refine(
     if depth >= _MAX_DEPTH or len(a_ops) < 2 or len(b_ops) < 2:
         return [(a_ops, b_ops)]
     b_rank = {op: k for k, op in enumerate(b_ops)}
-    a_rank = {i: b_rank[j] for i, j in pairs.items() if j in b_rank}
-    a_seq = _follow_peer_order(a_ops, a, {i: a_rank[i] for i in a_ops if i in a_rank})
+    # Only this region's pairs: looking through all of them per region would make refinement quadratic.
+    a_rank = {i: b_rank[pairs[i]] for i in a_ops if i in pairs and pairs[i] in b_rank}
+    a_seq = _follow_peer_order(a_ops, a, a_rank)
     pieces, _ = _split(a_seq, b_ops, a, b, tokens)
     if len(pieces) < 2:
         return [(a_ops, b_ops)]

@@ -1,9 +1,9 @@
 """Pairing values across two programs by fingerprint, near-linearly.
 
-Values are bucketed by (element count, dtype kind, constant or not); inside a
-bucket they are sorted by mean, so each value of side A is compared only with
-the few values of side B whose mean lies within tolerance: near-linear in
-graph size instead of all pairs. A fingerprint can fit many values (a mask
+Values are bucketed by (element count, dtype kind, constant or not) and by a
+grid on their mean and maximum a few tolerances wide, so each value of side A
+is compared only with the few values of side B in neighbouring cells:
+near-linear in graph size instead of all pairs. A fingerprint can fit many values (a mask
 built once per layer, zeros, repeated layers with equal weights): the
 ambiguity is resolved by graph order, keeping the largest set of pairs that
 respects both programs' orders (a longest increasing subsequence), each value
@@ -13,6 +13,7 @@ in at most one pair, the earliest when several fit equally.
 from __future__ import annotations
 
 import bisect
+import math
 from collections import defaultdict
 from dataclasses import dataclass, field
 
@@ -23,26 +24,46 @@ from magneton.diff.flow import Flow
 MAX_CANDIDATES = 48
 
 
+def _cell_size(scale: float, level: int, rtol: float) -> float:
+    return 2.0**level * 4.0 * rtol
+
+
 def _candidates(a: Flow, b: Flow) -> list[tuple[int, int]]:
-    buckets: dict[tuple[int, str, bool], list[tuple[float, int]]] = defaultdict(list)
+    """Pairs (i, j) whose fingerprints match, found through a grid on (mean, max).
+
+    Sorting by one statistic is not enough: every LayerNorm output of a transformer has mean
+    0 and std 1, so a window on the mean would hold one per layer and pairing would grow
+    quadratically with depth. Cells are a few tolerances wide at the value's scale (a power
+    of two); a matching value lies in this value's cell or, near a cell's edge, the next one.
+    """
+    rtol = max(
+        [fp.rtol for fp in a.fingerprints if fp is not None] + [fp.rtol for fp in b.fingerprints if fp is not None],
+        default=1e-4,
+    )
+    grid: dict[tuple[int, str, bool, int, int, int], list[int]] = defaultdict(list)
     for j, fp in enumerate(b.fingerprints):
-        if fp is not None:
-            buckets[(fp.numel, fp.kind, b.constant[j])].append((fp.mean, j))
-    sorted_buckets = {key: sorted(values) for key, values in buckets.items()}
-    means = {key: [m for m, _ in values] for key, values in sorted_buckets.items()}
+        if fp is None:
+            continue
+        level = math.floor(math.log2(fp.scale))
+        size = _cell_size(fp.scale, level, rtol)
+        grid[
+            (fp.numel, fp.kind, b.constant[j], level, math.floor(fp.mean / size), math.floor(fp.stats[4] / size))
+        ].append(j)
     pairs: list[tuple[int, int]] = []
     for i, fp in enumerate(a.fingerprints):
         if fp is None:
             continue
-        key = (fp.numel, fp.kind, a.constant[i])
-        bucket = sorted_buckets.get(key)
-        if not bucket:
-            continue
-        # Stats differ by at most rtol * the larger scale; the scales themselves differ by about as much.
-        window = 2.0 * fp.rtol * fp.scale
-        lo = bisect.bisect_left(means[key], fp.mean - window)
-        hi = bisect.bisect_right(means[key], fp.mean + window)
-        found = [j for _, j in bucket[lo:hi] if fp.matches(b.fingerprints[j])]  # type: ignore[arg-type]
+        found: list[int] = []
+        slack = 2.0 * rtol * fp.scale  # how far a matching value's statistics can lie from this one's
+        levels = {math.floor(math.log2(fp.scale * (1 - 2 * rtol))), math.floor(math.log2(fp.scale * (1 + 2 * rtol)))}
+        for level in levels:
+            size = _cell_size(fp.scale, level, rtol)
+            for mean_cell in range(math.floor((fp.mean - slack) / size), math.floor((fp.mean + slack) / size) + 1):
+                for max_cell in range(
+                    math.floor((fp.stats[4] - slack) / size), math.floor((fp.stats[4] + slack) / size) + 1
+                ):
+                    key = (fp.numel, fp.kind, a.constant[i], level, mean_cell, max_cell)
+                    found.extend(j for j in grid.get(key, ()) if fp.matches(b.fingerprints[j]))  # type: ignore[arg-type]
         if len(found) > MAX_CANDIDATES:
             where = i / max(1, len(a) - 1)
             found = sorted(found, key=lambda j: abs(j / max(1, len(b) - 1) - where))[:MAX_CANDIDATES]
