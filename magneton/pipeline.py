@@ -12,7 +12,9 @@ from typing import TYPE_CHECKING, Any
 
 from magneton.errors import InternalError, MagnetonError, WorkloadError
 from magneton.measure.backends import BackendOptions
+from magneton.measure.backends.base import EnergyBackend
 from magneton.measure.options import PassOptions
+from magneton.progress import ProgressEvent, ProgressObserver
 from magneton.workload import Workload, load_target
 
 if TYPE_CHECKING:
@@ -29,6 +31,7 @@ class AnalyzeOptions:
     # The backend's settings; its ``device`` is always the workload's, filled in when the backend is made.
     backend_options: BackendOptions = field(default_factory=BackendOptions)
     record_trace: Path | None = None  # write what was measured, for --backend replay later
+    trace_events: Path | None = None  # write a Chrome trace-event timeline of one forward pass here
 
     @classmethod
     def option_owners(cls) -> dict[str, str]:
@@ -76,6 +79,25 @@ def move_workload(workload: Workload, device: str, target: str = "<workload>") -
     return Workload(fn, tuple(args), kwargs)
 
 
+def replay_trials(backend: EnergyBackend, requested: int) -> tuple[int, list[str]]:
+    """Trials a replay can honestly give: no more than the trace holds, or samples would repeat.
+
+    Cycling a 3-trial trace through 7 trials would report 7 trials and a confidence
+    interval built from copies of the same 3 samples.
+    """
+    from magneton.measure.backends.replay import ReplayBackend
+
+    if not isinstance(backend, ReplayBackend):
+        return requested, []
+    available = backend.trials_available
+    if requested <= available:
+        return requested, []
+    return available, [
+        f"--trials {requested} lowered to {available}: trace {backend.path.name} holds {available} trial(s) "
+        "per measurement, and replaying a sample twice would fake a tighter interval"
+    ]
+
+
 def run_once(workload: Workload, target: str) -> None:
     """Run the program once, eagerly, as the user would: its own errors surface here, blamed on its code.
 
@@ -99,8 +121,13 @@ def run_once(workload: Workload, target: str) -> None:
         inputs.restore()
 
 
-def analyze_workload(workload: Workload, target_label: str, options: AnalyzeOptions | None = None) -> Report:
-    """Profile one workload and return its ``magneton.report/1`` report.
+def analyze_workload(
+    workload: Workload,
+    target_label: str,
+    options: AnalyzeOptions | None = None,
+    progress: ProgressObserver | None = None,
+) -> Report:
+    """Profile one workload and return its ``magneton.report/1`` report; ``progress`` hears how far it got.
 
     Every error names ``target_label``: the user's own errors as WorkloadError with their file:line,
     Magneton's bugs as InternalError.
@@ -108,14 +135,19 @@ def analyze_workload(workload: Workload, target_label: str, options: AnalyzeOpti
     from magneton.blame import classify
 
     try:
-        return _analyze_workload(workload, target_label, options)
+        return _analyze_workload(workload, target_label, options, progress)
     except (MagnetonError, KeyboardInterrupt):
         raise
     except Exception as err:
         raise classify(target_label, err, "analysing the workload") from err
 
 
-def _analyze_workload(workload: Workload, target_label: str, options: AnalyzeOptions | None = None) -> Report:
+def _analyze_workload(
+    workload: Workload,
+    target_label: str,
+    options: AnalyzeOptions | None = None,
+    progress: ProgressObserver | None = None,
+) -> Report:
     from magneton.blame import classify
     from magneton.capture import capture, workload_device
     from magneton.measure.backends import create_backend
@@ -133,23 +165,40 @@ def _analyze_workload(workload: Workload, target_label: str, options: AnalyzeOpt
         from magneton.measure.backends.replay import TraceRecorder
 
         backend = recorder = TraceRecorder(choice.backend)
-    pass_options = options.energy_pass
+    trials, notes = replay_trials(choice.backend, options.energy_pass.trials)
+    pass_options = replace(options.energy_pass, trials=trials)
+    observer = None
+    if progress is not None:
+        report_to = progress
+
+        def observer(event: ProgressEvent) -> None:
+            report_to(replace(event, target=target_label))
+
     try:
         run_once(workload, target_label)
         try:
+            if observer is not None:
+                observer(ProgressEvent("capture"))
             graph = capture(workload)
-            result = run_energy_pass(graph, workload, backend, pass_options)
+            result = run_energy_pass(graph, workload, backend, pass_options, progress=observer)
         except MagnetonError as err:
             raise classify(target_label, err, "measuring the workload") from err
         if recorder is not None and options.record_trace is not None:
             recorder.write(options.record_trace)
-        return build_report(target_label, graph, result, choice, pass_options)
+        report = build_report(target_label, graph, result, choice, pass_options, extra_notes=notes)
+        if options.trace_events is not None:
+            from magneton.report.trace_events import write_trace_events
+
+            write_trace_events(options.trace_events, graph, report)
+        return report
     finally:
         backend.close()
 
 
-def analyze_target(target: str, options: AnalyzeOptions | None = None) -> Report:
-    return analyze_workload(load_target(target), target, options)
+def analyze_target(
+    target: str, options: AnalyzeOptions | None = None, progress: ProgressObserver | None = None
+) -> Report:
+    return analyze_workload(load_target(target), target, options, progress)
 
 
 @dataclass(frozen=True)
@@ -161,13 +210,16 @@ class BatchItem:
 
 
 def analyze_batch(
-    targets: Sequence[str], options: AnalyzeOptions, on_item: Callable[[BatchItem], None] | None = None
+    targets: Sequence[str],
+    options: AnalyzeOptions,
+    on_item: Callable[[BatchItem], None] | None = None,
+    progress: ProgressObserver | None = None,
 ) -> list[BatchItem]:
     """Analyze each target; one that fails yields an error item and the batch goes on."""
     items = []
     for target in targets:
         try:
-            item = BatchItem(target, analyze_target(target, options), None)
+            item = BatchItem(target, analyze_target(target, options, progress), None)
         except InternalError as err:
             item = BatchItem(target, None, str(err), err.traceback_text)
         except MagnetonError as err:

@@ -6,12 +6,16 @@ import argparse
 import os
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TextIO
 
 from magneton.commands import EXIT_ERROR, EXIT_INTERRUPTED, exit_code, positive_float, positive_int
 
 if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.progress import Progress, TaskID
+
     from magneton.pipeline import AnalyzeOptions
+    from magneton.progress import ProgressEvent
 
 NAME = "analyze"
 HELP = "profile a workload operator by operator"
@@ -48,7 +52,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--json",
         type=Path,
         metavar="PATH",
-        help="write the magneton.report/1 JSON here (a folder when several targets are given)",
+        help="write the magneton.report/1 JSON here (a folder when several targets are given); "
+        "'-' writes it to stdout, and the terminal report then goes to stderr",
+    )
+    parser.add_argument(
+        "--html",
+        type=Path,
+        metavar="PATH",
+        help="write a self-contained HTML report here, viewable offline (a folder when several targets are given)",
+    )
+    parser.add_argument(
+        "--trace-events",
+        type=Path,
+        metavar="FILE",
+        help="write a Chrome trace-event timeline of one forward pass (opens in Perfetto and chrome://tracing)",
     )
     parser.add_argument(
         "--trials",
@@ -101,7 +118,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="record every measurement to FILE (JSON, a .json name) for --backend replay",
     )
     parser.add_argument("--top", type=positive_int, default=15, help="operators shown in the terminal (default 15)")
-    parser.add_argument("--quiet", action="store_true", help="no terminal report, only errors and the summary")
+    parser.add_argument(
+        "--quiet",
+        action="store_true",
+        help="no terminal report and no progress: one line per target (energy, backend, provenance), errors "
+        "and the summary (progress is also off when stderr is not a terminal)",
+    )
     parser.add_argument(
         "--peer",
         metavar="TARGET_B",
@@ -119,8 +141,8 @@ def report_file_name(target: str) -> str:
     return f"{stem or 'target'}.json"
 
 
-def _report_path(json_arg: Path, target: str, batch: bool) -> Path:
-    return json_arg / report_file_name(target) if batch else json_arg
+def _report_path(json_arg: Path, target: str, batch: bool, suffix: str = ".json") -> Path:
+    return json_arg / (report_file_name(target).removesuffix(".json") + suffix) if batch else json_arg
 
 
 def _nearest_existing(path: Path) -> Path:
@@ -150,10 +172,10 @@ def check_json_path(path: Path, batch: bool) -> str | None:
 
 
 def analyze_options(args: argparse.Namespace) -> AnalyzeOptions:
-    """The command line's options as the API's."""
-    from magneton.pipeline import AnalyzeOptions
+    """The command line's options as the API's: the same names, checked the same way as magneton.analyze()."""
+    from magneton.api import make_options
 
-    return AnalyzeOptions.from_flat(
+    return make_options(
         backend=args.backend,
         device=args.device,
         trials=args.trials,
@@ -165,14 +187,70 @@ def analyze_options(args: argparse.Namespace) -> AnalyzeOptions:
         watts_per_core=args.cpu_watts_per_core,
         trace_path=args.trace,
         record_trace=args.record_trace,
+        trace_events=args.trace_events,
     )
 
 
+class ProgressView:
+    """Draws the pipeline's progress events on a (stderr) console with rich.progress, one display per target."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self.progress: Progress | None = None
+        self.task: TaskID | None = None
+
+    def __call__(self, event: ProgressEvent) -> None:
+        from rich.markup import escape
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+        if self.progress is None:
+            # stdout is left alone: the report (or the JSON) is written there.
+            self.progress = Progress(
+                SpinnerColumn(),
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                console=self.console,
+                transient=True,
+                redirect_stdout=False,
+                redirect_stderr=False,
+            )
+            self.progress.start()
+            self.task = self.progress.add_task("", total=None)
+        assert self.task is not None
+        description = f"[bold]{escape(event.target)}[/] {escape(event.describe())}"
+        if event.stage == "trial" and event.total > 0:
+            done = (event.trial - 1) * event.total + event.done
+            self.progress.update(self.task, description=description, completed=done, total=event.trials * event.total)
+        else:
+            self.progress.update(self.task, description=description, total=None)
+
+    def stop(self) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+            self.progress = None
+
+
+def progress_view(args: argparse.Namespace, stderr: TextIO) -> ProgressView | None:
+    """Progress is drawn only for a person watching: not with --quiet, not when stderr is a file or a pipe."""
+    if args.quiet or not stderr.isatty():
+        return None
+    from rich.console import Console
+
+    return ProgressView(Console(file=stderr))
+
+
 def run(args: argparse.Namespace) -> int:
+    import contextlib
+    import sys
+
     from rich.console import Console
     from rich.markup import escape
 
+    from magneton.errors import MagnetonError
     from magneton.pipeline import BatchItem, analyze_batch
+    from magneton.report.terminal import summary_line
 
     if args.peer is not None:
         from magneton.commands.diff import run_diff
@@ -181,8 +259,11 @@ def run(args: argparse.Namespace) -> int:
             Console(stderr=True).print("[red]error:[/] --peer takes a single target")
             return EXIT_ERROR
         return run_diff(args, args.targets[0], args.peer)
-    console = Console()
     errors = Console(stderr=True)
+    json_to_stdout = args.json is not None and str(args.json) == "-"
+    # With --json -, stdout carries the JSON and nothing else: the terminal report goes to stderr.
+    console = errors if json_to_stdout else Console()
+    stdout = sys.stdout
     batch = len(args.targets) > 1
     problem = None
     if batch and args.record_trace:
@@ -191,24 +272,41 @@ def run(args: argparse.Namespace) -> int:
         problem = f"--trace is read only by --backend replay (this run uses --backend {args.backend})"
     elif args.backend == "replay" and args.trace is None:
         problem = "--backend replay needs --trace FILE (a trace written with --record-trace)"
+    elif json_to_stdout:
+        problem = "--json - takes a single target; give a folder for a batch" if batch else None
     elif args.json is not None:
         problem = check_json_path(args.json, batch)
     if problem is not None:
         errors.print("[bold red]error:[/] " + escape(problem), highlight=False)
         return EXIT_ERROR
-    options = analyze_options(args)
+    if batch and args.trace_events:
+        errors.print("[red]error:[/] --trace-events takes a single target")
+        return EXIT_ERROR
+    try:
+        options = analyze_options(args)
+    except MagnetonError as err:
+        errors.print(f"[bold red]error:[/] {escape(str(err))}", highlight=False)
+        return EXIT_ERROR
     write_failures = 0
+    view = progress_view(args, sys.stderr)
 
     def show(item: BatchItem) -> None:
         nonlocal write_failures
+        if view is not None:
+            view.stop()
         if item.report is None:
             errors.print("[bold red]error:[/] " + escape(item.error or ""), highlight=False, markup=True)
             if args.debug and item.traceback:
                 errors.print(escape(item.traceback), highlight=False)
             return
-        if not args.quiet:
+        if args.quiet:
+            console.print(summary_line(item.report), highlight=False, soft_wrap=True)  # one line, never wrapped
+        else:
             item.report.show(console, top=args.top)
-        if args.json is not None:
+        if json_to_stdout:
+            stdout.write(item.report.to_json())
+            stdout.flush()
+        elif args.json is not None:
             path = _report_path(args.json, item.target, batch)
             try:
                 item.report.write(path)
@@ -217,12 +315,31 @@ def run(args: argparse.Namespace) -> int:
                 errors.print(f"[bold red]error:[/] cannot write {escape(str(path))}: {escape(str(err))}")
             else:
                 console.print(f"JSON report written to {escape(str(path))}", highlight=False)
+        if args.html is not None:
+            from magneton.report.html import write_html
 
+            path = _report_path(args.html, item.target, batch, ".html")
+            try:
+                write_html(path, item.report)
+            except OSError as err:
+                write_failures += 1
+                errors.print(f"[bold red]error:[/] cannot write {escape(str(path))}: {escape(str(err))}")
+            else:
+                console.print(f"HTML report written to {escape(str(path))}", highlight=False)
+        if args.trace_events is not None:
+            console.print(f"trace events written to {escape(str(args.trace_events))}", highlight=False)
+
+    # A workload's own print() must not corrupt the JSON on stdout.
+    keep_stdout_clean = contextlib.redirect_stdout(sys.stderr) if json_to_stdout else contextlib.nullcontext()
     try:
-        items = analyze_batch(args.targets, options, on_item=show)
+        with keep_stdout_clean:
+            items = analyze_batch(args.targets, options, on_item=show, progress=view)
     except KeyboardInterrupt:
         errors.print("[red]interrupted[/]: no partial report was written")
         return EXIT_INTERRUPTED
+    finally:
+        if view is not None:
+            view.stop()
     failed = sum(1 for item in items if item.error) + write_failures
     reports = [item.report for item in items if item.report is not None]
     findings = sum(len(report.findings) for report in reports)

@@ -152,7 +152,7 @@ class Region(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=False):
     b_nodes: list[str]
     a_energy_j: float
     b_energy_j: float
-    ratio: float | None  # a_energy_j / b_energy_j; None when side B spends nothing there
+    ratio: float | None  # a_energy_j / b_energy_j; None when b_energy_j is 0 (JSON has no infinity)
     verdict: Verdict
     a_provenance: EnergyProvenance | None = None
     b_provenance: EnergyProvenance | None = None
@@ -253,6 +253,10 @@ class Report(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=False):
     noisy_relative_spread: float | None = None  # the threshold behind every node's ``noisy``
     min_window_s: float | None = None
     unique_signatures: int = 0
+    # A program that writes into its inputs gets them copied back before every whole-pass run; that copy is
+    # measured alone and already subtracted from total_energy_j (this is the subtracted median, per run).
+    # None: the inputs were not restored, nothing was subtracted.
+    input_restore_energy_j: float | None = None
     nodes: list[Node]
     rollups: Rollups = msgspec.field(default_factory=Rollups)
     findings: list[Finding]
@@ -275,9 +279,15 @@ class Report(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=False):
     def write(self, path: str | Path) -> Path:
         """Write the JSON atomically (a reader never sees a half-written file); returns the path."""
         from magneton.atomic import write_text_atomic
+        from magneton.errors import ReportError
 
         path = Path(path)
-        write_text_atomic(path, self.to_json())
+        text = self.to_json()
+        try:  # JSON has no NaN: msgspec writes null, which must not turn a number into a file nobody can load
+            msgspec.json.decode(text, type=Report)
+        except msgspec.ValidationError as err:
+            raise ReportError(f"report for {self.target or self.targets} not written to {path}: {err}") from err
+        write_text_atomic(path, text)
         return path
 
     def show(self, console: Console | None = None, top: int = 15) -> None:
@@ -292,6 +302,20 @@ class Report(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=False):
         from magneton.report.terminal import render_report
 
         render_report(self, console or Console(), top=top)
+
+    def write_html(self, path: str | Path) -> Path:
+        """Write the self-contained HTML report (opens offline) atomically; returns the path."""
+        from magneton.report.html import write_html
+
+        path = Path(path)
+        write_html(path, self)
+        return path
+
+    def _repr_html_(self) -> str:
+        """Jupyter shows the HTML report, inside an iframe so its script runs and its styles stay inside."""
+        from magneton.report.html import repr_html
+
+        return repr_html(self)
 
     def _repr_pretty_(self, printer: Any, cycle: bool) -> None:  # IPython: a short line, not 10k nodes
         printer.text(

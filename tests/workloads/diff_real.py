@@ -16,9 +16,7 @@ def _gpt2(attention: str = "eager", activation: str = "gelu_new", layers: int = 
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
-        config = GPT2Config(
-            n_layer=layers, n_embd=256, n_head=4, use_cache=False, activation_function=activation
-        )
+        config = GPT2Config(n_layer=layers, n_embd=256, n_head=4, use_cache=False, activation_function=activation)
         config._attn_implementation = attention
         model = GPT2LMHeadModel(config).eval()
     return model, (torch.randint(0, config.vocab_size, (1, 64), generator=torch.Generator().manual_seed(1)),)
