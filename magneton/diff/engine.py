@@ -324,7 +324,7 @@ def short_op(op: str) -> str:
 
 
 def _lines(nodes: list[OpNode]) -> str:
-    from magneton.report.terminal import _short_path
+    from magneton.report.terminal import short_path as _short_path
 
     by_file: dict[str, list[int]] = {}
     for node in nodes:

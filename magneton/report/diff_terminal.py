@@ -10,7 +10,8 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from magneton.report.terminal import _short_path, format_energy, format_time
+from magneton.report.terminal import format_energy, format_time
+from magneton.report.terminal import short_path as _short_path
 
 if TYPE_CHECKING:
     from magneton.report.model import Report
