@@ -22,6 +22,8 @@ from magneton.diff.flow import Flow
 # Candidates kept per value of side A when a fingerprint is very common (zeros, masks):
 # the nearest in relative program position; bounds the work on degenerate graphs.
 MAX_CANDIDATES = 48
+# In a grid cell crowded with equal values, the peers this near in program order are compared.
+CROWDED_NEIGHBOURS = 6
 
 
 def _cell_size(scale: float, level: int, rtol: float) -> float:
@@ -62,8 +64,13 @@ def _candidates(a: Flow, b: Flow) -> list[tuple[int, int]]:
                 for max_cell in range(
                     math.floor((fp.stats[4] - slack) / size), math.floor((fp.stats[4] + slack) / size) + 1
                 ):
-                    key = (fp.numel, fp.kind, a.constant[i], level, mean_cell, max_cell)
-                    found.extend(j for j in grid.get(key, ()) if fp.matches(b.fingerprints[j]))  # type: ignore[arg-type]
+                    cell = grid.get((fp.numel, fp.kind, a.constant[i], level, mean_cell, max_cell), [])
+                    if len(cell) > 2 * CROWDED_NEIGHBOURS:
+                        # A value repeated in every layer (a mask slice, zeros): only the peers nearest in
+                        # relative program position can pair in graph order; comparing all is quadratic.
+                        at = bisect.bisect_left(cell, round(i * (len(b) - 1) / max(1, len(a) - 1)))
+                        cell = cell[max(0, at - CROWDED_NEIGHBOURS) : at + CROWDED_NEIGHBOURS]
+                    found.extend(j for j in cell if fp.matches(b.fingerprints[j]))  # type: ignore[arg-type]
         if len(found) > MAX_CANDIDATES:
             where = i / max(1, len(a) - 1)
             found = sorted(found, key=lambda j: abs(j / max(1, len(b) - 1) - where))[:MAX_CANDIDATES]
