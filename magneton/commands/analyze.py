@@ -133,6 +133,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--rules", action="append", default=[], metavar="DIR", help="also run the rules in DIR (repeatable)"
     )
     parser.add_argument("--no-rules", action="store_true", help="do not run the rule catalog")
+    parser.add_argument(
+        "--peer",
+        metavar="TARGET_B",
+        help="diff against this peer computing the same thing (same as `magneton diff TARGET TARGET_B`)",
+    )
+    from magneton.commands.diff import add_diff_options
+
+    add_diff_options(parser)
     parser.add_argument("--debug", action="store_true", help="print the full traceback of internal errors")
 
 
@@ -257,6 +265,13 @@ def run(args: argparse.Namespace) -> int:
     from magneton.pipeline import BatchItem, analyze_batch
     from magneton.report.terminal import summary_line
 
+    if args.peer is not None:
+        from magneton.commands.diff import run_diff
+
+        if len(args.targets) != 1:
+            Console(stderr=True).print("[red]error:[/] --peer takes a single target")
+            return EXIT_ERROR
+        return run_diff(args, args.targets[0], args.peer)
     errors = Console(stderr=True)
     json_to_stdout = args.json is not None and str(args.json) == "-"
     # With --json -, stdout carries the JSON and nothing else: the terminal report goes to stderr.

@@ -191,6 +191,16 @@ class Rollups(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=False):
     by_op: list[RollupOp] = msgspec.field(default_factory=list)
 
 
+class OperatorShare(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=False):
+    """One operator inside a diff region, with its energy from its side's per-operator pass."""
+
+    id: str
+    op: str
+    energy_j: float  # 0 when the per-operator pass was skipped (--no-op-split) or the op is free
+    zero_cost: bool = False
+    source: NodeSource | None = None
+
+
 class Region(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=False):
     """A matched region of a diff: the same computation on side A and side B."""
 
@@ -206,6 +216,68 @@ class Region(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=False):
     ci_confidence: float | None = None  # achieved coverage of ratio_ci
     a_time_s: float | None = None
     b_time_s: float | None = None
+    # Added by the diff engine (magneton/diff): which region, what runs on each side, why this verdict.
+    id: int | None = None
+    part: str = "program"  # "program" or "constants" (values computed from parameters/constants alone)
+    a_ops: list[str] = msgspec.field(default_factory=list)  # short operator names, program order
+    b_ops: list[str] = msgspec.field(default_factory=list)
+    a_energy_ci_j: tuple[float, float] | None = None  # per-trial interval of the region replay
+    b_energy_ci_j: tuple[float, float] | None = None
+    costly_side: Literal["A", "B"] | None = None
+    excess_energy_j: float = 0.0
+    reason: str = ""
+    a_split: list[OperatorShare] = msgspec.field(default_factory=list)  # per-operator split inside the region
+    b_split: list[OperatorShare] = msgspec.field(default_factory=list)
+    knobs: dict[str, Any] | None = None  # configuration-knob diagnosis (same operators at different cost)
+
+
+class DiffSide(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=False):
+    """One program of a diff: its total, capture, share of operators matched, settings."""
+
+    label: Literal["A", "B"]
+    target: str
+    total_energy_j: NonNegative  # one forward pass, measured interleaved with the other side
+    total_energy_ci_j: tuple[float, float] | None = None
+    total_time_s: NonNegative
+    region_energy_sum_j: float  # the side's region replays added up
+    region_coverage: float | None  # region_energy_sum_j / total_energy_j
+    operator_pass_total_j: float | None = None  # whole pass from the per-operator energy pass
+    capture: CaptureSummary
+    ops: int
+    ops_in_matched_regions: int
+    matched_share: float
+    settings: dict[str, Any] = msgspec.field(default_factory=dict)  # global torch settings its build left
+
+
+class SettingDifference(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=False):
+    name: str
+    a: Any
+    b: Any
+
+
+class UnmatchedRegion(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=False):
+    """Operators whose results pair with nothing on the other side (never dropped)."""
+
+    part: str
+    a_nodes: list[str]
+    b_nodes: list[str]
+    a_ops: list[str]
+    b_ops: list[str]
+    a_energy_j: float
+    b_energy_j: float
+
+
+class DiffSummary(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=False):
+    """What a diff adds to a report: both sides, the settings that differ, the matching."""
+
+    sides: list[DiffSide]
+    threshold: float
+    setting_differences: list[SettingDifference] = msgspec.field(default_factory=list)
+    matching_time_s: float
+    pairs: int
+    unmatched: list[UnmatchedRegion] = msgspec.field(default_factory=list)
+    outputs_largest_relative_difference: float | None = None
+    outputs_where: str | None = None
 
 
 class Report(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=False):
@@ -255,6 +327,7 @@ class Report(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=False):
     page_faults: PageFaults | None = None
     contention: Contention | None = None
     measurement_cost: MeasurementCost | None = None
+    diff: DiffSummary | None = None  # a diff: both sides' totals, settings, matching, unmatched operators
 
     # ------------------------------------------------------------------ views
 
@@ -287,6 +360,11 @@ class Report(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=False):
         """Print the rich terminal view (to stdout, or to ``console``)."""
         from rich.console import Console
 
+        if self.diff is not None:
+            from magneton.report.diff_terminal import render_diff_report
+
+            render_diff_report(self, console or Console(), top=top)
+            return
         from magneton.report.terminal import render_report
 
         render_report(self, console or Console(), top=top)
@@ -321,16 +399,21 @@ __all__ = [
     "MeasurementCost",
     "ModuleOverheadRow",
     "PageFaults",
+    "DiffSide",
+    "DiffSummary",
     "EnergyProvenance",
     "Finding",
     "FindingSource",
     "Node",
     "NodeSource",
+    "OperatorShare",
     "Region",
     "Report",
     "RollupLine",
     "RollupOp",
     "Rollups",
+    "SettingDifference",
     "TensorInfo",
+    "UnmatchedRegion",
     "Verdict",
 ]
