@@ -23,6 +23,7 @@ class AnalyzeOptions:
     trace_path: Path | None = None  # replay input
     record_trace: Path | None = None  # write what was measured, for --backend replay later
     powercap_root: Path | None = None
+    expected: Any = None  # magneton.expected.pipeline.ExpectedOptions; None: its defaults
 
 
 def move_workload(workload: Workload, device: str) -> Workload:
@@ -74,7 +75,13 @@ def analyze_workload(workload: Workload, target_label: str, options: AnalyzeOpti
         result = run_energy_pass(graph, workload, backend, pass_options)
         if recorder is not None and options.record_trace is not None:
             recorder.write(options.record_trace)
-        return build_report(target_label, graph, result, choice, pass_options)
+        report = build_report(target_label, graph, result, choice, pass_options)
+        from magneton.expected.pipeline import ExpectedOptions, add_expected_energy
+
+        expected = options.expected if options.expected is not None else ExpectedOptions()
+        if expected.is_enabled():
+            add_expected_energy(report, graph, workload, result, backend, pass_options, expected)
+        return report
     finally:
         backend.close()
 

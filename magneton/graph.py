@@ -66,6 +66,8 @@ class OpNode:
     scalar_args: str = ""  # non-tensor arguments; they change what the op computes
     mutates: bool = False
     zero_cost_reason: str | None = None  # set for views and metadata-only ops, never measured
+    flops: int = 0  # floating-point operations of one call (magneton.capture.cost)
+    bytes: int = 0  # bytes read + written by one call; 0 for views
 
     @property
     def signature(self) -> str:

@@ -7,6 +7,7 @@ from typing import Any
 
 import torch
 
+from magneton.capture.cost import FlopCounter, set_cost
 from magneton.capture.source import innermost_user_frame
 from magneton.capture.values import tensor_leaves
 from magneton.capture.wrapper import WRAPPER_PREFIX, FlatOutput
@@ -101,7 +102,8 @@ class _Annotator(torch.fx.Interpreter):
         if not is_profiled(node):
             return super().run_node(node)
         args, kwargs = self.fetch_args_kwargs_from_env(node)
-        result = super().run_node(node)
+        with FlopCounter() as counted:
+            result = super().run_node(node)
         in_tensors = tensor_leaves((list(args), kwargs))
         out_tensors = tensor_leaves(result)
         module_path, module_type = _module_info(node, self.prefix)
@@ -125,6 +127,7 @@ class _Annotator(torch.fx.Interpreter):
                 zero_cost_reason=_zero_cost_reason(node, in_tensors, out_tensors, mutates),
             )
         )
+        set_cost(self.op_graph.nodes[-1], counted.flops)
         return result
 
 

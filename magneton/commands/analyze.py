@@ -56,6 +56,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="FILE",
         help="record every measurement to FILE (.json or .csv) for --backend replay",
     )
+    parser.add_argument(
+        "--no-expected",
+        dest="expected",
+        action="store_false",
+        default=None,
+        help="skip expected energy and anomaly findings (no calibration, no counterfactual replays)",
+    )
+    parser.add_argument(
+        "--expected", dest="expected", action="store_true", help="predict expected energy even when MAGNETON_EXPECTED=0"
+    )
+    parser.add_argument(
+        "--learn", action="store_true", help="add this analysis' measured operators to the calibration's training data"
+    )
     parser.add_argument("--top", type=positive_int, default=15, help="operators shown in the terminal (default 15)")
     parser.add_argument("--quiet", action="store_true", help="no terminal report, only errors and the summary")
 
@@ -72,6 +85,8 @@ def run(args: argparse.Namespace) -> int:
 
     from magneton.analyze import AnalyzeOptions, BatchItem, analyze_batch
     from magneton.atomic import write_json_atomic
+    from magneton.expected.pipeline import ExpectedOptions
+    from magneton.expected.terminal import render_expected
     from magneton.report.build import exit_code
     from magneton.report.terminal import render_report
 
@@ -89,6 +104,7 @@ def run(args: argparse.Namespace) -> int:
         watts_per_core=args.cpu_watts_per_core,
         trace_path=args.trace,
         record_trace=args.record_trace,
+        expected=ExpectedOptions(enabled=args.expected, learn=args.learn),
     )
     write_failures = 0
 
@@ -99,6 +115,7 @@ def run(args: argparse.Namespace) -> int:
             return
         if not args.quiet:
             render_report(item.report, console, top=args.top)
+            render_expected(item.report, console)
         if args.json is not None:
             path = _report_path(args.json, item.target, batch)
             try:

@@ -52,6 +52,8 @@ def build_report(
                 "energy_j": energy_j,
                 "time_s": time_s,
                 "expected_energy_j": None,  # filled by the expected-energy regression when trained
+                "flops": node.flops,
+                "bytes": node.bytes,
                 "active_energy_j": max(0.0, energy_j - result.idle_power_w * time_s),
                 "energy_ci_j": [measured.energy_j.low, measured.energy_j.high] if measured else [0.0, 0.0],
                 "ci_confidence": measured.energy_j.confidence if measured else None,
