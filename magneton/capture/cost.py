@@ -205,6 +205,10 @@ def set_cost(node: OpNode, flops: int) -> None:
     if node.zero_cost:
         node.flops, node.bytes = 0, 0
         return
+    if aten_base_name(node.op) in ATTENTION_OPS and len(node.inputs) >= 3:
+        # Which kernel runs (flash, or the math path's scale, bmm, softmax, bmm) must not change the count.
+        q, k, v = node.inputs[:3]
+        flops = attention_flops(q.shape, k.shape, v.shape)
     node.flops = int(flops)
     node.bytes = bytes_moved(node.op, node.inputs, node.outputs)
 
