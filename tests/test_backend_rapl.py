@@ -9,7 +9,7 @@ import pytest
 from magneton.errors import BackendUnavailable, SensorPermissionError
 from magneton.measure.backends import BackendOptions, create_backend
 from magneton.measure.backends import rapl as rapl_module
-from magneton.measure.backends.rapl import RAPL_MIN_WINDOW_S, RaplBackend, counter_delta_uj
+from magneton.measure.backends.rapl import RaplBackend, counter_delta_uj
 
 MAX_RANGE_UJ = 262_143_328_850  # a real Intel package value
 
@@ -50,7 +50,8 @@ def test_discovers_package_and_dram_only(powercap: Path) -> None:
     assert info.name == "rapl"
     assert info.provenance == "measured"
     assert info.sensor == "RAPL powercap energy_uj (package-0, dram)"
-    assert info.min_window_s == RAPL_MIN_WINDOW_S == 0.02
+    # A stale 1 ms update at either end of a window stays a small share of it.
+    assert info.update_period_s is not None and info.update_period_s / info.min_window_s <= 0.05
     assert info.resolution_j == pytest.approx(15.2587890625e-6)
     assert info.constants["domains"] == {"package-0": "intel-rapl:0", "dram": "intel-rapl:0:1"}
     assert any("psys" in note for note in info.notes)
@@ -66,8 +67,9 @@ def test_window_sums_package_and_dram_not_core_or_psys(powercap: Path) -> None:
     reading = backend.close_window(window)
     assert reading.energy_j == pytest.approx(1.75, abs=1e-12)
     assert reading.time_s > 0
-    assert backend.last_window_breakdown_j == pytest.approx({"package-0": 1.5, "dram": 0.25}, abs=1e-12)
-    assert backend.info().constants["last_window_energy_j"] == pytest.approx({"package-0": 1.5, "dram": 0.25})
+    assert backend.info().constants["last_window_energy_j"] == pytest.approx(
+        {"package-0": 1.5, "dram": 0.25}, abs=1e-12
+    )
 
 
 def test_counter_delta_handles_wraparound() -> None:
@@ -85,7 +87,8 @@ def test_window_across_wraparound_per_domain(tmp_path: Path) -> None:
     set_energy(tmp_path, "intel-rapl:0", 4_000)  # wrapped: 1_000 + 1 + 4_000 uJ
     set_energy(tmp_path, "intel-rapl:0:1", 30_000)  # did not wrap: 20_000 uJ
     reading = backend.close_window(window)
-    assert backend.last_window_breakdown_j == pytest.approx({"package-0": 5_001e-6, "dram": 20_000e-6}, abs=1e-15)
+    breakdown_j = backend.info().constants["last_window_energy_j"]
+    assert breakdown_j == pytest.approx({"package-0": 5_001e-6, "dram": 20_000e-6}, abs=1e-15)
     assert reading.energy_j == pytest.approx(25_001e-6, abs=1e-15)
 
 

@@ -29,7 +29,8 @@ from magneton.expected.model import Evaluation, Point, fit_and_evaluate
 if TYPE_CHECKING:
     from magneton.graph import OpGraph
     from magneton.measure.backends.base import EnergyBackend
-    from magneton.measure.energy_pass import EnergyPassResult, PassOptions
+    from magneton.measure.energy_pass import EnergyPassResult
+    from magneton.measure.options import PassOptions
     from magneton.workload import Workload
 
 CACHE_SCHEMA = "magneton.calibration/1"
@@ -226,10 +227,11 @@ SWEEP_WORKING_SET_BYTES = 8 * 2**20
 
 def calibration_pass_options(trials: int = 3) -> PassOptions:
     """The energy pass's settings for the sweep: the backend's own window, short idle and forward windows."""
-    from magneton.measure.energy_pass import PassOptions
+    from magneton.measure.options import PassOptions
 
     return PassOptions(
         trials=trials,
+        min_trials=min(2, trials),
         warmup_calls=1,
         idle_s=0.05,
         forward_window_s=0.05,
@@ -243,7 +245,8 @@ def measure_workload(
 ) -> list[Point]:
     """Capture and measure one program with the same machinery as ``magneton analyze``."""
     from magneton.capture import capture
-    from magneton.measure.energy_pass import PassOptions, run_energy_pass
+    from magneton.measure.energy_pass import run_energy_pass
+    from magneton.measure.options import PassOptions
 
     graph = capture(workload)
     result = run_energy_pass(graph, workload, backend, options or PassOptions(trials=3))
@@ -322,7 +325,7 @@ def measure_real_models(
     backend: EnergyBackend, device: str = "cpu", progress: Progress | None = None
 ) -> tuple[list[Point], list[str]]:
     """Measured nodes of the real models (evaluation only); a model that cannot be built is skipped, saying why."""
-    from magneton.measure.energy_pass import PassOptions
+    from magneton.measure.options import PassOptions
 
     points: list[Point] = []
     skipped: list[str] = []

@@ -22,7 +22,8 @@ from magneton.capture import InputSnapshot, is_profiled, run_piece
 from magneton.expected.features import is_badly_laid_out
 from magneton.graph import GraphPiece, OpGraph, OpNode
 from magneton.measure.backends.base import EnergyBackend
-from magneton.measure.energy_pass import PassOptions, _Timer, operand_copies
+from magneton.measure.energy_pass import _Timer, operand_copies
+from magneton.measure.options import PassOptions
 from magneton.measure.stats import summarize
 from magneton.workload import Workload
 
@@ -116,13 +117,14 @@ class _CounterfactualInterpreter(torch.fx.Interpreter):
         for trial in range(self.trials):
             order = [(ORIGINAL_SUFFIX, original), (IDEAL_SUFFIX, ideal)]
             for suffix, copies in order if trial % 2 == 0 else order[::-1]:
-                energy_j, time_s, _ = self.timer.measure(
+                sample = self.timer.measure(
                     op_node.signature + suffix,
                     runner(copies),
                     calls_per_run=len(copies),
                     cuda_graph=self.device.startswith("cuda"),
+                    op=operator,
                 )
-                samples[suffix].append((energy_j, time_s))
+                samples[suffix].append((sample.energy_j, sample.time_s))
         orig, best = samples[ORIGINAL_SUFFIX], samples[IDEAL_SUFFIX]
         self.results[op_node.id] = Counterfactual(
             node_id=op_node.id,

@@ -14,8 +14,9 @@ import math
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from magneton.errors import MagnetonError
 from magneton.expected.anomalies import AnomalyOptions, evidence_for, find_anomalies
 from magneton.expected.calibrate import (
     Calibration,
@@ -27,10 +28,15 @@ from magneton.expected.calibrate import (
 )
 from magneton.expected.counterfactual import counterfactual_replays, needs_counterfactual
 from magneton.expected.features import NodeFeatures
+from magneton.findings import sort_findings
 from magneton.graph import OpGraph
 from magneton.measure.backends.base import EnergyBackend
-from magneton.measure.energy_pass import EnergyPassResult, PassOptions
 from magneton.workload import Workload
+
+if TYPE_CHECKING:
+    from magneton.measure.energy_pass import EnergyPassResult
+    from magneton.measure.options import PassOptions
+    from magneton.report.model import Report
 
 ENV_SWITCH = "MAGNETON_EXPECTED"  # "0"/"off": analyze skips expected energy unless asked (test suites, CI)
 
@@ -104,7 +110,7 @@ def obtain_calibration(
 
 
 def add_expected_energy(
-    report: dict[str, Any],
+    report: Report,
     graph: OpGraph,
     workload: Workload,
     result: EnergyPassResult,
@@ -112,18 +118,20 @@ def add_expected_energy(
     pass_options: PassOptions,
     options: ExpectedOptions,
     say: Callable[[str], None] = _say,
-) -> None:
-    """Fill ``expected_energy_j`` (predicted), ideal-layout energies (replayed, measured) and anomaly findings."""
+) -> Report:
+    """The report with ``expected_energy_j`` (predicted), ideal-layout energies (replayed) and anomaly findings."""
     import msgspec
     import torch
+
+    from magneton.provenance import EnergyProvenance
+    from magneton.report.model import ExpectedSummary, HeldOutError
 
     calibration = options.calibration
     notes: list[str] = []
     if calibration is None:
         calibration, notes = obtain_calibration(backend, graph.device, say)
     if calibration is None:
-        report["expected"] = {"enabled": False, "notes": notes}
-        return
+        return msgspec.structs.replace(report, expected=ExpectedSummary(enabled=False, notes=notes))
     evaluation = calibration.evaluation()
     model = evaluation.model
     heldout = evaluation.models if evaluation.models.points else evaluation.shapes
@@ -140,7 +148,7 @@ def add_expected_energy(
     ids = list(features)
     expected = dict(zip(ids, model.expected_j([features[i] for i in ids]), strict=True))
 
-    total_j = float(report.get("total_energy_j") or 0.0)
+    total_j = report.total_energy_j
     if not (total_j > 0 and math.isfinite(total_j)):
         total_j = result.node_sum_j
     # A node whose whole energy is under the reporting share cannot hold a reportable excess: not replayed.
@@ -148,27 +156,33 @@ def add_expected_energy(
     candidates = [
         n.id for n in graph.nodes if n.id in energies and needs_counterfactual(n) and energies[n.id][0] >= floor_j
     ]
-    counterfactuals = counterfactual_replays(
-        graph, workload, backend, candidates, pass_options, trials=options.counterfactual_trials
-    )
+    try:
+        counterfactuals = counterfactual_replays(
+            graph, workload, backend, candidates, pass_options, trials=options.counterfactual_trials
+        )
+    except MagnetonError as err:  # a trace without these replays, a sensor that failed: predictions still stand
+        counterfactuals = {}
+        notes.append(f"counterfactual layout replays skipped: {err}")
 
-    info = backend.info()
-    provenance = info.provenance
-    value_provenance = {
-        "provenance": "predicted",
-        "model": model.identity,
-        "heldout_mdape": heldout.mdape if math.isfinite(heldout.mdape) else None,
-        "heldout_on": heldout.on,
-    }
-    for node_json in report["nodes"]:
-        node_id = node_json["id"]
-        if node_id in expected:
-            node_json["expected_energy_j"] = expected[node_id]
-            node_json["expected_energy"] = value_provenance
-        cf = counterfactuals.get(node_id)
+    measured_provenance = report.energy_provenance
+    predicted = EnergyProvenance.predicted(
+        model.identity,
+        model.points,
+        heldout.mdape if math.isfinite(heldout.mdape) else float("nan"),
+        f"median absolute percentage error on {heldout.on}",
+    )
+    nodes = []
+    for node_report in report.nodes:
+        changes: dict[str, Any] = {}
+        if node_report.id in expected:
+            changes["expected_energy_j"] = expected[node_report.id]
+            changes["expected_provenance"] = predicted
+        cf = counterfactuals.get(node_report.id)
         if cf is not None:
-            node_json["ideal_layout_energy_j"] = node_json["energy_j"] * (1 - cf.gap)
-            node_json["ideal_layout"] = {"provenance": provenance, "sensor": info.sensor, **cf.to_json()}
+            changes["ideal_layout_energy_j"] = node_report.energy_j * (1 - cf.gap)
+            changes["ideal_layout_provenance"] = node_report.provenance
+            changes["ideal_layout_gap"] = cf.gap
+        nodes.append(msgspec.structs.replace(node_report, **changes) if changes else node_report)
 
     findings = find_anomalies(
         graph,
@@ -176,37 +190,38 @@ def add_expected_energy(
         total_j,
         model,
         options.anomaly,
-        provenance,
+        measured_provenance.kind,
         model.identity,
     )
-    report["findings"] = sorted(
-        [*report.get("findings", []), *(msgspec.to_builtins(f) for f in findings)],
-        key=lambda f: (bool(f.get("potential")), -float(f.get("excess_energy_j") or 0.0)),
-    )
     if options.learn:
-        added = calibration.add_learned(points_from_pass(graph, result, f"learned:{report.get('target', '')}"))
+        added = calibration.add_learned(points_from_pass(graph, result, f"learned:{report.target or ''}"))
         path = calibration.save()
         notes.append(f"--learn: added {added} measured operators to the training data in {path}")
-    report["expected"] = {
-        "enabled": True,
-        "model": model.identity,
-        "heldout": evaluation.to_json(),
-        "calibration": {
-            "path": str(calibration.path) if calibration.path else None,
-            "sweep": calibration.sweep,
-            "created_utc": calibration.created_utc,
-            "fingerprint": calibration.fingerprint.key,
-            "device": calibration.fingerprint.describe(),
-            "points": len(calibration.points),
-        },
-        "options": {
-            "factor": options.anomaly.factor,
-            "min_share": options.anomaly.min_share,
-            "min_gap": options.anomaly.min_gap,
-        },
-        "counterfactual_replays": len({cf.node_id for cf in counterfactuals.values()}),
-        "notes": notes,
-    }
+    summary = ExpectedSummary(
+        enabled=True,
+        model=model.identity,
+        held_out=[
+            HeldOutError(on=a.on, mdape=_finite(a.mdape), r2=_finite(a.r2), points=a.points)
+            for a in (evaluation.shapes, evaluation.models)
+        ],
+        calibration_path=str(calibration.path) if calibration.path else None,
+        calibration_sweep=calibration.sweep,
+        calibration_created_utc=calibration.created_utc,
+        device_fingerprint=calibration.fingerprint.describe(),
+        training_points=model.points,
+        factor=options.anomaly.factor,
+        min_share=options.anomaly.min_share,
+        min_gap=options.anomaly.min_gap,
+        counterfactual_replays=len({(cf.original_j, cf.ideal_j) for cf in counterfactuals.values()}),
+        notes=notes,
+    )
+    return msgspec.structs.replace(
+        report, nodes=nodes, findings=sort_findings([*report.findings, *findings]), expected=summary
+    )
+
+
+def _finite(value: float) -> float | None:
+    return value if math.isfinite(value) else None
 
 
 __all__ = ["ENV_SWITCH", "ExpectedOptions", "add_expected_energy", "obtain_calibration"]
