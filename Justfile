@@ -41,6 +41,7 @@ schema:
 # Benchmarks: wall time, coverage, memory and repeatability figures (printed, not asserted).
 bench:
     python tests/bench/bench_analyze.py
+    python tests/bench/bench_expected.py
 
 # On a CUDA machine: analyse a small GPT-2-like model with NVML twice (< 5 minutes).
 gpu-check:

@@ -14,7 +14,8 @@ from magneton.expected.anomalies import AnomalyOptions
 from magneton.expected.counterfactual import IDEAL_SUFFIX, ORIGINAL_SUFFIX, counterfactual_replays
 from magneton.expected.pipeline import ExpectedOptions, add_expected_energy
 from magneton.measure.backends import BackendChoice
-from magneton.measure.energy_pass import FORWARD_KEY, PassOptions, run_energy_pass
+from magneton.measure.energy_pass import FORWARD_KEY, run_energy_pass
+from magneton.measure.options import PassOptions
 from magneton.report.build import build_report
 from magneton.workload import load_target
 
@@ -44,12 +45,19 @@ def analyse(
         return cost[key.removesuffix(ORIGINAL_SUFFIX)]
 
     backend = fake_backend_cls(energy_per_call, min_window_s=0.0)
-    pass_options = PassOptions(trials=1, warmup_calls=0, replay_working_set_bytes=0)
+    pass_options = PassOptions(
+        trials=1,
+        min_trials=1,
+        warmup_calls=0,
+        forward_warmup_calls=0,
+        forward_window_s=1e-3,
+        replay_working_set_bytes=0,
+    )
     result = run_energy_pass(graph, workload, backend, pass_options)
     report = build_report(target, graph, result, BackendChoice(backend, "test"), pass_options)
     expected = ExpectedOptions(enabled=True, calibration=synthetic_calibration(), anomaly=options or AnomalyOptions())
-    add_expected_energy(report, graph, workload, result, backend, pass_options, expected, say=lambda _m: None)
-    return report
+    report = add_expected_energy(report, graph, workload, result, backend, pass_options, expected, say=lambda _m: None)
+    return report.to_dict()
 
 
 def anomalies(report: dict) -> list[dict]:
@@ -80,7 +88,7 @@ def test_norm_over_strided_view(fake_backend_cls, marker_line) -> None:
     assert "aten.transpose.int at" in finding["suggestion"] and "x.transpose(1, 2)" in finding["suggestion"]
     assert finding["excess_energy_j"] == pytest.approx(0.3 * finding["energy_j"])
     node = next(n for n in report["nodes"] if n["id"] in finding["nodes"])
-    assert node["ideal_layout"]["provenance"] == "estimated" and node["ideal_layout"]["gap"] == pytest.approx(0.3)
+    assert node["ideal_layout_provenance"]["kind"] == "estimated" and node["ideal_layout_gap"] == pytest.approx(0.3)
     assert node["ideal_layout_energy_j"] == pytest.approx(0.7 * node["energy_j"])
 
 
@@ -88,7 +96,7 @@ def test_small_layout_gap_is_not_flagged(fake_backend_cls) -> None:
     report = analyse("strided_norm", fake_backend_cls, ideal_ratio=lambda sig: 0.95 if "layer_norm" in sig else 1.0)
     assert anomalies(report) == []
     node = next(n for n in report["nodes"] if n["op"] == "aten.layer_norm.default")
-    assert node["ideal_layout"]["gap"] == pytest.approx(0.05)  # measured and reported, below the 10% threshold
+    assert node["ideal_layout_gap"] == pytest.approx(0.05)  # measured and reported, below the 10% threshold
 
 
 def test_materialised_broadcast(fake_backend_cls, marker_line) -> None:
@@ -118,8 +126,10 @@ def test_clean_model_has_no_anomaly(fake_backend_cls) -> None:
     assert anomalies(report) == []
     measured = [n for n in report["nodes"] if n["energy_j"] > 0]
     assert measured and all(n["expected_energy_j"] > 0 for n in measured)
-    assert all(n["expected_energy"]["provenance"] == "predicted" for n in measured)
+    assert all(n["expected_provenance"]["kind"] == "predicted" for n in measured)
+    assert all(n["expected_provenance"]["model"].startswith("hist-gradient-boosting") for n in measured)
     assert report["expected"]["model"].startswith("hist-gradient-boosting")
+    assert {h["on"] for h in report["expected"]["held_out"]} == {"left-out shapes", "real-model nodes"}
 
 
 def test_share_threshold(fake_backend_cls) -> None:
@@ -142,16 +152,17 @@ def test_counterfactual_replays_measure_both_layouts_alternately() -> None:
         def close_window(self, window):
             return WindowReading(1.0, 1.0)
 
-        def measure(self, key, run, rounds):
-            run()
+        def measure_timed(self, key, call, rounds, min_window_s, max_rounds, calls_per_round=1):
+            call()
             keys.append(key)
-            return WindowReading(2.0 * rounds if key.endswith(ORIGINAL_SUFFIX) else 1.0 * rounds, 1e-3 * rounds)
+            calls = calls_per_round
+            return WindowReading(2.0 * calls if key.endswith(ORIGINAL_SUFFIX) else 1.0 * calls, 1e-3 * calls), 1
 
     workload = load_target(f"{PLANTED}:strided_norm")
     graph = capture(workload)
     norm = next(n for n in graph.nodes if n.op == "aten.layer_norm.default")
     linear = next(n for n in graph.nodes if n.op == "aten.linear.default")
-    options = PassOptions(warmup_calls=0, replay_working_set_bytes=0)
+    options = PassOptions(warmup_calls=0, replay_working_set_bytes=0, remeasure_contended=False)
     results = counterfactual_replays(graph, workload, Spy(), [norm.id, linear.id], options, trials=2)
     assert set(results) == {norm.id}  # the linear reads contiguous inputs: nothing to replay
     assert results[norm.id].bad_inputs == (0,) and results[norm.id].gap == pytest.approx(0.5)
