@@ -60,6 +60,7 @@ bench:
     python tests/bench/bench_allocator.py
     python tests/bench/bench_html.py
     python tests/bench/bench_diff.py
+    python tests/bench/bench_expected.py
 
 # On a CUDA machine: analyse a small GPT-2-like model with NVML twice (< 5 minutes).
 gpu-check:
