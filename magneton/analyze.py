@@ -3,26 +3,48 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
 from magneton.errors import MagnetonError
+from magneton.measure.backends import BackendOptions
+from magneton.measure.options import PassOptions
 from magneton.workload import Workload, load_target
 
 
 @dataclass(frozen=True)
 class AnalyzeOptions:
-    backend: str = "auto"
+    """Everything one analysis can be told; each part's defaults live in that part's options."""
+
+    backend: str = "auto"  # a name from magneton.measure.backends.BACKEND_CHOICES
     device: str | None = None  # None: where the workload already lives
-    trials: int = 5
-    warmup_calls: int = 3
-    min_window_s: float | None = None
-    idle_s: float | None = None  # None: the energy pass' default
-    watts_per_core: float | None = None
-    trace_path: Path | None = None  # replay input
+    energy_pass: PassOptions = field(default_factory=PassOptions)
+    # The backend's settings; its ``device`` is always the workload's, filled in when the backend is made.
+    backend_options: BackendOptions = field(default_factory=BackendOptions)
     record_trace: Path | None = None  # write what was measured, for --backend replay later
-    powercap_root: Path | None = None
+
+    @classmethod
+    def from_flat(cls, **options: Any) -> AnalyzeOptions:
+        """Build from flat keywords (``trials=3, watts_per_core=5.0``), each routed to the part that owns it.
+
+        This is what the CLI and the Python API take; an unknown keyword is a MagnetonError listing the known ones.
+        """
+        own = {f.name for f in fields(cls)} - {"energy_pass", "backend_options"}
+        parts: dict[str, dict[str, Any]] = {"own": {}, "energy_pass": {}, "backend_options": {}}
+        owners = {name: "own" for name in own}
+        owners.update({f.name: "energy_pass" for f in fields(PassOptions)})
+        # The backend's device is the workload's: users choose it with ``device``.
+        owners.update({f.name: "backend_options" for f in fields(BackendOptions) if f.name != "device"})
+        for name, value in options.items():
+            if name not in owners:
+                raise MagnetonError(f"unknown analysis option {name!r}; known options: {', '.join(sorted(owners))}")
+            parts[owners[name]][name] = value
+        return cls(
+            **parts["own"],
+            energy_pass=PassOptions(**parts["energy_pass"]),
+            backend_options=BackendOptions(**parts["backend_options"]),
+        )
 
 
 def move_workload(workload: Workload, device: str) -> Workload:
@@ -40,35 +62,22 @@ def move_workload(workload: Workload, device: str) -> Workload:
 def analyze_workload(workload: Workload, target_label: str, options: AnalyzeOptions | None = None) -> dict[str, Any]:
     """Profile one workload and return its ``magneton.report/1`` dict."""
     from magneton.capture import capture, workload_device
-    from magneton.measure.backends import BackendOptions, create_backend
-    from magneton.measure.energy_pass import PassOptions, run_energy_pass
+    from magneton.measure.backends import create_backend
+    from magneton.measure.energy_pass import run_energy_pass
     from magneton.report.build import build_report
 
     options = options or AnalyzeOptions()
     if options.device is not None:
         workload = move_workload(workload, options.device)
     # The backend first: a sensor that cannot be read should fail before a long capture.
-    choice = create_backend(
-        options.backend,
-        BackendOptions(
-            device=workload_device(workload),
-            watts_per_core=options.watts_per_core,
-            trace_path=options.trace_path,
-            powercap_root=options.powercap_root,
-        ),
-    )
+    choice = create_backend(options.backend, replace(options.backend_options, device=workload_device(workload)))
     backend = choice.backend
     recorder = None
     if options.record_trace is not None:
         from magneton.measure.backends.replay import TraceRecorder
 
         backend = recorder = TraceRecorder(choice.backend)
-    pass_options = PassOptions(
-        trials=options.trials,
-        warmup_calls=options.warmup_calls,
-        min_window_s=options.min_window_s,
-        idle_s=options.idle_s,
-    )
+    pass_options = options.energy_pass
     try:
         graph = capture(workload)
         result = run_energy_pass(graph, workload, backend, pass_options)

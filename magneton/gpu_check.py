@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
 
     model, inputs = build_tiny_gpt(device=args.device)
     workload = Workload(fn=model, args=inputs)
-    options = AnalyzeOptions(backend="nvml", device=args.device, trials=args.trials)
+    options = AnalyzeOptions.from_flat(backend="nvml", device=args.device, trials=args.trials)
     label = "magneton.examples.tiny_gpt:build_tiny_gpt (n_layer=4, n_embd=256, n_head=4, seq=128, batch=4)"
     reports = []
     for run in (1, 2):

@@ -42,7 +42,7 @@ def fast_analyze_options():
     """The cheapest settings that still run every stage of the energy pass."""
     from magneton.analyze import AnalyzeOptions
 
-    return AnalyzeOptions(backend="estimate", trials=2, min_window_s=0.002, idle_s=0.01)
+    return AnalyzeOptions.from_flat(backend="estimate", trials=2, min_window_s=0.002, idle_s=0.01)
 
 
 @pytest.fixture(scope="session")

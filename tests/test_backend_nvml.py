@@ -21,15 +21,9 @@ from magneton.errors import (
     SensorPermissionError,
 )
 from magneton.measure.backends import nvml as nvml_module
-from magneton.measure.backends.nvml import (
-    NvmlBackend,
-    infer_update_period_s,
-    integrate_power_trapezoid,
-    min_window_for_period_s,
-    parse_cuda_visible_devices,
-    resolve_nvml_index,
-    sample_changes,
-)
+from magneton.measure.backends.nvml import NvmlBackend, min_window_for_period_s
+from magneton.measure.backends.power_sampling import infer_update_period_s, integrate_power_trapezoid, sample_changes
+from magneton.measure.devices.cuda_nvml import match_nvml_device, parse_cuda_visible_devices
 
 UUID_0 = "GPU-11111111-2222-3333-4444-555555555555"
 UUID_1 = "GPU-aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee"
@@ -278,12 +272,12 @@ def test_parse_cuda_visible_devices_stops_at_first_invalid_entry() -> None:
         (0, None, "GPU-ffffffff-0000-0000-0000-000000000000", 0),  # unknown UUID: ordinal fallback
     ],
 )
-def test_resolve_nvml_index(torch_index: int, visible: str | None, torch_uuid: str | None, expected: int) -> None:
-    assert resolve_nvml_index(torch_index, visible, [UUID_0, UUID_1], torch_uuid) == expected
+def test_match_nvml_device(torch_index: int, visible: str | None, torch_uuid: str | None, expected: int) -> None:
+    assert match_nvml_device(torch_index, visible, [UUID_0, UUID_1], torch_uuid).nvml_index == expected
 
 
 def test_resolve_by_pci_bus_id_when_uuid_is_unknown() -> None:
-    index = resolve_nvml_index(
+    match = match_nvml_device(
         0,
         "0,1",
         [UUID_0, UUID_1],
@@ -291,7 +285,7 @@ def test_resolve_by_pci_bus_id_when_uuid_is_unknown() -> None:
         nvml_pci_bus_ids=["00000000:1A:00.0", "00000000:3B:00.0"],
         torch_pci_bus_id="00000000:3b:00.0",
     )
-    assert index == 1
+    assert (match.nvml_index, match.matched_by) == (1, "pci_bus_id")
 
 
 @pytest.mark.parametrize(
@@ -304,9 +298,9 @@ def test_resolve_by_pci_bus_id_when_uuid_is_unknown() -> None:
         (3, None, "cuda:3 does not exist"),
     ],
 )
-def test_resolve_nvml_index_errors(torch_index: int, visible: str | None, message: str) -> None:
+def test_match_nvml_device_errors(torch_index: int, visible: str | None, message: str) -> None:
     with pytest.raises(BackendUnavailable, match=message.replace("(", r"\(").replace(")", r"\)")):
-        resolve_nvml_index(torch_index, visible, [UUID_0, UUID_1], None)
+        match_nvml_device(torch_index, visible, [UUID_0, UUID_1], None)
 
 
 def test_backend_maps_through_cuda_visible_devices(nvml: Any, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,4 +1,4 @@
-"""Trace recording and deterministic replay: round trips through JSON and CSV, errors, provenance."""
+"""Trace recording and deterministic replay: round trips through JSON, errors, provenance."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from magneton.measure.backends.replay import (
 )
 
 KEY_MM = "aten.mm|f32[64,64]|f32[64,64]"
-KEY_ODD = 'aten.add, "quoted"|f32[8]'  # commas and quotes must survive CSV
+KEY_ODD = 'aten.add, "quoted"|f32[8]'  # commas and quotes must survive the file
 
 
 class ScriptedBackend(EnergyBackend):
@@ -82,10 +82,9 @@ def never_run() -> None:
     raise AssertionError("replay must not run the workload")
 
 
-@pytest.mark.parametrize("suffix", [".json", ".csv"])
-def test_record_write_replay_round_trip(tmp_path: Path, suffix: str) -> None:
+def test_record_write_replay_round_trip(tmp_path: Path) -> None:
     recorder = record()
-    path = tmp_path / f"trace{suffix}"
+    path = tmp_path / "trace.json"
     recorder.write(path)
     assert [p.name for p in tmp_path.iterdir()] == [path.name]  # no temporary file left behind
 
@@ -99,19 +98,16 @@ def test_record_write_replay_round_trip(tmp_path: Path, suffix: str) -> None:
     info = replay.info()
     assert info.name == "replay"
     assert info.provenance == "measured"
-    assert info.sensor == f"replay of trace{suffix} (recorded with scripted sensor)"
+    assert info.sensor == "replay of trace.json (recorded with scripted sensor)"
     assert info.min_window_s == 0.0
     assert info.constants["recorded_backend"]["name"] == "scripted"
 
 
-def test_json_and_csv_load_to_the_same_trace(tmp_path: Path) -> None:
-    recorder = record()
-    recorder.write(tmp_path / "t.json")
-    recorder.write(tmp_path / "t.csv")
-    from_json, from_csv = load_trace(tmp_path / "t.json"), load_trace(tmp_path / "t.csv")
-    assert from_json == from_csv
-    assert from_json.idle_power_w == 40.0
-    assert from_json.measurements == {
+def test_trace_loads_to_what_was_recorded(tmp_path: Path) -> None:
+    record().write(tmp_path / "t.json")
+    trace = load_trace(tmp_path / "t.json")
+    assert trace.idle_power_w == 40.0
+    assert trace.measurements == {
         KEY_MM: (WindowReading(0.5, 0.125), WindowReading(0.75, 0.125)),
         KEY_ODD: (WindowReading(0.5, 0.125),),
     }
@@ -126,23 +122,9 @@ def test_json_file_layout(tmp_path: Path) -> None:
     assert data["measurements"][KEY_MM] == [{"energy_j": 0.5, "time_s": 0.125}, {"energy_j": 0.75, "time_s": 0.125}]
 
 
-def test_csv_file_layout(tmp_path: Path) -> None:
-    record().write(tmp_path / "t.csv")
-    lines = (tmp_path / "t.csv").read_text().splitlines()
-    assert lines[0] == "# schema: magneton.trace/1"
-    assert lines[1].startswith("# backend: {")
-    assert lines[2] == "key,trial,energy_j,time_s"
-    assert lines[3:] == [
-        f'"{KEY_MM}",0,0.5,0.125',
-        f'"{KEY_MM}",1,0.75,0.125',
-        '"aten.add, ""quoted""|f32[8]",0,0.5,0.125',
-        "__idle__,0,40.0,1.0",
-    ]
-
-
 def test_estimated_provenance_is_preserved(tmp_path: Path) -> None:
-    record("estimated").write(tmp_path / "t.csv")
-    assert ReplayBackend(tmp_path / "t.csv").info().provenance == "estimated"
+    record("estimated").write(tmp_path / "t.json")
+    assert ReplayBackend(tmp_path / "t.json").info().provenance == "estimated"
 
 
 def test_recorder_is_transparent() -> None:
@@ -222,25 +204,8 @@ BACKEND = {"name": "nvml", "provenance": "measured", "sensor": "s"}
             json.dumps({"schema": TRACE_SCHEMA, "backend": BACKEND, "measurements": {"k": [{"energy_j": 1.0}]}}),
             "needs 'energy_j' and 'time_s'",
         ),
-        ("t.csv", "key,trial,energy_j,time_s\nk,0,1,1\n", "first line must be '# schema: magneton.trace/1'"),
-        ("t.csv", f"# schema: {TRACE_SCHEMA}\nkey,trial,energy_j,time_s\n", "missing '# backend: {...}' line"),
-        ("t.csv", f"# schema: {TRACE_SCHEMA}\n# backend: {json.dumps(BACKEND)}\nkey,energy\n", "expected CSV header"),
-        (
-            "t.csv",
-            f"# schema: {TRACE_SCHEMA}\n# backend: {json.dumps(BACKEND)}\nkey,trial,energy_j,time_s\nk,0,1\n",
-            "line 4: expected 4 columns, got 3",
-        ),
-        (
-            "t.csv",
-            f"# schema: {TRACE_SCHEMA}\n# backend: {json.dumps(BACKEND)}\nkey,trial,energy_j,time_s\n"
-            "k,0,1,1\nk,0,2,1\n",
-            "trial 0 of key 'k' appears twice",
-        ),
-        (
-            "t.csv",
-            f"# schema: {TRACE_SCHEMA}\n# backend: {json.dumps(BACKEND)}\nkey,trial,energy_j,time_s\nk,0,-1,1\n",
-            "must be a non-negative number",
-        ),
+        ("t.csv", "# schema: magneton.trace/1\nkey,trial,energy_j,time_s\n", "traces are JSON only now"),
+        ("t.trace", "# schema: magneton.trace/1\nkey,trial,energy_j,time_s\n", "traces are JSON only now"),
     ],
 )
 def test_malformed_trace_is_a_trace_error(tmp_path: Path, name: str, text: str, message: str) -> None:
@@ -256,13 +221,14 @@ def test_missing_trace_file(tmp_path: Path) -> None:
         ReplayBackend(tmp_path / "missing.json")
 
 
-def test_unknown_suffix_is_sniffed_on_load_and_refused_on_write(tmp_path: Path) -> None:
+def test_any_name_loads_but_only_json_names_are_written(tmp_path: Path) -> None:
     trace = Trace(backend=BACKEND, idle_power_w=None, measurements={"k": (WindowReading(1.0, 2.0),)})
     write_trace(trace, tmp_path / "t.json")
     (tmp_path / "t.json").rename(tmp_path / "t.trace")
     assert load_trace(tmp_path / "t.trace") == trace
-    with pytest.raises(TraceError, match="use a .json or .csv file name"):
-        write_trace(trace, tmp_path / "t.txt")
+    for name in ("t.txt", "t.csv"):
+        with pytest.raises(TraceError, match="traces are JSON, use a .json file name"):
+            write_trace(trace, tmp_path / name)
 
 
 def test_create_backend_replay(tmp_path: Path) -> None:
@@ -282,11 +248,15 @@ def test_analysis_replays_a_recorded_run_exactly(tmp_path: Path) -> None:
     model = torch.nn.Sequential(torch.nn.Linear(16, 16), torch.nn.ReLU()).eval()
     workload = Workload(fn=model, args=(torch.randn(4, 16),))
     common: dict[str, Any] = {"trials": 3, "warmup_calls": 1, "idle_s": 0.02}
-    trace = tmp_path / "run.csv"
-    recorded = analyze_workload(workload, "tiny", AnalyzeOptions(backend="estimate", record_trace=trace, **common))
-    replayed = analyze_workload(workload, "tiny", AnalyzeOptions(backend="replay", trace_path=trace, **common))
+    trace = tmp_path / "run.json"
+    recorded = analyze_workload(
+        workload, "tiny", AnalyzeOptions.from_flat(backend="estimate", record_trace=trace, **common)
+    )
+    replayed = analyze_workload(
+        workload, "tiny", AnalyzeOptions.from_flat(backend="replay", trace_path=trace, **common)
+    )
     assert replayed["backend"]["provenance"] == "estimated"
-    assert replayed["backend"]["sensor"].startswith("replay of run.csv (recorded with none: process CPU time")
+    assert replayed["backend"]["sensor"].startswith("replay of run.json (recorded with none: process CPU time")
     assert [n["energy_j"] for n in replayed["nodes"]] == pytest.approx(
         [n["energy_j"] for n in recorded["nodes"]], rel=1e-12
     )
@@ -330,7 +300,9 @@ def test_hand_written_trace_gives_exact_report(tmp_path: Path) -> None:
         )
     )
     report = analyze_workload(
-        workload, "hand", AnalyzeOptions(backend="replay", trace_path=trace, trials=3, warmup_calls=0, idle_s=0.5)
+        workload,
+        "hand",
+        AnalyzeOptions.from_flat(backend="replay", trace_path=trace, trials=3, warmup_calls=0, idle_s=0.5),
     )
     by_op = {n["op"]: n for n in report["nodes"]}
     assert by_op["aten.linear.default"]["energy_j"] == 0.5  # median of 0.5, 0.25, 0.75

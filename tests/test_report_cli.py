@@ -52,7 +52,7 @@ def report() -> dict:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         workload = Workload(SmallBlock().eval(), (torch.randn(8, 16),))
-    options = AnalyzeOptions(backend="estimate", trials=2, min_window_s=0.002, idle_s=0.01)
+    options = AnalyzeOptions.from_flat(backend="estimate", trials=2, min_window_s=0.002, idle_s=0.01)
     return analyze_workload(workload, "tests:small_block", options)
 
 

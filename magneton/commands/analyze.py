@@ -5,8 +5,12 @@ from __future__ import annotations
 import argparse
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from magneton.commands import EXIT_ERROR, positive_float, positive_int
+
+if TYPE_CHECKING:
+    from magneton.analyze import AnalyzeOptions
 
 NAME = "analyze"
 HELP = "profile a workload operator by operator"
@@ -17,7 +21,11 @@ DESCRIPTION = (
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from magneton.measure.backends import BACKEND_NAMES
+    from magneton.commands import non_negative_int
+    from magneton.measure.backends import BACKEND_CHOICES, BACKENDS
+    from magneton.measure.options import PassOptions
+
+    defaults = PassOptions()
 
     parser.add_argument(
         "targets",
@@ -26,11 +34,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="path/to/file.py:function or package.module:function; the function takes no "
         "arguments and returns (callable, args[, kwargs]) or a magneton.Workload",
     )
+    auto_order = ", else ".join(spec.name for spec in BACKENDS if spec.auto != "never")
     parser.add_argument(
         "--backend",
-        choices=BACKEND_NAMES,
+        choices=BACKEND_CHOICES,
         default="auto",
-        help="energy source (default: auto — nvml on CUDA, else rapl if readable, else estimate)",
+        help=f"energy source (default: auto — the first that works of {auto_order}; "
+        "`magneton env` shows which work here)",
     )
     parser.add_argument("--device", help="move the workload to this torch device first (e.g. cuda, cuda:1, cpu)")
     parser.add_argument(
@@ -39,9 +49,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="PATH",
         help="write the magneton.report/1 JSON here (a folder when several targets are given)",
     )
-    parser.add_argument("--trials", type=positive_int, default=5, help="interleaved trials per operator (default 5)")
+    parser.add_argument(
+        "--trials",
+        type=positive_int,
+        default=defaults.trials,
+        help=f"interleaved trials per operator (default {defaults.trials})",
+    )
+    parser.add_argument(
+        "--warmup-calls",
+        type=non_negative_int,
+        default=defaults.warmup_calls,
+        metavar="N",
+        help=f"untimed calls of each operator before its first window (default {defaults.warmup_calls})",
+    )
     parser.add_argument(
         "--min-window-s", type=positive_float, help="shortest measurement window in seconds (default: the backend's)"
+    )
+    parser.add_argument(
+        "--idle-s",
+        type=positive_float,
+        metavar="S",
+        help="length of the idle-power window in seconds (default: max(0.2 s, the backend's min window))",
     )
     parser.add_argument(
         "--cpu-watts-per-core",
@@ -54,7 +82,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--record-trace",
         type=Path,
         metavar="FILE",
-        help="record every measurement to FILE (.json or .csv) for --backend replay",
+        help="record every measurement to FILE (JSON, a .json name) for --backend replay",
     )
     parser.add_argument("--top", type=positive_int, default=15, help="operators shown in the terminal (default 15)")
     parser.add_argument("--quiet", action="store_true", help="no terminal report, only errors and the summary")
@@ -67,10 +95,27 @@ def _report_path(json_arg: Path, target: str, batch: bool) -> Path:
     return json_arg / f"{stem}.json"
 
 
+def analyze_options(args: argparse.Namespace) -> AnalyzeOptions:
+    """The command line's options as the API's."""
+    from magneton.analyze import AnalyzeOptions
+
+    return AnalyzeOptions.from_flat(
+        backend=args.backend,
+        device=args.device,
+        trials=args.trials,
+        warmup_calls=args.warmup_calls,
+        min_window_s=args.min_window_s,
+        idle_s=args.idle_s,
+        watts_per_core=args.cpu_watts_per_core,
+        trace_path=args.trace,
+        record_trace=args.record_trace,
+    )
+
+
 def run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from magneton.analyze import AnalyzeOptions, BatchItem, analyze_batch
+    from magneton.analyze import BatchItem, analyze_batch
     from magneton.atomic import write_json_atomic
     from magneton.report.build import exit_code
     from magneton.report.terminal import render_report
@@ -81,15 +126,7 @@ def run(args: argparse.Namespace) -> int:
     if batch and args.record_trace:
         errors.print("[red]error:[/] --record-trace takes a single target")
         return EXIT_ERROR
-    options = AnalyzeOptions(
-        backend=args.backend,
-        device=args.device,
-        trials=args.trials,
-        min_window_s=args.min_window_s,
-        watts_per_core=args.cpu_watts_per_core,
-        trace_path=args.trace,
-        record_trace=args.record_trace,
-    )
+    options = analyze_options(args)
     write_failures = 0
 
     def show(item: BatchItem) -> None:

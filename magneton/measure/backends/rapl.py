@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -208,11 +207,6 @@ class RaplBackend(EnergyBackend):
                 *self._notes,
             ),
         )
-
-    @property
-    def last_window_breakdown_j(self) -> Mapping[str, float]:
-        """Per-domain joules of the most recently closed window."""
-        return dict(self._last_breakdown_j)
 
     def _read_all(self) -> list[int]:
         values = []

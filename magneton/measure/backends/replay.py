@@ -6,7 +6,7 @@ power, and the description of the backend that recorded it. Replaying a trace
 reproduces a run's numbers exactly without its hardware, which is what tests
 and bug reports need.
 
-Trace format, JSON (``.json``)::
+Trace format, JSON (the only one; a CSV variant existed briefly and had no users)::
 
     {
       "schema": "magneton.trace/1",
@@ -17,25 +17,12 @@ Trace format, JSON (``.json``)::
       }
     }
 
-Trace format, CSV (``.csv``): comment lines carry the schema and the
-recording backend (one line of JSON), then a header and one row per trial::
-
-    # schema: magneton.trace/1
-    # backend: {"name": "nvml", "provenance": "measured", ...}
-    key,trial,energy_j,time_s
-    aten.mm|f32[64,64],0,0.012,0.0004
-    aten.mm|f32[64,64],1,0.0121,0.0004
-    __idle__,0,41.5,1.0
-
-The ``__idle__`` row stores idle power as ``energy_j / time_s`` (joules over
-one second). Energies and times are per call, so a replay for ``rounds``
-calls returns them times ``rounds``. Both files load to the same :class:`Trace`.
+Energies and times are per call, so a replay for ``rounds`` calls returns them
+times ``rounds``.
 """
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -47,10 +34,6 @@ from magneton.errors import BackendError, TraceError
 from magneton.measure.backends.base import BackendInfo, EnergyBackend, WindowReading
 
 TRACE_SCHEMA = "magneton.trace/1"
-CSV_HEADER = ("key", "trial", "energy_j", "time_s")
-IDLE_KEY = "__idle__"
-_SCHEMA_PREFIX = "# schema:"
-_BACKEND_PREFIX = "# backend:"
 
 
 @dataclass(frozen=True)
@@ -85,19 +68,6 @@ class Trace:
                 for key, trials in self.measurements.items()
             },
         }
-
-    def to_csv(self) -> str:
-        out = io.StringIO()
-        out.write(f"{_SCHEMA_PREFIX} {TRACE_SCHEMA}\n")
-        out.write(f"{_BACKEND_PREFIX} {json.dumps(dict(self.backend), sort_keys=True)}\n")
-        writer = csv.writer(out, lineterminator="\n")
-        writer.writerow(CSV_HEADER)
-        for key, trials in self.measurements.items():
-            for trial, reading in enumerate(trials):
-                writer.writerow((key, trial, repr(reading.energy_j), repr(reading.time_s)))
-        if self.idle_power_w is not None:
-            writer.writerow((IDLE_KEY, 0, repr(self.idle_power_w), repr(1.0)))
-        return out.getvalue()
 
 
 # ---------------------------------------------------------------------- loading
@@ -159,60 +129,8 @@ def _parse_json(text: str, path: Path) -> Trace:
     return Trace(backend=backend, idle_power_w=idle_power_w, measurements=measurements)
 
 
-def _parse_csv(text: str, path: Path) -> Trace:
-    lines = text.splitlines(keepends=True)
-    schema: str | None = None
-    backend_json: str | None = None
-    body_start = 0
-    while body_start < len(lines) and lines[body_start].startswith("#"):
-        line = lines[body_start]
-        if line.startswith(_SCHEMA_PREFIX):
-            schema = line[len(_SCHEMA_PREFIX) :].strip()
-        elif line.startswith(_BACKEND_PREFIX):
-            backend_json = line[len(_BACKEND_PREFIX) :].strip()
-        body_start += 1
-    if schema != TRACE_SCHEMA:
-        raise TraceError(f"trace {path}: first line must be '{_SCHEMA_PREFIX} {TRACE_SCHEMA}', found {schema!r}")
-    if backend_json is None:
-        raise TraceError(f"trace {path}: missing '{_BACKEND_PREFIX} {{...}}' line describing the recording backend")
-    try:
-        backend = _check_backend(json.loads(backend_json), path)
-    except json.JSONDecodeError as err:
-        raise TraceError(f"trace {path}: the backend line is not valid JSON: {err}") from err
-    reader = csv.reader(lines[body_start:])
-    header = next(reader, None)
-    if header is None or tuple(header) != CSV_HEADER:
-        raise TraceError(f"trace {path}: expected CSV header {','.join(CSV_HEADER)!r}, found {header!r}")
-    by_key: dict[str, dict[int, WindowReading]] = {}
-    idle_power_w: float | None = None
-    for row_number, row in enumerate(reader, start=body_start + 2):
-        if not row:
-            continue
-        if len(row) != len(CSV_HEADER):
-            raise TraceError(f"trace {path} line {row_number}: expected {len(CSV_HEADER)} columns, got {len(row)}")
-        key, trial_text, energy_text, time_text = row
-        where = f"line {row_number}"
-        energy_j = _number(energy_text, f"{where} energy_j", path)
-        time_s = _number(time_text, f"{where} time_s", path)
-        if key == IDLE_KEY:
-            if time_s == 0:
-                raise TraceError(f"trace {path} {where}: the idle row needs a positive time_s")
-            idle_power_w = energy_j / time_s
-            continue
-        try:
-            trial = int(trial_text)
-        except ValueError as err:
-            raise TraceError(f"trace {path} {where}: trial must be an integer, got {trial_text!r}") from err
-        trials = by_key.setdefault(key, {})
-        if trial in trials:
-            raise TraceError(f"trace {path} {where}: trial {trial} of key {key!r} appears twice")
-        trials[trial] = WindowReading(energy_j=energy_j, time_s=time_s)
-    measurements = {key: tuple(trials[t] for t in sorted(trials)) for key, trials in by_key.items()}
-    return Trace(backend=backend, idle_power_w=idle_power_w, measurements=measurements)
-
-
 def load_trace(path: Path) -> Trace:
-    """Read a JSON or CSV trace (by suffix; other suffixes are sniffed by content)."""
+    """Read a JSON trace (any file name)."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -220,23 +138,20 @@ def load_trace(path: Path) -> Trace:
         raise TraceError(f"trace {path} does not exist (write one with --record-trace)") from err
     except (OSError, UnicodeDecodeError) as err:
         raise TraceError(f"trace {path} cannot be read: {err}") from err
-    suffix = path.suffix.lower()
-    if suffix == ".json" or (suffix != ".csv" and text.lstrip().startswith("{")):
-        return _parse_json(text, path)
-    return _parse_csv(text, path)
+    if path.suffix.lower() == ".csv" or text.startswith("# schema:"):
+        raise TraceError(
+            f"trace {path} looks like a CSV trace: traces are JSON only now; "
+            "record it again with --record-trace FILE.json"
+        )
+    return _parse_json(text, path)
 
 
 def write_trace(trace: Trace, path: Path) -> None:
-    """Write ``trace`` as JSON or CSV by suffix, atomically (never a half-written file)."""
+    """Write ``trace`` as JSON, atomically (never a half-written file)."""
     path = Path(path)
-    suffix = path.suffix.lower()
-    if suffix == ".json":
-        text = json.dumps(trace.to_json(), indent=2) + "\n"
-    elif suffix == ".csv":
-        text = trace.to_csv()
-    else:
-        raise TraceError(f"cannot write trace {path}: use a .json or .csv file name")
-    write_text_atomic(path, text)
+    if path.suffix.lower() != ".json":
+        raise TraceError(f"cannot write trace {path}: traces are JSON, use a .json file name")
+    write_text_atomic(path, json.dumps(trace.to_json(), indent=2) + "\n")
 
 
 # -------------------------------------------------------------------- recording
