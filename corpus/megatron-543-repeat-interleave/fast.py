@@ -22,7 +22,7 @@ class GroupedQueryAttention(nn.Module):
 
 def workload():
     torch.manual_seed(0)
-    q = torch.randn(1, 16, 256, 64)
-    k = torch.randn(1, 4, 256, 64)
-    v = torch.randn(1, 4, 256, 64)
+    q = torch.randn(1, 16, 32, 64)  # a chunk of 32 new tokens
+    k = torch.randn(1, 4, 1024, 64)
+    v = torch.randn(1, 4, 1024, 64)
     return GroupedQueryAttention().eval(), (q, k, v)

@@ -1,4 +1,4 @@
-"""New case (Magneton paper): a conv block run in the default NCHW layout (slow variant)."""
+"""New case (Magneton paper), Conv2D under NCHW: NHWC activations copied into NCHW for every convolution and back (slow variant)."""
 
 import torch
 from torch import nn
@@ -11,12 +11,13 @@ class ConvBlock(nn.Module):
         self.conv2 = nn.Conv2d(channels, channels, 3, padding=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = torch.relu(self.conv1(x))
-        return torch.relu(self.conv2(x))
+        # x: [batch, height, width, channels], as images and TF-style pipelines deliver it
+        x = self.conv1(x.permute(0, 3, 1, 2).contiguous())
+        x = self.conv2(torch.relu(x))
+        return torch.relu(x).permute(0, 2, 3, 1).contiguous()
 
 
 def workload():
     torch.manual_seed(0)
     model = ConvBlock().eval()
-    images = torch.randn(4, 64, 32, 32)
-    return model, (images,)
+    return model, (torch.randn(4, 32, 32, 64),)

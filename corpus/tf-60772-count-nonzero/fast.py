@@ -11,5 +11,5 @@ class ActiveFeatures(nn.Module):
 
 def workload():
     torch.manual_seed(0)
-    activations = torch.relu(torch.randn(256, 4096) - 0.3)  # sparse after ReLU
+    activations = torch.relu(torch.randn(512, 4096) - 0.3)  # sparse after ReLU
     return ActiveFeatures().eval(), (activations,)

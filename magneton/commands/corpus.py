@@ -36,7 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="check each case: loads, same outputs, slow costs more here, expected lines hold code",
     )
     _common(validate)
-    validate.add_argument("--trials", type=positive_int, default=7, help="interleaved trials per case (default 7)")
+    validate.add_argument("--trials", type=positive_int, default=15, help="interleaved trials per case (default 15)")
     validate.add_argument("--no-measure", action="store_true", help="skip the energy comparison (fast)")
     validate.add_argument(
         "--write-measured",

@@ -18,8 +18,8 @@ from magneton.corpus.settings import TorchSettings, settings_applied
 from magneton.measure.stats import Summary, summarize
 from magneton.workload import Workload
 
-DEFAULT_TRIALS = 7
-DEFAULT_WINDOW_S = 0.25  # per variant and trial; the estimate backend's CPU-time clock needs ~10 ms ticks
+DEFAULT_TRIALS = 15
+DEFAULT_WINDOW_S = 0.1  # per variant and trial; the estimate backend's CPU-time clock needs ~10 ms ticks
 CALIBRATION_S = 0.05
 
 
