@@ -1,4 +1,4 @@
-# Magneton tasks. CI runs `just test` through .ci/run; the README shows the same commands.
+# Magneton tasks. CI runs `just test` and `just lint` through .ci/run; the README shows the same commands.
 
 set shell := ["bash", "-euo", "pipefail", "-c"]
 
@@ -10,11 +10,28 @@ demo:
 test *ARGS:
     python -m pytest {{ARGS}}
 
-# Lint and type-check.
+# Lint and type-check everything that ships or tests: the package, the rule catalog, the corpus, the tests.
+# CI runs this after the tests (.ci/run).
 lint:
-    ruff check magneton tests
-    ruff format --check magneton tests
+    ruff check magneton tests rules corpus setup.py
+    ruff format --check magneton tests rules corpus setup.py
     mypy
+
+# The torch_compat tests against the oldest torch that pyproject accepts, in a venv of its own
+# (.venv-oldest-torch, ~3 GB: PyPI's Linux wheels of old torch are CUDA builds; they import and run on a CPU).
+compat-oldest:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    floor=$(grep -oP '"torch>=\K[0-9.]+' pyproject.toml)
+    venv=.venv-oldest-torch
+    [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
+    "$venv/bin/python" -m pip install --quiet "torch==$floor" "numpy<2" pytest
+    "$venv/bin/python" -c 'import torch; print("torch", torch.__version__)'
+    PYTHONPATH=. "$venv/bin/python" -m pytest tests/test_torch_compat.py -q -p no:cacheprovider --noconftest
+
+# Regenerate magneton/schemas/report-1.schema.json from the typed report model (never edit it by hand).
+schema:
+    python -m magneton.report.schema
 
 # Benchmarks: wall time, coverage, memory and repeatability figures (printed, not asserted).
 bench:

@@ -1,5 +1,6 @@
-import sys
+try:
+    from magneton.cli import entry
+except KeyboardInterrupt:  # Ctrl-C while Python imports Magneton itself
+    raise SystemExit(130) from None
 
-from magneton.cli import main
-
-sys.exit(main())
+entry()

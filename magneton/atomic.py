@@ -10,12 +10,31 @@ from pathlib import Path
 from typing import Any
 
 
+def _current_umask() -> int:
+    """The process umask; Linux exposes it read-only, elsewhere it is set and put back at once."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def write_text_atomic(path: Path, text: str) -> None:
-    """Write to a temporary file beside ``path`` and rename it over; on any error the old file stays."""
+    """Write to a temporary file beside ``path`` and rename it over; on any error the old file stays.
+
+    The file gets the permissions any new file of the user gets (0666 less the umask), not the
+    private 0600 of a temporary file.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, 0o666 & ~_current_umask())
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
             handle.flush()

@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import pkgutil
 import sys
 from collections.abc import Sequence
 from types import ModuleType
+from typing import NoReturn
 
 from magneton import __version__
-from magneton.commands import EXIT_ERROR
+from magneton.commands import EXIT_ERROR, EXIT_INTERRUPTED
 
 
 def command_modules() -> list[ModuleType]:
@@ -47,15 +49,42 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    from magneton.errors import MagnetonError
-
     try:
-        return int(args.run(args))
-    except MagnetonError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return EXIT_ERROR
+        args = build_parser().parse_args(argv)
+        from magneton.errors import MagnetonError
+
+        try:
+            return int(args.run(args))
+        except MagnetonError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return EXIT_ERROR
+    except KeyboardInterrupt:  # Ctrl-C anywhere, importing torch or the user's file included
+        print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def entry() -> NoReturn:
+    """The console script: run, flush, and leave without tearing the interpreter down.
+
+    Everything the command writes (reports, traces) is written and closed by then; freeing torch's
+    and the user's objects one by one at exit only costs the user time.
+    """
+    try:
+        code = main()
+    except SystemExit as exit_:  # argparse's --help and usage errors
+        code = exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else EXIT_ERROR)
+    except KeyboardInterrupt:
+        code = EXIT_INTERRUPTED
+    try:
+        import logging
+
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except (OSError, ValueError):  # a closed pipe: nothing more can be said
+        pass
+    os._exit(code)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

@@ -13,7 +13,21 @@ class WorkloadError(MagnetonError):
     def __init__(self, target: str, problem: str) -> None:
         self.target = target
         self.problem = problem
+        self.location: tuple[str, int] | None = None  # the user's file and line that raised, when known
         super().__init__(f"target {target!r}: {problem}")
+
+
+class InternalError(MagnetonError):
+    """A bug in Magneton itself, not in the user's program; the full traceback is kept for --debug."""
+
+    def __init__(self, target: str, err: BaseException, traceback_text: str) -> None:
+        self.target = target
+        self.traceback_text = traceback_text
+        super().__init__(
+            f"target {target!r}: internal error in Magneton, not in your program "
+            f"({type(err).__name__}: {str(err).strip().splitlines()[0][:300] if str(err).strip() else ''}). "
+            "Please report this bug with the command you ran; --debug prints the full traceback."
+        )
 
 
 class CaptureError(MagnetonError):
@@ -42,3 +56,7 @@ class DeviceLostError(BackendError):
 
 class TraceError(MagnetonError):
     """A recorded energy trace is missing, malformed or does not match the workload."""
+
+
+class ReportError(MagnetonError):
+    """A report file is missing, corrupt, or not a ``magneton.report/1`` report."""

@@ -18,6 +18,8 @@ from typing import Any, Literal
 
 import msgspec
 
+from magneton.provenance import EnergyProvenance
+
 FindingKind = Literal["rule", "anomaly", "diff"]
 Category = Literal["API misuse", "Misconfiguration", "Redundant computation"]
 CATEGORIES: tuple[Category, ...] = ("API misuse", "Misconfiguration", "Redundant computation")
@@ -55,6 +57,7 @@ class Finding(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=False):
     potential: bool = False  # a source match on lines that never ran: ranked after every measured finding
     fix: str | None = None  # a unified diff that applies the rule's fixer
     details: dict[str, Any] = msgspec.field(default_factory=dict)  # detector-specific extras, JSON-safe
+    provenance: EnergyProvenance | None = None  # full provenance of energy_j (sensor, formula, model, trace)
 
 
 def sort_findings(findings: Iterable[Finding]) -> list[Finding]:

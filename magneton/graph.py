@@ -85,7 +85,6 @@ class GraphPiece:
     name: str
     module: torch.fx.GraphModule
     flat_inputs: list[Any]
-    io_processing: bool = False  # True when placeholders take the original (args) not flat leaves
 
 
 @dataclass

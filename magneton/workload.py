@@ -122,6 +122,12 @@ def validate_workload(target: str, returned: Any) -> Workload:
         raise WorkloadError(target, f"returned {shape}; expected {EXPECTED_RETURN}")
     if isinstance(args, list):
         args = tuple(args)
+    if isinstance(args, Mapping):
+        raise WorkloadError(
+            target,
+            "the second element is a dict, but it holds positional args; for keyword arguments "
+            "return (model, (), {...}) or (model, args, kwargs)",
+        )
     if not isinstance(args, tuple):
         raise WorkloadError(
             target, f"args must be a tuple of inputs, got {type(args).__name__}; wrap a single tensor as (x,)"
@@ -139,15 +145,23 @@ def validate_workload(target: str, returned: Any) -> Workload:
 
 def _check_inputs(target: str, workload: Workload) -> None:
     import torch
-    from torch.utils._pytree import keystr, tree_flatten_with_path
+
+    from magneton.capture.torch_compat import tree_flatten_with_path
 
     leaves, _ = tree_flatten_with_path((workload.args, dict(workload.kwargs)))
     tensors = 0
     for path, leaf in leaves:
         if isinstance(leaf, torch.Tensor):
             tensors += 1
+            fake = type(leaf).__name__ == "FakeTensor"
+            if leaf.is_meta or fake:
+                raise WorkloadError(
+                    target,
+                    f"input {_input_name(path)} is a {'fake' if fake else 'meta'} tensor; inputs must be real "
+                    "tensors with data (create them with torch.randn or load real data)",
+                )
         elif not isinstance(leaf, _SCALAR_TYPES):
-            where = "args" + keystr(path[1:]) if path[0].idx == 0 else "kwargs" + keystr(path[1:])  # type: ignore[attr-defined]
+            where = _input_name(path)
             hint = "; convert it with torch.from_numpy" if type(leaf).__module__ == "numpy" else ""
             raise WorkloadError(
                 target,
@@ -156,3 +170,17 @@ def _check_inputs(target: str, workload: Workload) -> None:
             )
     if tensors == 0:
         raise WorkloadError(target, "no input is a torch.Tensor; return example tensors to run the model on")
+    if isinstance(workload.fn, torch.nn.Module):
+        for name, tensor in [*workload.fn.named_parameters(), *workload.fn.named_buffers()]:
+            if tensor.is_meta or type(tensor).__name__ == "FakeTensor":
+                raise WorkloadError(
+                    target,
+                    f"the model's {name} is on the meta device (e.g. built under init_empty_weights or "
+                    "device='meta'); inputs and parameters must be real tensors: load real weights",
+                )
+
+
+def _input_name(path: Any) -> str:
+    from torch.utils._pytree import keystr
+
+    return ("args" if path[0].idx == 0 else "kwargs") + keystr(path[1:])

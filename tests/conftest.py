@@ -40,7 +40,7 @@ def write_target(tmp_path: Path) -> Callable[..., str]:
 @pytest.fixture
 def fast_analyze_options():
     """The cheapest settings that still run every stage of the energy pass."""
-    from magneton.analyze import AnalyzeOptions
+    from magneton.pipeline import AnalyzeOptions
 
     return AnalyzeOptions.from_flat(backend="estimate", trials=2, min_window_s=0.002, idle_s=0.01)
 
@@ -69,6 +69,8 @@ def _cli_env() -> dict[str, str]:
     env["COLUMNS"] = "240"  # rich wraps at 80 columns when not on a terminal; keep lines whole
     env["NO_COLOR"] = "1"
     env["PYTHONWARNINGS"] = "ignore"
+    # The subprocess runs this checkout's magneton even from another cwd (an editable install may point elsewhere).
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p)
     return env
 
 
@@ -161,6 +163,20 @@ def fake_backend_cls():
             run()
             self.measured.append((key, rounds))
             return WindowReading(self.energy_per_call(key) * rounds, self.TIME_PER_CALL_S * rounds)
+
+        def measure_timed(self, key, call, rounds, min_window_s, max_rounds, calls_per_round=1):
+            """Runs ``rounds`` calls, then doubles until the fake clock passes the minimum window."""
+            done, batch = 0, max(1, min(rounds, max_rounds))
+            while True:
+                for _ in range(batch):
+                    call()
+                done += batch
+                if done * calls_per_round * self.TIME_PER_CALL_S >= min_window_s or done >= max_rounds:
+                    break
+                batch = min(done, max_rounds - done)
+            calls = done * calls_per_round
+            self.measured.append((key, calls))
+            return WindowReading(self.energy_per_call(key) * calls, self.TIME_PER_CALL_S * calls), done
 
         def measure_idle(self, duration_s):
             self.idle_requests.append(duration_s)

@@ -45,6 +45,19 @@ def nvml(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     with mock.patch("magneton.measure.backends.nvml.pynvml", autospec=True) as m:
         m.nvmlDeviceGetCount.return_value = 2
         m.nvmlDeviceGetHandleByIndex.side_effect = lambda i: f"handle-{i}"
+        by_uuid = {UUID_0: "handle-0", UUID_1: "handle-1"}
+
+        def handle_by_uuid(uuid: str) -> str:
+            if uuid not in by_uuid:
+                raise nvml_error(pynvml.NVML_ERROR_NOT_FOUND)
+            return by_uuid[uuid]
+
+        m.nvmlDeviceGetHandleByUUID.side_effect = handle_by_uuid
+        m.nvmlDeviceGetHandleByPciBusId.side_effect = lambda bus: (_ for _ in ()).throw(
+            nvml_error(pynvml.NVML_ERROR_NOT_FOUND)
+        )
+        m.nvmlDeviceGetFieldValues.side_effect = nvml_error(pynvml.NVML_ERROR_NOT_SUPPORTED)
+        m.nvmlDeviceGetIndex.side_effect = {"handle-0": 0, "handle-1": 1}.__getitem__
         m.nvmlDeviceGetUUID.side_effect = {"handle-0": UUID_0, "handle-1": UUID_1}.__getitem__
         m.nvmlDeviceGetName.side_effect = {"handle-0": "NVIDIA H100 80GB HBM3", "handle-1": "Tesla P100"}.__getitem__
         m.nvmlDeviceGetMigMode.return_value = [0, 0]
@@ -58,7 +71,7 @@ def nvml(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
 
 def test_counter_mode_gives_exact_energy(nvml: Any) -> None:
     nvml.nvmlDeviceGetTotalEnergyConsumption.side_effect = [1_000, 5_000, 12_345]  # probe, open, close (mJ)
-    backend = NvmlBackend(0, update_period_s=0.02)
+    backend = NvmlBackend(0, update_period_s=0.02, align_edges=False)
     reading = backend.close_window(backend.open_window())
     assert reading.energy_j == pytest.approx(7.345, abs=1e-12)
     assert reading.time_s >= 0
@@ -80,7 +93,7 @@ def test_measure_synchronizes_the_torch_device(nvml: Any, monkeypatch: pytest.Mo
     nvml.nvmlDeviceGetTotalEnergyConsumption.side_effect = [0, 100, 600]
     synchronize = mock.Mock()
     monkeypatch.setattr(torch.cuda, "synchronize", synchronize)
-    backend = NvmlBackend(1, update_period_s=0.01)
+    backend = NvmlBackend(1, update_period_s=0.01, align_edges=False)
     calls: list[int] = []
     reading = backend.measure("k", lambda: calls.append(1), rounds=1)
     assert reading.energy_j == pytest.approx(0.5, abs=1e-12)
@@ -92,7 +105,7 @@ def test_measure_synchronizes_the_torch_device(nvml: Any, monkeypatch: pytest.Mo
 
 def test_counter_going_backwards_is_a_device_error(nvml: Any) -> None:
     nvml.nvmlDeviceGetTotalEnergyConsumption.side_effect = [0, 9_000, 10]
-    backend = NvmlBackend(0, update_period_s=0.01)
+    backend = NvmlBackend(0, update_period_s=0.01, align_edges=False)
     window = backend.open_window()
     with pytest.raises(DeviceLostError, match="went backwards"):
         backend.close_window(window)
@@ -243,7 +256,7 @@ def test_no_counter_and_no_power_is_not_supported(nvml: Any) -> None:
     pre_volta(nvml)
     nvml.nvmlDeviceGetPowerUsage.side_effect = nvml_error(pynvml.NVML_ERROR_NOT_SUPPORTED)
     with pytest.raises(SensorNotSupported, match="neither an energy counter nor power"):
-        NvmlBackend(0, update_period_s=0.01)
+        NvmlBackend(0, update_period_s=0.01, align_edges=False)
 
 
 # ---------------------------------------------------------------- device mapping
@@ -355,7 +368,7 @@ def test_gpu_lost_at_start_up(nvml: Any) -> None:
 
 def test_gpu_lost_during_a_window(nvml: Any) -> None:
     nvml.nvmlDeviceGetTotalEnergyConsumption.side_effect = [0, 10, nvml_error(pynvml.NVML_ERROR_GPU_IS_LOST)]
-    backend = NvmlBackend(0, update_period_s=0.01)
+    backend = NvmlBackend(0, update_period_s=0.01, align_edges=False)
     window = backend.open_window()
     with pytest.raises(DeviceLostError):
         backend.close_window(window)
@@ -364,7 +377,7 @@ def test_gpu_lost_during_a_window(nvml: Any) -> None:
 
 def test_other_nvml_error_while_measuring_is_a_backend_error(nvml: Any) -> None:
     nvml.nvmlDeviceGetTotalEnergyConsumption.side_effect = [0, nvml_error(pynvml.NVML_ERROR_UNKNOWN)]
-    backend = NvmlBackend(0, update_period_s=0.01)
+    backend = NvmlBackend(0, update_period_s=0.01, align_edges=False)
     with pytest.raises(BackendError, match="NVML failed to read the GPU energy counter") as err:
         backend.open_window()
     assert not isinstance(err.value, BackendUnavailable)
@@ -386,3 +399,117 @@ def test_torch_without_cuda_is_unavailable(nvml: Any, monkeypatch: pytest.Monkey
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with pytest.raises(BackendUnavailable, match="torch cannot use CUDA"):
         NvmlBackend(0, update_period_s=0.01)
+
+
+# ------------------------------------------------------- shared hosts, MIG, edges
+
+
+def test_direct_uuid_lookup_never_opens_other_gpus(nvml: Any) -> None:
+    # On a SLURM node the other job's GPU refuses its handle; looking ours up by UUID never asks for it.
+    nvml.nvmlDeviceGetHandleByIndex.side_effect = nvml_error(pynvml.NVML_ERROR_NO_PERMISSION)
+    backend = NvmlBackend(1, update_period_s=0.01)
+    assert (backend.nvml_index, backend.matched_by, backend.gpu_name) == (1, "uuid", "Tesla P100")
+    nvml.nvmlDeviceGetHandleByIndex.assert_not_called()
+    nvml.nvmlDeviceGetCount.assert_not_called()
+    backend.close()
+
+
+def test_enumeration_skips_a_gpu_without_permission(nvml: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda i: SimpleNamespace())  # old torch: no uuid
+    nvml.nvmlDeviceGetHandleByIndex.side_effect = lambda i: (
+        "handle-0" if i == 0 else (_ for _ in ()).throw(nvml_error(pynvml.NVML_ERROR_NO_PERMISSION))
+    )
+    backend = NvmlBackend(0, update_period_s=0.01)
+    assert (backend.nvml_index, backend.matched_by) == (0, "ordinal")
+    assert "NVML GPU 1 skipped: no permission" in " ".join(backend.info().notes)
+    backend.close()
+
+
+def test_enumeration_refuses_when_our_own_gpu_is_lost(nvml: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda i: SimpleNamespace())
+    nvml.nvmlDeviceGetHandleByIndex.side_effect = nvml_error(pynvml.NVML_ERROR_GPU_IS_LOST)
+    with pytest.raises(DeviceLostError, match="open GPU 0"):
+        NvmlBackend(0, update_period_s=0.01)
+
+
+def test_a_mig_uuid_is_refused(nvml: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    mig = "0d5a5b2c-1111-2222-3333-444444444444"  # torch's uuid of a MIG slice: no prefix
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda i: SimpleNamespace(uuid=mig))
+    nvml.nvmlDeviceGetHandleByUUID.side_effect = lambda uuid: (
+        "mig-handle" if uuid == f"MIG-{mig}" else (_ for _ in ()).throw(nvml_error(pynvml.NVML_ERROR_NOT_FOUND))
+    )
+    with pytest.raises(SensorNotSupported, match=f"MIG slice .*MIG-{mig}"):
+        NvmlBackend(0, update_period_s=0.01)
+
+
+class FakeCounter:
+    """A GPU at constant power whose mJ counter refreshes every ``period_s``; each look costs 1 ms."""
+
+    def __init__(self, power_w: float, period_s: float) -> None:
+        self.power_w, self.period_s, self.now_s = power_w, period_s, 0.0
+
+    def clock(self) -> float:
+        self.now_s += 0.001
+        return self.now_s
+
+    def read_mj(self, handle: Any = None) -> int:
+        last_refresh_s = int(round(self.now_s, 9) / self.period_s) * self.period_s
+        return int(last_refresh_s * self.power_w * 1000)
+
+
+def test_window_edges_are_aligned_to_counter_refreshes(nvml: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    fake = FakeCounter(power_w=100.0, period_s=0.01)
+    monkeypatch.setattr(
+        nvml_module, "sample_changes", lambda read, duration_s: sample_changes(read, duration_s, clock=fake.clock)
+    )
+    nvml.nvmlDeviceGetTotalEnergyConsumption.side_effect = fake.read_mj
+    backend = NvmlBackend(0, clock=fake.clock)
+    assert backend.probe_power_w == pytest.approx(100.0)
+    errors = {}
+    for aligned in (True, False):
+        backend.align_edges = aligned
+        worst = 0.0
+        for offset_s in (0.0013, 0.0042, 0.0077):  # work starting anywhere between two refreshes
+            fake.now_s += offset_s
+            window = backend.open_window()
+            fake.now_s += 0.0955  # the work
+            reading = backend.close_window(window)
+            worst = max(worst, abs(reading.energy_j - 100.0 * reading.time_s))
+        errors[aligned] = worst
+    # Unaligned, each edge may be off by a whole refresh (1 J at 100 W x 10 ms); aligned, by a look or two.
+    assert errors[True] <= 0.25
+    assert errors[False] >= 0.4
+    backend.close()
+
+
+def test_idle_window_follows_a_warm_up_and_sets_the_tail_power(nvml: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    fake = FakeCounter(power_w=60.0, period_s=0.01)
+    nvml.nvmlDeviceGetTotalEnergyConsumption.side_effect = fake.read_mj
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda device=None: None)
+    backend = NvmlBackend(0, update_period_s=0.01, clock=fake.clock)
+    order: list[str] = []
+    monkeypatch.setattr(backend, "warm_up", lambda: order.append("warm-up"))
+    monkeypatch.setattr(
+        nvml_module.time, "sleep", lambda s: (order.append("idle"), setattr(fake, "now_s", fake.now_s + s))
+    )
+    backend.measure_idle(0.2)
+    assert order == ["warm-up", "idle"]
+    assert backend.tail_power_w == pytest.approx(60.0, rel=0.05)
+    backend.close()
+
+
+def test_a_few_refreshes_fall_back_to_half_the_probe(nvml: Any) -> None:
+    backend = NvmlBackend(0, probe_duration_s=0.4)  # the counter never moves
+    assert backend.update_period_s == pytest.approx(0.2)
+    backend.close()
+
+
+def test_polling_prefers_the_instantaneous_power_field(nvml: Any) -> None:
+    nvml.nvmlDeviceGetTotalEnergyConsumption.side_effect = nvml_error(pynvml.NVML_ERROR_NOT_SUPPORTED)
+    field = SimpleNamespace(nvmlReturn=0, value=SimpleNamespace(uiVal=250_000))
+    nvml.nvmlDeviceGetFieldValues.side_effect = None
+    nvml.nvmlDeviceGetFieldValues.return_value = [field]
+    backend = NvmlBackend(0, update_period_s=0.01)
+    assert backend._read_power_w() == pytest.approx(250.0)
+    nvml.nvmlDeviceGetFieldValues.assert_called_with("handle-0", [nvml_module.NVML_FI_DEV_POWER_INSTANT])
+    backend.close()

@@ -9,7 +9,7 @@ import pytest
 from magneton.errors import BackendUnavailable, SensorPermissionError
 from magneton.measure.backends import BackendOptions, create_backend
 from magneton.measure.backends import rapl as rapl_module
-from magneton.measure.backends.rapl import RAPL_MIN_WINDOW_S, RaplBackend, counter_delta_uj
+from magneton.measure.backends.rapl import RaplBackend, counter_delta_uj
 
 MAX_RANGE_UJ = 262_143_328_850  # a real Intel package value
 
@@ -50,7 +50,8 @@ def test_discovers_package_and_dram_only(powercap: Path) -> None:
     assert info.name == "rapl"
     assert info.provenance == "measured"
     assert info.sensor == "RAPL powercap energy_uj (package-0, dram)"
-    assert info.min_window_s == RAPL_MIN_WINDOW_S == 0.02
+    # A stale 1 ms update at either end of a window stays a small share of it.
+    assert info.update_period_s is not None and info.update_period_s / info.min_window_s <= 0.05
     assert info.resolution_j == pytest.approx(15.2587890625e-6)
     assert info.constants["domains"] == {"package-0": "intel-rapl:0", "dram": "intel-rapl:0:1"}
     assert any("psys" in note for note in info.notes)

@@ -116,7 +116,7 @@ def test_trace_loads_to_what_was_recorded(tmp_path: Path) -> None:
 def test_json_file_layout(tmp_path: Path) -> None:
     record().write(tmp_path / "t.json")
     data = json.loads((tmp_path / "t.json").read_text())
-    assert data["schema"] == TRACE_SCHEMA == "magneton.trace/1"
+    assert data["schema"] == "magneton.trace/1"  # the file format's public name
     assert data["backend"]["sensor"] == "scripted sensor"
     assert data["idle_power_w"] == 40.0
     assert data["measurements"][KEY_MM] == [{"energy_j": 0.5, "time_s": 0.125}, {"energy_j": 0.75, "time_s": 0.125}]
@@ -241,7 +241,7 @@ def test_analysis_replays_a_recorded_run_exactly(tmp_path: Path) -> None:
     """End to end: an analysis recorded with the estimate backend replays to the same report."""
     import torch
 
-    from magneton.analyze import AnalyzeOptions, analyze_workload
+    from magneton.pipeline import AnalyzeOptions, analyze_workload
     from magneton.workload import Workload
 
     torch.manual_seed(0)
@@ -251,10 +251,10 @@ def test_analysis_replays_a_recorded_run_exactly(tmp_path: Path) -> None:
     trace = tmp_path / "run.json"
     recorded = analyze_workload(
         workload, "tiny", AnalyzeOptions.from_flat(backend="estimate", record_trace=trace, **common)
-    )
+    ).to_dict()
     replayed = analyze_workload(
         workload, "tiny", AnalyzeOptions.from_flat(backend="replay", trace_path=trace, **common)
-    )
+    ).to_dict()
     assert replayed["backend"]["provenance"] == "estimated"
     assert replayed["backend"]["sensor"].startswith("replay of run.json (recorded with none: process CPU time")
     assert [n["energy_j"] for n in replayed["nodes"]] == pytest.approx(
@@ -270,9 +270,9 @@ def test_hand_written_trace_gives_exact_report(tmp_path: Path) -> None:
 
     import torch
 
-    from magneton.analyze import AnalyzeOptions, analyze_workload
     from magneton.capture import capture
     from magneton.measure.energy_pass import FORWARD_KEY
+    from magneton.pipeline import AnalyzeOptions, analyze_workload
     from magneton.workload import Workload
 
     model = torch.nn.Sequential(torch.nn.Linear(16, 16), torch.nn.ReLU()).eval()
@@ -303,7 +303,7 @@ def test_hand_written_trace_gives_exact_report(tmp_path: Path) -> None:
         workload,
         "hand",
         AnalyzeOptions.from_flat(backend="replay", trace_path=trace, trials=3, warmup_calls=0, idle_s=0.5),
-    )
+    ).to_dict()
     by_op = {n["op"]: n for n in report["nodes"]}
     assert by_op["aten.linear.default"]["energy_j"] == 0.5  # median of 0.5, 0.25, 0.75
     assert by_op["aten.linear.default"]["energy_ci_j"] == [0.25, 0.75]

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 
-from magneton.analyze import AnalyzeOptions
 from magneton.cli import build_parser
 from magneton.errors import BackendUnavailable, MagnetonError
 from magneton.measure import backends
@@ -21,6 +20,7 @@ from magneton.measure.backends import (
 )
 from magneton.measure.backends.base import BackendInfo, EnergyBackend, WindowReading
 from magneton.measure.options import PassOptions
+from magneton.pipeline import AnalyzeOptions
 
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "magneton" / "schemas" / "report-1.schema.json"
 
@@ -39,20 +39,32 @@ def test_cli_backend_choices_come_from_the_table() -> None:
     assert tuple(_action(_subparser("analyze"), "backend").choices) == ("auto", *(s.name for s in BACKENDS))
 
 
-def _schema_backend_names(node: object) -> list[set[str]]:
-    """Every enum under a ``backend`` object's ``name`` property, wherever the schema puts it."""
+def _schema_backend_names(schema: dict) -> list[set[str]]:
+    """Every enum under a ``backend`` object's ``name`` property, wherever the schema puts it ($refs followed)."""
+    defs = schema.get("$defs", {})
+
+    def resolve(node: object) -> object:
+        while isinstance(node, dict) and "$ref" in node:
+            node = defs[node["$ref"].rsplit("/", 1)[-1]]
+        return node
+
     found: list[set[str]] = []
-    if isinstance(node, dict):
-        backend = node.get("properties", {}).get("backend") if isinstance(node.get("properties"), dict) else None
-        if isinstance(backend, dict):
-            name = backend.get("properties", {}).get("name", {})
-            if "enum" in name:
-                found.append(set(name["enum"]))
-        for value in node.values():
-            found.extend(_schema_backend_names(value))
-    elif isinstance(node, list):
-        for value in node:
-            found.extend(_schema_backend_names(value))
+
+    def walk(node: object) -> None:
+        if isinstance(node, dict):
+            properties = node.get("properties")
+            if isinstance(properties, dict) and "backend" in properties:
+                backend = resolve(properties["backend"])
+                name = resolve(backend.get("properties", {}).get("name", {})) if isinstance(backend, dict) else {}
+                if isinstance(name, dict) and "enum" in name:
+                    found.append(set(name["enum"]))
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(schema)
     return found
 
 
@@ -157,3 +169,10 @@ def test_cli_refuses_out_of_range_values(flag: str, capsys: pytest.CaptureFixtur
     with pytest.raises(SystemExit):
         build_parser().parse_args(["analyze", "x.py:w", flag])
     assert flag.split("=")[0] in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("backend", ["auto", *BACKEND_NAMES])
+def test_python_api_accepts_every_cli_backend(backend: str) -> None:
+    from magneton.api import make_options
+
+    assert make_options(backend=backend).backend == backend

@@ -13,12 +13,14 @@ import pytest
 import torch
 from torch import nn
 
-from magneton.analyze import analyze_workload
 from magneton.atomic import write_json_atomic, write_text_atomic
 from magneton.capture import capture
+from magneton.commands import exit_code
 from magneton.measure.backends import BackendChoice
 from magneton.measure.energy_pass import PassOptions, run_energy_pass
-from magneton.report.build import SCHEMA, build_report, exit_code
+from magneton.pipeline import analyze_workload
+from magneton.report.build import build_report
+from magneton.report.model import Report
 from magneton.workload import Workload
 
 WORKLOADS = Path(__file__).resolve().parent / "workloads"
@@ -46,14 +48,20 @@ class SmallBlock(nn.Module):
 
 
 @pytest.fixture(scope="module")
-def report() -> dict:
-    from magneton.analyze import AnalyzeOptions
+def report_model() -> Report:
+    from magneton.pipeline import AnalyzeOptions
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         workload = Workload(SmallBlock().eval(), (torch.randn(8, 16),))
     options = AnalyzeOptions.from_flat(backend="estimate", trials=2, min_window_s=0.002, idle_s=0.01)
     return analyze_workload(workload, "tests:small_block", options)
+
+
+@pytest.fixture(scope="module")
+def report(report_model: Report) -> dict:
+    """The report as a script reading the JSON sees it."""
+    return json.loads(report_model.to_json())
 
 
 # --- the report ---------------------------------------------------------------------------------------
@@ -77,7 +85,7 @@ def test_schema_rejects_a_broken_report(report: dict, report_schema: dict) -> No
 
 
 def test_report_header_fields(report: dict) -> None:
-    assert report["schema"] == SCHEMA == "magneton.report/1"
+    assert report["schema"] == "magneton.report/1"  # the public contract's name
     assert report["target"] == "tests:small_block"
     assert report["device"] == "cpu"
     assert report["backend"]["name"] == "estimate"
@@ -159,9 +167,16 @@ def test_report_from_fake_backend_has_exact_numbers(fake_backend_cls, energy_per
     workload = Workload(SmallBlock().eval(), (torch.randn(8, 16),))
     graph = capture(workload)
     backend = fake_backend_cls()
-    options = PassOptions(trials=2, min_window_s=0.001, idle_s=0.0, replay_working_set_bytes=0)
+    options = PassOptions(
+        trials=2,
+        min_window_s=0.001,
+        forward_window_s=0.001,
+        idle_s=0.0,
+        replay_working_set_bytes=0,
+        remeasure_contended=False,
+    )
     result = run_energy_pass(graph, workload, backend, options)
-    built = build_report("fake:target", graph, result, BackendChoice(backend, "test double"), options)
+    built = build_report("fake:target", graph, result, BackendChoice(backend, "test double"), options).to_dict()
     validate(built, report_schema)
     assert built["total_energy_j"] == 1000.0
     assert built["idle_power_w"] == 2.0
@@ -174,7 +189,6 @@ def test_report_from_fake_backend_has_exact_numbers(fake_backend_cls, energy_per
         if node["energy_j"]:
             # active energy = energy - idle power x time
             assert node["active_energy_j"] == node["energy_j"] - 2.0 * per_call_s
-            assert node["noisy"] is False
 
 
 def test_nan_coverage_is_written_as_null(fake_backend_cls, tmp_path: Path, report_schema) -> None:
@@ -183,20 +197,35 @@ def test_nan_coverage_is_written_as_null(fake_backend_cls, tmp_path: Path, repor
     workload = Workload(SmallBlock().eval(), (torch.randn(8, 16),))
     graph = capture(workload)
     backend = fake_backend_cls(energy_per_call=lambda key: 0.0 if key == FORWARD_KEY else 1.0)
-    options = PassOptions(trials=1, min_window_s=0.001, idle_s=0.0, replay_working_set_bytes=0)
+    options = PassOptions(trials=1, min_window_s=0.001, forward_window_s=0.001, idle_s=0.0, replay_working_set_bytes=0)
     built = build_report(
         "t", graph, run_energy_pass(graph, workload, backend, options), BackendChoice(backend, "test double"), options
     )
-    assert built["coverage"] is None
-    write_json_atomic(tmp_path / "r.json", built)  # allow_nan=False would raise on a NaN
+    assert built.coverage is None
+    built.write(tmp_path / "r.json")
     validate(json.loads((tmp_path / "r.json").read_text()), report_schema)
 
 
-def test_exit_codes() -> None:
+def test_exit_codes(report_model: Report) -> None:
+    import msgspec
+
+    from magneton.findings import Finding
+
+    finding = Finding(
+        kind="rule",
+        rule="MAG001",
+        category="API misuse",
+        title="t",
+        energy_j=1.0,
+        excess_energy_j=0.5,
+        share=0.1,
+        source=None,
+    )
+    with_finding = msgspec.structs.replace(report_model, findings=[finding])
     assert exit_code([], 0) == 0
-    assert exit_code([{"findings": []}], 0) == 0
-    assert exit_code([{"findings": []}, {"findings": [{"kind": "rule"}]}], 0) == 1
-    assert exit_code([{"findings": [{"kind": "rule"}]}], 1) == 2
+    assert exit_code([report_model], 0) == 0
+    assert exit_code([report_model, with_finding], 0) == 1
+    assert exit_code([with_finding], 1) == 2
     assert exit_code([], 3) == 2
 
 
@@ -405,19 +434,18 @@ def test_in_process_cli_batch_continues_after_a_bad_target(tmp_path: Path, capsy
     assert captured.out.splitlines()[-1] == "analyzed 2 targets: 1 ok, 1 error, 0 findings"
 
 
-def test_compare_runs_ranks_common_measured_nodes_and_relative_differences() -> None:
-    from magneton.report.build import compare_runs
+def test_compare_runs_ranks_common_measured_nodes_and_relative_differences(report_model: Report) -> None:
+    import msgspec
 
-    first = {
-        "total_energy_j": 1.0,
-        "node_energy_sum_j": 0.6,
-        "nodes": [{"id": "a", "energy_j": 0.1}, {"id": "b", "energy_j": 0.5}, {"id": "view", "energy_j": 0.0}],
-    }
-    second = {
-        "total_energy_j": 3.0,
-        "node_energy_sum_j": 0.6,
-        "nodes": [{"id": "a", "energy_j": 0.4}, {"id": "b", "energy_j": 0.2}, {"id": "view", "energy_j": 0.0}],
-    }
+    from magneton.report.compare import compare_runs
+
+    def with_energies(total_j: float, energies: dict[str, float]) -> Report:
+        first = report_model.nodes[0]
+        nodes = [msgspec.structs.replace(first, id=i, energy_j=e) for i, e in energies.items()]
+        return msgspec.structs.replace(report_model, total_energy_j=total_j, node_energy_sum_j=0.6, nodes=nodes)
+
+    first = with_energies(1.0, {"a": 0.1, "b": 0.5, "view": 0.0})
+    second = with_energies(3.0, {"a": 0.4, "b": 0.2, "view": 0.0})
     agreement = compare_runs(first, second)
     assert agreement.nodes == 2  # zero-cost nodes are not ranked
     assert agreement.spearman == -1.0  # the two measured nodes swapped order

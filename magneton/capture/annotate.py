@@ -8,6 +8,7 @@ from typing import Any
 import torch
 
 from magneton.capture.source import innermost_user_frame
+from magneton.capture.torch_compat import EXPORT_GUARDS_MODULE, ROOT_MODULE_PREFIXES, is_op_overload, mutates_arguments
 from magneton.capture.values import tensor_leaves
 from magneton.capture.wrapper import WRAPPER_PREFIX, FlatOutput
 from magneton.graph import GraphPiece, OpGraph, OpNode, TensorMeta
@@ -17,7 +18,7 @@ def op_name(node: torch.fx.Node, module: torch.fx.GraphModule) -> str:
     target = node.target
     if node.op == "call_module":
         return f"module:{type(module.get_submodule(str(target))).__name__}"
-    if isinstance(target, torch._ops.OpOverload):
+    if is_op_overload(target):
         return str(target)
     if target is operator.getitem:
         return "getitem"
@@ -29,7 +30,7 @@ def op_name(node: torch.fx.Node, module: torch.fx.GraphModule) -> str:
 def is_profiled(node: torch.fx.Node) -> bool:
     """Operator nodes; placeholders, attributes, outputs and export's guard check are not operators."""
     if node.op == "call_module":
-        return str(node.target) != "_guards_fn"
+        return str(node.target) != EXPORT_GUARDS_MODULE
     return node.op == "call_function"
 
 
@@ -38,7 +39,7 @@ def _module_info(node: torch.fx.Node, prefix: str) -> tuple[str, str]:
     if stack:
         path, module_type = list(stack.values())[-1]
         path = str(path)
-        for wrapper in (f"{WRAPPER_PREFIX}.", "L__self__.", "L['self']."):
+        for wrapper in (f"{WRAPPER_PREFIX}.", *ROOT_MODULE_PREFIXES):
             path = path.removeprefix(wrapper)
         if path == WRAPPER_PREFIX or path.endswith(FlatOutput.__name__):
             path = ""
@@ -67,8 +68,7 @@ def _scalar_repr(value: Any) -> str:
 
 
 def _is_mutating(node: torch.fx.Node) -> bool:
-    target = node.target
-    return isinstance(target, torch._ops.OpOverload) and target._schema.is_mutable
+    return mutates_arguments(node.target)
 
 
 def _storage_ptrs(tensors: list[torch.Tensor]) -> set[int]:
@@ -129,7 +129,8 @@ class _Annotator(torch.fx.Interpreter):
 
 
 def run_piece(interpreter: torch.fx.Interpreter, piece: GraphPiece) -> Any:
-    return interpreter.run(*piece.flat_inputs, enable_io_processing=piece.io_processing)
+    # Every capture method leaves placeholders that take the flat input leaves, never the original pytree.
+    return interpreter.run(*piece.flat_inputs, enable_io_processing=False)
 
 
 def annotate(graph: OpGraph) -> None:

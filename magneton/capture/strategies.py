@@ -18,10 +18,9 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.utils._pytree import tree_flatten
 
 from magneton.capture.annotate import annotate
-from magneton.capture.torch_compat import full_export_stack_traces, make_fx_data_dependent_ok
+from magneton.capture.torch_compat import full_export_stack_traces, make_fx_data_dependent_ok, tree_flatten
 from magneton.capture.values import InputSnapshot
 from magneton.capture.wrapper import FlatOutput
 from magneton.errors import CaptureError

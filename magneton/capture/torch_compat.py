@@ -1,16 +1,68 @@
 """Every private torch API Magneton relies on, in one place, each with the public API it lacks.
 
-Tested against the oldest torch that pyproject accepts; if one of these changes
-upstream, capture degrades (default stack traces) rather than breaking.
+Nothing outside this module touches a ``torch._*`` name, a ``_``-prefixed
+attribute of a torch object, or a name torch generates internally. Each use says
+which public API would replace it. ``tests/test_torch_compat.py`` exercises every
+entry; ``just compat-oldest`` runs it against the oldest torch pyproject accepts.
+Where an entry changes upstream, capture degrades (default stack traces, ops not
+recognised as mutating) rather than breaking.
 """
 
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Iterator
 from typing import Any
 
 import torch
+
+# --- pytrees -------------------------------------------------------------------------------------------------------
+# Missing public API: torch has no public pytree module (``torch.utils.pytree`` does not exist through torch 2.13);
+# ``torch.utils._pytree`` is what torch.export and torch.func use themselves, and it is in every torch >= 2.0.
+from torch.utils._pytree import (
+    keystr,
+    tree_flatten,
+    tree_flatten_with_path,
+    tree_map,
+)
+
+# --- operator overloads --------------------------------------------------------------------------------------------
+
+
+def is_op_overload(target: Any) -> bool:
+    """Whether an fx node's target is an ATen/custom operator overload (``aten.add.Tensor``).
+
+    Missing public API: ``OpOverload`` lives in ``torch._ops``; there is no public type or predicate for
+    "this callable is a dispatcher operator overload".
+    """
+    return isinstance(target, torch._ops.OpOverload)
+
+
+def mutates_arguments(target: Any) -> bool:
+    """Whether an operator overload writes into any of its arguments (``add_``, ``index_put_``, ``out=`` ops).
+
+    Missing public API: the operator's schema is only reachable as ``OpOverload._schema``; torch offers no public
+    "is this op in-place / does it alias-write" query.
+    """
+    return is_op_overload(target) and bool(target._schema.is_mutable)
+
+
+# --- names torch.export generates ----------------------------------------------------------------------------------
+
+# Missing public API: newer torch.export inserts a submodule call named ``_guards_fn`` that checks input guards;
+# nothing marks it as non-user code other than its name.
+EXPORT_GUARDS_MODULE = "_guards_fn"
+
+# Missing public API: module paths in ``nn_module_stack`` carry the tracer's name for the root module
+# (dynamo's ``L__self__`` / ``L['self']``); there is no public accessor for the plain path.
+ROOT_MODULE_PREFIXES = ("L__self__.", "L['self'].")
+
+
+# --- stack traces recorded by torch.export -------------------------------------------------------------------------
+
+# Patching a class attribute is process-wide: two threads exporting at once must not undo each other's patch.
+_EXPORT_LOCK = threading.RLock()
 
 
 @contextlib.contextmanager
@@ -20,32 +72,59 @@ def full_export_stack_traces() -> Iterator[None]:
     By default export keeps only frames *named* ``forward``, so an op in a helper
     method or a plain-function workload would point at the wrong line or none.
     Our wrapper's forward is always the outermost one, so nothing of the user's
-    is lost. Private API: if it changes, export's default traces are used.
+    is lost.
+
+    Missing public API: no option of ``torch.export.export`` controls which frames its tracer keeps; the filter
+    is ``TracerBase._filter_traceback_frames`` reading ``_record_forward_stack_traces_only``. Where either is
+    absent (as in torch 2.4) export's default traces are used. The patch is global to the process, so exports
+    inside this context run one at a time.
     """
-    tracer_base = getattr(torch.fx.proxy, "TracerBase", None)
-    original = getattr(tracer_base, "_filter_traceback_frames", None)
-    if tracer_base is None or original is None:
-        yield
-        return
+    # One export at a time: the patch is process-wide, and older torch's export is not safe to run
+    # from two threads at once either. The original is read under the lock: read outside it, a second
+    # thread would take the first one's patch for the original and restore that.
+    with _EXPORT_LOCK:
+        tracer_base: Any = getattr(torch.fx.proxy, "TracerBase", None)
+        original = getattr(tracer_base, "_filter_traceback_frames", None)
+        if original is None or not hasattr(tracer_base, "_record_forward_stack_traces_only"):
+            yield
+            return
 
-    def keep_from_first_forward(self: Any, summary: Any) -> Any:
-        forward_only = self._record_forward_stack_traces_only
-        self._record_forward_stack_traces_only = False
+        def keep_from_first_forward(self: Any, summary: Any) -> Any:
+            forward_only = self._record_forward_stack_traces_only
+            self._record_forward_stack_traces_only = False
+            try:
+                return original(self, summary)
+            finally:
+                self._record_forward_stack_traces_only = forward_only
+
+        tracer_base._filter_traceback_frames = keep_from_first_forward
         try:
-            return original(self, summary)
+            yield
         finally:
-            self._record_forward_stack_traces_only = forward_only
+            tracer_base._filter_traceback_frames = original
 
-    tracer_base._filter_traceback_frames = keep_from_first_forward
-    try:
-        yield
-    finally:
-        tracer_base._filter_traceback_frames = original
+
+# --- make_fx -------------------------------------------------------------------------------------------------------
 
 
 def make_fx_data_dependent_ok() -> dict[str, Any]:
     """make_fx keyword that lets real-tensor tracing run ``.item()``-style data-dependent ops.
 
-    Private: there is no public switch; make_fx's default refuses such ops.
+    Missing public API: make_fx's default refuses such ops and only the private ``_error_on_data_dependent_ops``
+    keyword turns that off.
     """
     return {"_error_on_data_dependent_ops": False}
+
+
+__all__ = [
+    "EXPORT_GUARDS_MODULE",
+    "ROOT_MODULE_PREFIXES",
+    "full_export_stack_traces",
+    "is_op_overload",
+    "keystr",
+    "make_fx_data_dependent_ok",
+    "mutates_arguments",
+    "tree_flatten",
+    "tree_flatten_with_path",
+    "tree_map",
+]

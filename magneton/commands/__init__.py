@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from magneton.report.model import Report
 
 EXIT_OK, EXIT_FINDINGS, EXIT_ERROR = 0, 1, 2
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report Ctrl-C
 
 
 def positive_float(text: str) -> float:
@@ -26,3 +32,10 @@ def non_negative_int(text: str) -> int:
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
     return value
+
+
+def exit_code(reports: Sequence[Report], errors: int) -> int:
+    """DESIGN.md: 0 nothing found, 1 findings, 2 errors."""
+    if errors:
+        return EXIT_ERROR
+    return EXIT_FINDINGS if any(report.findings for report in reports) else EXIT_OK

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import os
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from magneton.commands import EXIT_ERROR, positive_float, positive_int
+from magneton.commands import EXIT_ERROR, EXIT_INTERRUPTED, exit_code, positive_float, positive_int
 
 if TYPE_CHECKING:
-    from magneton.analyze import AnalyzeOptions
+    from magneton.pipeline import AnalyzeOptions
 
 NAME = "analyze"
 HELP = "profile a workload operator by operator"
@@ -53,7 +54,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--trials",
         type=positive_int,
         default=defaults.trials,
-        help=f"interleaved trials per operator (default {defaults.trials})",
+        help=f"most interleaved trials per operator; adaptive: operators whose interval is within "
+        f"±{defaults.target_relative_spread:.0%} stop earlier (default {defaults.trials})",
+    )
+    parser.add_argument(
+        "--min-trials",
+        type=positive_int,
+        default=defaults.min_trials,
+        metavar="N",
+        help=f"fewest trials per operator (default {defaults.min_trials}; with 2 the median is only a mean)",
+    )
+    parser.add_argument(
+        "--allocator",
+        choices=("process", "steady"),
+        default=defaults.allocator,
+        help="process: measure under the allocator the process has, as you run it (default); steady: fix "
+        "glibc malloc's mmap and trim thresholds, so runs do not depend on allocator history",
     )
     parser.add_argument(
         "--warmup-calls",
@@ -86,23 +102,55 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--top", type=positive_int, default=15, help="operators shown in the terminal (default 15)")
     parser.add_argument("--quiet", action="store_true", help="no terminal report, only errors and the summary")
+    parser.add_argument("--debug", action="store_true", help="print the full traceback of internal errors")
+
+
+def report_file_name(target: str) -> str:
+    """A batch report's file name: the target with path separators and the like as ``_``, no hidden-file dot."""
+    stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", target).strip("_.-")
+    return f"{stem or 'target'}.json"
 
 
 def _report_path(json_arg: Path, target: str, batch: bool) -> Path:
-    if not batch:
-        return json_arg
-    stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", target).strip("_")
-    return json_arg / f"{stem}.json"
+    return json_arg / report_file_name(target) if batch else json_arg
+
+
+def _nearest_existing(path: Path) -> Path:
+    path = path.absolute()
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+def check_json_path(path: Path, batch: bool) -> str | None:
+    """Why ``--json PATH`` cannot take the report(s), or None: checked before minutes of analysis."""
+    if batch:
+        if path.exists() and not path.is_dir():
+            return f"--json {path}: several targets write one report each into a folder, but {path} is a file"
+        folder = path if path.exists() else _nearest_existing(path)
+    else:
+        if path.is_dir():
+            return f"--json {path} is a folder; with one target give a file name (e.g. {path / 'report.json'})"
+        if path.exists() and not os.access(path, os.W_OK):
+            return f"--json {path}: the file is not writable"
+        folder = _nearest_existing(path.parent)
+    if not folder.is_dir():
+        return f"--json {path}: {folder} is not a folder"
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return f"--json {path}: cannot create files in {folder} (permission denied)"
+    return None
 
 
 def analyze_options(args: argparse.Namespace) -> AnalyzeOptions:
     """The command line's options as the API's."""
-    from magneton.analyze import AnalyzeOptions
+    from magneton.pipeline import AnalyzeOptions
 
     return AnalyzeOptions.from_flat(
         backend=args.backend,
         device=args.device,
         trials=args.trials,
+        min_trials=min(args.min_trials, args.trials),
+        allocator=args.allocator,
         warmup_calls=args.warmup_calls,
         min_window_s=args.min_window_s,
         idle_s=args.idle_s,
@@ -114,17 +162,24 @@ def analyze_options(args: argparse.Namespace) -> AnalyzeOptions:
 
 def run(args: argparse.Namespace) -> int:
     from rich.console import Console
+    from rich.markup import escape
 
-    from magneton.analyze import BatchItem, analyze_batch
-    from magneton.atomic import write_json_atomic
-    from magneton.report.build import exit_code
-    from magneton.report.terminal import render_report
+    from magneton.pipeline import BatchItem, analyze_batch
 
     console = Console()
     errors = Console(stderr=True)
     batch = len(args.targets) > 1
+    problem = None
     if batch and args.record_trace:
-        errors.print("[red]error:[/] --record-trace takes a single target")
+        problem = "--record-trace takes a single target"
+    elif args.trace is not None and args.backend != "replay":
+        problem = f"--trace is read only by --backend replay (this run uses --backend {args.backend})"
+    elif args.backend == "replay" and args.trace is None:
+        problem = "--backend replay needs --trace FILE (a trace written with --record-trace)"
+    elif args.json is not None:
+        problem = check_json_path(args.json, batch)
+    if problem is not None:
+        errors.print("[bold red]error:[/] " + escape(problem), highlight=False)
         return EXIT_ERROR
     options = analyze_options(args)
     write_failures = 0
@@ -132,28 +187,30 @@ def run(args: argparse.Namespace) -> int:
     def show(item: BatchItem) -> None:
         nonlocal write_failures
         if item.report is None:
-            errors.print(f"[bold red]error:[/] {item.error}", highlight=False, markup=True)
+            errors.print("[bold red]error:[/] " + escape(item.error or ""), highlight=False, markup=True)
+            if args.debug and item.traceback:
+                errors.print(escape(item.traceback), highlight=False)
             return
         if not args.quiet:
-            render_report(item.report, console, top=args.top)
+            item.report.show(console, top=args.top)
         if args.json is not None:
             path = _report_path(args.json, item.target, batch)
             try:
-                write_json_atomic(path, item.report)
+                item.report.write(path)
             except OSError as err:
                 write_failures += 1
-                errors.print(f"[bold red]error:[/] cannot write {path}: {err}")
+                errors.print(f"[bold red]error:[/] cannot write {escape(str(path))}: {escape(str(err))}")
             else:
-                console.print(f"JSON report written to {path}", highlight=False)
+                console.print(f"JSON report written to {escape(str(path))}", highlight=False)
 
     try:
         items = analyze_batch(args.targets, options, on_item=show)
     except KeyboardInterrupt:
         errors.print("[red]interrupted[/]: no partial report was written")
-        return EXIT_ERROR
+        return EXIT_INTERRUPTED
     failed = sum(1 for item in items if item.error) + write_failures
     reports = [item.report for item in items if item.report is not None]
-    findings = sum(len(report["findings"]) for report in reports)
+    findings = sum(len(report.findings) for report in reports)
     console.print(
         f"analyzed {len(items)} target{'s' if len(items) != 1 else ''}: {len(reports)} ok, "
         f"{failed} error{'s' if failed != 1 else ''}, {findings} finding{'s' if findings != 1 else ''}",

@@ -19,7 +19,9 @@ near one forward pass.
 
 from __future__ import annotations
 
+import contextlib
 import math
+import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -30,14 +32,32 @@ from torch.utils._pytree import tree_flatten, tree_map
 
 from magneton.capture import InputSnapshot, is_profiled, run_piece
 from magneton.graph import GraphPiece, OpGraph, OpNode
-from magneton.measure.allocator import steady_allocator
+from magneton.measure.allocator import describe_allocator, steady_allocator
 from magneton.measure.backends.base import EnergyBackend
+from magneton.measure.contention import (
+    CONTENDED_RUN_DELAY_S_PER_S,
+    CONTENDED_WINDOWS_WARNING_SHARE,
+    WindowStats,
+    page_fault_cost_s,
+    read_counters,
+    window_stats,
+)
+from magneton.measure.cuda_replay import CudaGraphReplays
 from magneton.measure.options import PassOptions
 from magneton.measure.stats import Summary, summarize
 from magneton.workload import Workload
 
 FORWARD_KEY = "__forward__"
-_CALIBRATION_S = 0.002  # long enough to time one call of a microsecond op
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One window's reading, per call, with what happened around it."""
+
+    energy_j: float
+    time_s: float
+    calls: int  # operator calls in the window
+    stats: WindowStats | None  # None for backends that run nothing (replay)
 
 
 @dataclass(frozen=True)
@@ -46,6 +66,36 @@ class NodeEnergy:
     time_s: Summary  # per call, wall clock
     rounds: int
     measured_as: str  # the node whose replay carried this measurement (signature dedupe)
+    replayed_as: str = "eager"  # "cuda_graph", or "eager" with the reason a graph was not used
+    minor_faults_per_call: float = 0.0
+    major_faults_per_call: float = 0.0
+    fault_time_share: float = 0.0  # estimated share of its time (and energy) spent in page faults
+    contended: bool = False  # most of its windows waited for a CPU: its energy is over-counted
+    run_delay_s_per_s: float | None = None  # median CPU wait of its windows, seconds per second
+
+
+@dataclass(frozen=True)
+class ContentionSummary:
+    windows: int
+    contended_windows: int
+    remeasured_windows: int
+    run_delay_s_per_s: float | None  # median over windows
+    others_busy_cores: float | None  # median over windows
+    threshold_s_per_s: float = CONTENDED_RUN_DELAY_S_PER_S
+
+    @property
+    def contended_share(self) -> float:
+        return self.contended_windows / self.windows if self.windows else 0.0
+
+    @property
+    def warning(self) -> str | None:
+        if self.contended_share <= CONTENDED_WINDOWS_WARNING_SHARE:
+            return None
+        return (
+            f"busy machine: {self.contended_share:.0%} of measurement windows waited for a CPU "
+            f"(> {self.threshold_s_per_s:g} s per s); other processes kept "
+            f"{self.others_busy_cores or 0:.1f} cores busy; energies of contended operators are over-counted"
+        )
 
 
 @dataclass
@@ -55,9 +105,18 @@ class EnergyPassResult:
     forward_time_s: Summary
     idle_power_w: float
     min_window_s: float
-    trials: int
+    trials: int  # most trials any signature got
     unique_signatures: int
     notes: list[str] = field(default_factory=list)
+    allocator: str = ""  # which allocator the program ran under, and what Magneton changed in it
+    forward_minor_faults_per_call: float = 0.0
+    forward_major_faults_per_call: float = 0.0
+    forward_fault_time_share: float = 0.0
+    page_fault_cost_s: float = 0.0  # measured first-touch cost of one minor fault
+    contention: ContentionSummary | None = None
+    wall_s: float = 0.0  # the pass itself
+    floor_s: float = 0.0  # idle window + every window at exactly its minimum: the pass cannot be shorter
+    min_trials: int = 1
 
     def node_energy_j(self, node_id: str) -> float:
         measured = self.nodes.get(node_id)
@@ -107,60 +166,29 @@ def operand_copies(args: Any, kwargs: Any, options: PassOptions, device: str = "
     return [(args, kwargs)] + [_clone_tensors((args, kwargs)) for _ in range(count - 1)]
 
 
-def _repeat(call: Callable[[], Any], rounds: int) -> Callable[[], None]:
-    def repeat() -> None:
-        for _ in range(rounds):
-            call()
-
-    return repeat
-
-
-def _cuda_graph(call: Callable[[], Any]) -> Callable[[], Any] | None:
-    """Capture one call as a CUDA graph so replays skip Python and launch overhead."""
-    try:
-        # Warm up on a side stream first, as CUDA graph capture requires (lazy cuBLAS workspaces etc.).
-        side = torch.cuda.Stream()
-        side.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(side):
-            for _ in range(2):
-                call()
-        torch.cuda.current_stream().wait_stream(side)
-        graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
-            call()
-        return graph.replay
-    except Exception:  # ops that sync or allocate on the host cannot be captured: plain replay
-        torch.cuda.synchronize()
-        return None
-
-
 class _Timer:
-    """Calibrates how many rounds fill a window, once per signature."""
+    """Measures self-timed windows; a key's first window sets the calls planned for its later ones."""
 
     def __init__(self, backend: EnergyBackend, options: PassOptions, min_window_s: float) -> None:
         self.backend, self.options, self.min_window_s = backend, options, min_window_s
         self.rounds: dict[str, int] = {}
+        self.graphs = CudaGraphReplays()
+        self.windows = 0
+        self.remeasured = 0
+        self.floor_s = 0.0
+        self.window_stats: list[WindowStats] = []
 
-    def rounds_for(self, key: str, call: Callable[[], Any], window_s: float) -> int:
-        if key not in self.rounds:
-            for _ in range(self.options.warmup_calls):
-                call()
-            self.backend.synchronize()
-            # Doubling batches, one synchronisation each: a sync per call would inflate the per-call
-            # time of short GPU kernels and leave the measured window shorter than the minimum.
-            calls, batch, start = 0, 1, time.perf_counter()
-            while True:
-                for _ in range(batch):
-                    call()
-                self.backend.synchronize()
-                calls += batch
-                elapsed = time.perf_counter() - start
-                if elapsed >= _CALIBRATION_S or calls >= 1000:
-                    break
-                batch *= 2
-            per_call_s = max(elapsed / calls, 1e-9)
-            self.rounds[key] = max(1, min(self.options.max_rounds, math.ceil(window_s / per_call_s)))
-        return self.rounds[key]
+    def _window(
+        self, key: str, call: Callable[[], Any], planned: int, window_s: float, calls_per_run: int
+    ) -> tuple[Sample, int]:
+        before = read_counters()
+        reading, rounds = self.backend.measure_timed(
+            key, call, planned, window_s, self.options.max_rounds, calls_per_run
+        )
+        stats = window_stats(before, read_counters())
+        self.windows += 1
+        self.floor_s += window_s
+        return Sample(reading.energy_j, reading.time_s, rounds, stats), rounds
 
     def measure(
         self,
@@ -169,19 +197,43 @@ class _Timer:
         calls_per_run: int = 1,
         cuda_graph: bool = False,
         window_s: float | None = None,
-    ) -> tuple[float, float, int]:
+        warmup_calls: int | None = None,
+        op: Any = None,
+    ) -> Sample:
         """Energy (J) and time (s) per operator call; ``call`` performs ``calls_per_run`` of them."""
         if cuda_graph:
-            call = _cuda_graph(call) or call
-        rounds = self.rounds_for(key, call, max(self.min_window_s, window_s or 0.0))
+            call = self.graphs.wrap(key, call, op)
+        window = max(self.min_window_s, window_s or 0.0)
+        if key not in self.rounds:
+            warmup = self.options.warmup_calls if warmup_calls is None else warmup_calls
+            for _ in range(math.ceil(warmup / calls_per_run)):
+                call()
+            self.backend.synchronize()
+        sample, rounds = self._window(key, call, self.rounds.get(key, 1), window, calls_per_run)
+        if sample.stats is not None and sample.stats.contended and self._may_remeasure():
+            self.remeasured += 1
+            retry, retry_rounds = self._window(key, call, rounds, window, calls_per_run)
+            if retry.stats is not None and (retry.stats.run_delay_s_per_s or 0.0) < (
+                sample.stats.run_delay_s_per_s or 0.0
+            ):
+                sample, rounds = retry, retry_rounds
+                self.backend.discard_window(key, 2)
+            else:
+                self.backend.discard_window(key, 1)
+        self.rounds.setdefault(key, rounds)
+        if sample.stats is not None:
+            self.window_stats.append(sample.stats)
         calls = rounds * calls_per_run
         # The backend is told the number of operator calls, so traces hold per-call values.
-        reading = self.backend.measure(key, _repeat(call, rounds), calls)
-        return reading.energy_j / calls, reading.time_s / calls, rounds
+        return Sample(sample.energy_j / calls, sample.time_s / calls, calls, sample.stats)
+
+    def _may_remeasure(self) -> bool:
+        options = self.options
+        return options.remeasure_contended and self.remeasured < max(4, options.max_remeasure_share * self.windows)
 
 
 class _MeasuringInterpreter(torch.fx.Interpreter):
-    """Runs a piece for real and, on the way, replays each not-yet-measured signature."""
+    """Runs a piece for real and, on the way, replays each signature not yet measured this trial."""
 
     def __init__(
         self,
@@ -190,7 +242,7 @@ class _MeasuringInterpreter(torch.fx.Interpreter):
         timer: _Timer,
         device: str,
         measured_this_trial: set[str],
-        samples: dict[str, list[tuple[float, float]]],
+        samples: dict[str, list[Sample]],
     ) -> None:
         super().__init__(piece.module)
         self.nodes, self.timer, self.device = nodes, timer, device
@@ -212,29 +264,72 @@ class _MeasuringInterpreter(torch.fx.Interpreter):
             for copy_args, copy_kwargs in copies:
                 operator(*copy_args, **copy_kwargs)
 
-        energy_j, time_s, _ = self.timer.measure(
-            op_node.signature, call_each_copy, calls_per_run=len(copies), cuda_graph=self.device.startswith("cuda")
+        sample = self.timer.measure(
+            op_node.signature,
+            call_each_copy,
+            calls_per_run=len(copies),
+            cuda_graph=self.device.startswith("cuda"),
+            op=operator,
         )
-        self.samples.setdefault(op_node.signature, []).append((energy_j, time_s))
+        self.samples.setdefault(op_node.signature, []).append(sample)
         self.measured_this_trial.add(op_node.signature)
         return super().run_node(fx_node)
+
+
+def _faults_per_call(samples: list[Sample]) -> tuple[float, float]:
+    """Median minor and major page faults per call over a key's windows."""
+    with_stats = [s for s in samples if s.stats is not None]
+    if not with_stats:
+        return 0.0, 0.0
+    minor = statistics.median(s.stats.minor_faults / s.calls for s in with_stats if s.stats is not None)
+    major = statistics.median(s.stats.major_faults / s.calls for s in with_stats if s.stats is not None)
+    return minor, major
+
+
+def _fault_share(faults_per_call: float, time_s: float, fault_cost_s: float) -> float:
+    return min(1.0, faults_per_call * fault_cost_s / time_s) if time_s > 0 else 0.0
+
+
+def _tight(samples: list[Sample], target: float) -> bool:
+    return summarize([s.energy_j for s in samples]).relative_spread <= target
+
+
+def _contention_summary(timer: _Timer) -> ContentionSummary:
+    stats = timer.window_stats
+    delays = [d for d in (s.run_delay_s_per_s for s in stats) if d is not None]
+    others = [s.others_busy_cores for s in stats if s.others_busy_cores is not None]
+    return ContentionSummary(
+        windows=timer.windows,
+        contended_windows=sum(1 for s in stats if s.contended),
+        remeasured_windows=timer.remeasured,
+        run_delay_s_per_s=statistics.median(delays) if delays else None,
+        others_busy_cores=statistics.median(others) if others else None,
+    )
 
 
 def run_energy_pass(
     graph: OpGraph, workload: Workload, backend: EnergyBackend, options: PassOptions | None = None
 ) -> EnergyPassResult:
-    """Measure every operator of ``graph`` and the whole forward pass of ``workload``."""
+    """Measure every operator of ``graph`` and the whole forward pass of ``workload``.
+
+    Trials are adaptive: after ``min_trials``, a signature (or the whole pass) whose interval is within
+    ``target_relative_spread`` of its median is not measured again; the others go on up to ``trials``.
+    """
     options = options or PassOptions()
     if options.trials < 1:
         raise ValueError("trials must be >= 1")
+    started = time.perf_counter()
+    min_trials = max(1, min(options.min_trials, options.trials))
     min_window_s = options.min_window_s if options.min_window_s is not None else backend.info().min_window_s
     timer = _Timer(backend, options, min_window_s)
     device = graph.device
     by_piece: list[dict[str, OpNode]] = [{} for _ in graph.pieces]
     for node in graph.nodes:
         by_piece[node.piece][node.fx_name] = node
-    samples: dict[str, list[tuple[float, float]]] = {}
-    forward_samples: list[tuple[float, float]] = []
+    signatures = {node.signature for node in graph.nodes if not node.zero_cost}
+    samples: dict[str, list[Sample]] = {}
+    forward_samples: list[Sample] = []
+    allocator = describe_allocator()
     allocator_note = steady_allocator() if options.steady_allocator else None
 
     # Only a program that writes into its inputs needs them copied and restored before each run.
@@ -252,21 +347,45 @@ def run_energy_pass(
         restore_inputs()  # each replay must see the same inputs; costs one copy of them when restoring
         return workload.fn(*workload.args, **workload.kwargs)
 
-    with torch.no_grad():
-        idle = backend.measure_idle(options.idle_s if options.idle_s is not None else max(0.2, min_window_s))
+    done: set[str] = set()  # keys whose interval is tight enough: no more trials
+    trials_run = 0
+    # Side streams, graph capture and synchronisation act on the current device: make it the workload's.
+    on_device = torch.cuda.device(torch.device(device)) if device.startswith("cuda") else contextlib.nullcontext()
+    with on_device, torch.no_grad():
+        idle_s = options.idle_s if options.idle_s is not None else max(0.2, min_window_s)
+        idle = backend.measure_idle(idle_s)
+        timer.floor_s += idle_s
         idle_power_w = idle.energy_j / idle.time_s if idle.time_s > 0 else 0.0
-        for _ in range(options.trials):
-            # The whole pass runs eagerly, as the user runs it: no CUDA graph for it.
-            energy_j, time_s, _rounds = timer.measure(FORWARD_KEY, forward, window_s=options.forward_window_s)
-            forward_samples.append((energy_j, time_s))
-            restore_inputs()
-            measured_this_trial: set[str] = set()
-            for piece, nodes in zip(graph.pieces, by_piece, strict=True):
-                interpreter = _MeasuringInterpreter(piece, nodes, timer, device, measured_this_trial, samples)
-                run_piece(interpreter, piece)
-                del interpreter
+        for trial in range(options.trials):
+            if trial >= min_trials and FORWARD_KEY in done and signatures <= done:
+                break
+            trials_run += 1
+            if FORWARD_KEY not in done:
+                # The whole pass runs eagerly, as the user runs it: no CUDA graph for it.
+                forward_samples.append(
+                    timer.measure(
+                        FORWARD_KEY,
+                        forward,
+                        window_s=options.forward_window_s,
+                        warmup_calls=options.forward_warmup_calls,
+                    )
+                )
+                restore_inputs()
+            if not signatures <= done:
+                measured_this_trial: set[str] = set(done)
+                for piece, nodes in zip(graph.pieces, by_piece, strict=True):
+                    interpreter = _MeasuringInterpreter(piece, nodes, timer, device, measured_this_trial, samples)
+                    run_piece(interpreter, piece)
+                    del interpreter
+            if trial + 1 >= min_trials:
+                done.update(
+                    key
+                    for key, key_samples in [(FORWARD_KEY, forward_samples), *samples.items()]
+                    if _tight(key_samples, options.target_relative_spread)
+                )
         restore_inputs()
 
+    fault_cost_s = page_fault_cost_s()
     first_with_signature: dict[str, str] = {}
     results: dict[str, NodeEnergy | None] = {}
     for node in graph.nodes:
@@ -275,19 +394,40 @@ def run_energy_pass(
             continue
         first = first_with_signature.setdefault(node.signature, node.id)
         trial_samples = samples[node.signature]
+        time_summary = summarize([s.time_s for s in trial_samples])
+        minor, major = _faults_per_call(trial_samples)
+        delays = [d for d in (s.stats.run_delay_s_per_s for s in trial_samples if s.stats) if d is not None]
+        contended = sum(1 for s in trial_samples if s.stats is not None and s.stats.contended)
         results[node.id] = NodeEnergy(
-            energy_j=summarize([e for e, _ in trial_samples]),
-            time_s=summarize([t for _, t in trial_samples]),
+            energy_j=summarize([s.energy_j for s in trial_samples]),
+            time_s=time_summary,
             rounds=timer.rounds[node.signature],
             measured_as=first,
+            replayed_as=timer.graphs.mode(node.signature),
+            minor_faults_per_call=minor,
+            major_faults_per_call=major,
+            fault_time_share=_fault_share(minor + major, time_summary.median, fault_cost_s),
+            contended=contended * 2 > len(trial_samples),
+            run_delay_s_per_s=statistics.median(delays) if delays else None,
         )
+    forward_time = summarize([s.time_s for s in forward_samples])
+    forward_minor, forward_major = _faults_per_call(forward_samples)
     return EnergyPassResult(
         nodes=results,
-        forward_energy_j=summarize([e for e, _ in forward_samples]),
-        forward_time_s=summarize([t for _, t in forward_samples]),
+        forward_energy_j=summarize([s.energy_j for s in forward_samples]),
+        forward_time_s=forward_time,
         idle_power_w=idle_power_w,
         min_window_s=min_window_s,
-        trials=options.trials,
+        trials=trials_run,
         unique_signatures=len(samples),
-        notes=[allocator_note] if allocator_note else [],
+        notes=([allocator_note] if allocator_note else []) + timer.graphs.notes(),
+        allocator=allocator + (f"; {allocator_note}" if allocator_note else ""),
+        forward_minor_faults_per_call=forward_minor,
+        forward_major_faults_per_call=forward_major,
+        forward_fault_time_share=_fault_share(forward_minor + forward_major, forward_time.median, fault_cost_s),
+        page_fault_cost_s=fault_cost_s,
+        contention=_contention_summary(timer),
+        wall_s=time.perf_counter() - started,
+        floor_s=timer.floor_s,
+        min_trials=min_trials,
     )

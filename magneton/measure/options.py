@@ -6,12 +6,18 @@ Kept free of torch so the CLI can show the defaults in ``--help`` without import
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
+
+Allocator = Literal["process", "steady"]
 
 
 @dataclass(frozen=True)
 class PassOptions:
-    trials: int = 5
-    warmup_calls: int = 3
+    trials: int = 7  # most trials per signature; adaptive: fewer where the interval is already tight
+    min_trials: int = 3  # with 2 trials the median is just a mean; fewer only when trials says so
+    target_relative_spread: float = 0.05  # a signature stops once its interval is within +-5% of the median
+    warmup_calls: int = 3  # operator calls before a signature's first window (a rotation counts as its copies)
+    forward_warmup_calls: int = 3  # whole-pass calls before its first window: the allocator settles
     min_window_s: float | None = None  # default: the backend's own minimum window
     max_rounds: int = 100_000
     # Operand copies rotated through by a replay; 0 replays on the original operands only.
@@ -21,5 +27,13 @@ class PassOptions:
     idle_s: float | None = None  # idle-power window; None: max(0.2 s, the backend's minimum window)
     # The whole pass is cheap next to all operators' replays: a longer window averages its jitter.
     forward_window_s: float = 0.2
-    steady_allocator: bool = True  # fix glibc malloc's thresholds (see magneton.measure.allocator)
+    # "process": measure under the allocator the process has, as users run it; "steady": fix glibc
+    # malloc's thresholds (magneton.measure.allocator) for studies that need allocator-independent runs.
+    allocator: Allocator = "process"
     noisy_relative_spread: float = 0.25  # CI half-width / median above which a node is marked noisy
+    remeasure_contended: bool = True  # a window whose threads waited for a CPU is measured once more
+    max_remeasure_share: float = 0.25  # at most this share of extra windows for contention
+
+    @property
+    def steady_allocator(self) -> bool:
+        return self.allocator == "steady"

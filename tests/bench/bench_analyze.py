@@ -46,8 +46,8 @@ def memory_child(mode: str) -> None:
     import torch
     import torch.export  # noqa: F401  (loaded in both modes: code size is not the analysis' memory)
 
-    from magneton.analyze import AnalyzeOptions, analyze_workload
     from magneton.examples.tiny_gpt import build_tiny_gpt
+    from magneton.pipeline import AnalyzeOptions, analyze_workload
     from magneton.workload import Workload
 
     _reset_peak_rss()
@@ -122,7 +122,8 @@ def run_cli_analyze(json_path: Path) -> float:
 
 
 def main() -> None:
-    from magneton.report.build.build import compare_runs
+    from magneton import load_report
+    from magneton.report.compare import compare_runs
 
     print(f"benchmark model: {TARGET} (4 layers, n_embd 256, seq 128, batch 4), CPU, estimate backend")
     forward_s = forward_time_s()
@@ -130,13 +131,13 @@ def main() -> None:
         first_json, second_json = Path(tmp) / "a.json", Path(tmp) / "b.json"
         first_wall_s = run_cli_analyze(first_json)
         second_wall_s = run_cli_analyze(second_json)
-        first = json.loads(first_json.read_text())
-        second = json.loads(second_json.read_text())
+        first = load_report(first_json)
+        second = load_report(second_json)
     print(f"plain forward pass:                {forward_s * 1e3:.1f} ms (median of 10)")
     for label, wall_s in (("run 1", first_wall_s), ("run 2", second_wall_s)):
         print(f"magneton analyze wall time, {label}:  {wall_s:.2f} s = {wall_s / forward_s:.0f}x one forward pass")
     for label, report in (("run 1", first), ("run 2", second)):
-        print(f"coverage, {label}:                   {report['coverage']:.3f}  (target 0.8-1.25)")
+        print(f"coverage, {label}:                   {report.coverage:.3f}  (target 0.8-1.25)")
 
     forward_peak, analysis_peak = _peak_in_subprocess("forward"), _peak_in_subprocess("analysis")
     print(f"peak memory, model + one forward pass: {forward_peak / 2**20:.1f} MiB (RSS above torch baseline)")
@@ -155,8 +156,8 @@ def main() -> None:
         f"{min(spread) * 1e3:.1f}-{max(spread) * 1e3:.1f} ms, spread {(max(spread) - min(spread)) / min(spread):.0%}"
     )
     print(
-        f"energies are {first['backend']['provenance']} by {first['backend']['name']}: "
-        f"{first['backend']['formula']} with watts_per_core={first['backend']['constants']['watts_per_core']}"
+        f"energies are {first.energy_provenance.describe()} "
+        f"with watts_per_core={first.backend.constants['watts_per_core']}"
     )
 
 

@@ -7,6 +7,7 @@ estimate as a measurement.
 
 from __future__ import annotations
 
+import math
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
@@ -83,6 +84,46 @@ class EnergyBackend(ABC):
         run()
         self.synchronize()
         return self.close_window(window)
+
+    def measure_timed(
+        self,
+        key: str,
+        call: Callable[[], Any],
+        rounds: int,
+        min_window_s: float,
+        max_rounds: int,
+        calls_per_round: int = 1,
+    ) -> tuple[WindowReading, int]:
+        """One window that times itself: ``rounds`` calls, then more until ``min_window_s`` has passed.
+
+        Each call of ``call`` performs ``calls_per_round`` calls of the thing named ``key`` (recording
+        and replaying backends keep per-call values).
+
+        Calls run in batches with one synchronisation after each (on a GPU the clock must include
+        the queued work; a sync per call would inflate short kernels). Each next batch is sized
+        from the time per call so far to just fill the window, at most doubling the calls made.
+        The window ends below its minimum only when ``max_rounds`` calls are made first.
+        Returns the reading and the number of calls made.
+        """
+        self.synchronize()
+        window = self.open_window()
+        start = time.perf_counter()
+        done, batch = 0, max(1, min(rounds, max_rounds))
+        while True:
+            for _ in range(batch):
+                call()
+            done += batch
+            self.synchronize()
+            elapsed = time.perf_counter() - start
+            if elapsed >= min_window_s or done >= max_rounds:
+                break
+            needed = math.ceil((min_window_s - elapsed) / max(elapsed / done, 1e-9) * 1.02)
+            batch = max(1, min(needed, done * 2, max_rounds - done))
+        return self.close_window(window), done
+
+    def discard_window(self, key: str, from_end: int) -> None:  # noqa: B027 - a no-op by default
+        """Forget a window of ``key`` already taken (``from_end`` 1: the last), e.g. a contended one
+        that was measured again; recording backends drop it so a replay sees the kept windows only."""
 
     def measure_idle(self, duration_s: float) -> WindowReading:
         """Measure a window in which this process does nothing (for idle power)."""

@@ -53,6 +53,15 @@ def infer_update_period_s(samples: Sequence[tuple[float, float]]) -> float | Non
     return statistics.median(intervals)
 
 
+def counter_power_w(samples: Sequence[tuple[float, float]]) -> float | None:
+    """Mean power (W) of a millijoule counter between its first and last observed refresh."""
+    changes = [(t, v) for (_, v0), (t, v) in pairwise(samples) if v != v0]
+    if len(changes) < 2 or changes[-1][0] <= changes[0][0]:
+        return None
+    (t0, v0), (t1, v1) = changes[0], changes[-1]
+    return (v1 - v0) * 1e-3 / (t1 - t0)
+
+
 def sample_changes(
     read: Callable[[], float],
     max_duration_s: float,

@@ -187,6 +187,24 @@ class TraceRecorder(EnergyBackend):
         self._measurements.setdefault(key, []).append(per_call)
         return reading
 
+    def measure_timed(
+        self,
+        key: str,
+        call: Callable[[], Any],
+        rounds: int,
+        min_window_s: float,
+        max_rounds: int,
+        calls_per_round: int = 1,
+    ) -> tuple[WindowReading, int]:
+        reading, done = self.inner.measure_timed(key, call, rounds, min_window_s, max_rounds, calls_per_round)
+        calls = done * calls_per_round
+        per_call = WindowReading(energy_j=reading.energy_j / calls, time_s=reading.time_s / calls)
+        self._measurements.setdefault(key, []).append(per_call)
+        return reading, done
+
+    def discard_window(self, key: str, from_end: int) -> None:
+        del self._measurements[key][-from_end]
+
     def measure_idle(self, duration_s: float) -> WindowReading:
         reading = self.inner.measure_idle(duration_s)
         self._idle_energy_j += reading.energy_j
@@ -264,6 +282,19 @@ class ReplayBackend(EnergyBackend):
         self._next_trial[key] = i + 1
         trial = trials[i % len(trials)]
         return WindowReading(energy_j=trial.energy_j * rounds, time_s=trial.time_s * rounds)
+
+    def measure_timed(
+        self,
+        key: str,
+        call: Callable[[], Any],
+        rounds: int,
+        min_window_s: float,
+        max_rounds: int,
+        calls_per_round: int = 1,
+    ) -> tuple[WindowReading, int]:
+        # Nothing runs and a trace holds per-call values: the planned calls are the window.
+        rounds = max(1, rounds)
+        return self.measure(key, lambda: None, rounds * calls_per_round), rounds
 
     def measure_idle(self, duration_s: float) -> WindowReading:
         idle_power_w = self.trace.idle_power_w or 0.0

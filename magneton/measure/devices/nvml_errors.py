@@ -26,8 +26,10 @@ class _NoNvmlError(Exception):
 NVMLError: type[Exception] = pynvml.NVMLError if pynvml is not None else _NoNvmlError
 
 # NVML return codes (nvml.h); plain ints so a mocked module does not hide them.
+NVML_ERROR_INVALID_ARGUMENT = 2
 NVML_ERROR_NOT_SUPPORTED = 3
 NVML_ERROR_NO_PERMISSION = 4
+NVML_ERROR_NOT_FOUND = 6
 NVML_ERROR_DRIVER_NOT_LOADED = 9
 NVML_ERROR_LIBRARY_NOT_FOUND = 12
 NVML_ERROR_GPU_IS_LOST = 15
