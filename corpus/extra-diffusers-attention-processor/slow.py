@@ -1,4 +1,4 @@
-"""diffusers #2303 recreated: a diffusers Attention block with the classic AttnProcessor (baddbmm, softmax, bmm) (slow variant).
+"""diffusers #2303 recreated: diffusers Attention with the classic AttnProcessor: baddbmm, softmax, bmm (slow variant).
 
 Built with random weights (diffusers, the ``hf`` extra).
 """

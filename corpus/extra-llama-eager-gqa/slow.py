@@ -1,4 +1,4 @@
-"""transformers Llama with eager attention: repeat_kv copies K/V for every query head before matmul attention (slow variant).
+"""transformers Llama, eager attention: repeat_kv copies K/V for every query head (slow variant).
 
 A Llama built from a config with random weights (transformers, the ``hf`` extra).
 """

@@ -1,4 +1,4 @@
-"""transformers #14450 recreated: a BERT encoder in float32 with TF32 matmuls off, PyTorch's default (slow variant, CUDA).
+"""transformers #14450 recreated: BERT in float32 with TF32 matmuls off, PyTorch's default (slow variant, CUDA).
 
 A BERT built from a config with random weights (transformers, the ``hf`` extra).
 """

@@ -1,4 +1,4 @@
-"""JAX #28614 recreated in PyTorch: a hand-rolled STFT with a full complex FFT, half of it thrown away (slow variant)."""
+"""JAX #28614 recreated in PyTorch: hand-rolled STFT, a full complex FFT, half of it thrown away (slow variant)."""
 
 import torch
 from torch import nn

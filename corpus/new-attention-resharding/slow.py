@@ -1,4 +1,4 @@
-"""New case (Magneton paper): attention that reshards Q, K, V and the output through contiguous copies (slow variant)."""
+"""New case (Magneton paper): attention reshards Q, K, V and its output through copies (slow variant)."""
 
 import torch
 import torch.nn.functional as F

@@ -1,4 +1,4 @@
-"""New case (Magneton paper), Conv2D under NCHW: channels_last weights read the NHWC activations as they are, no layout copies (fast variant)."""
+"""New case (Magneton paper), Conv2D under NCHW: channels_last weights read NHWC as it is (fast variant)."""
 
 import torch
 from torch import nn

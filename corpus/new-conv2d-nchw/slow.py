@@ -1,4 +1,4 @@
-"""New case (Magneton paper), Conv2D under NCHW: NHWC activations copied into NCHW for every convolution and back (slow variant)."""
+"""New case (Magneton paper), Conv2D under NCHW: NHWC activations copied to NCHW around every conv (slow variant)."""
 
 import torch
 from torch import nn

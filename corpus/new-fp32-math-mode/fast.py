@@ -1,4 +1,4 @@
-"""New case (Magneton paper): float32 matmul precision "high" lets matmuls use TF32 tensor cores (fast variant, CUDA)."""
+"""New case (Magneton paper): float32 matmul precision "high": matmuls on TF32 tensor cores (fast variant, CUDA)."""
 
 import torch
 from torch import nn

@@ -1,4 +1,4 @@
-"""New case (Magneton paper): the LM head computes logits for every position when only the last one is used (slow variant).
+"""New case (Magneton paper): LM head computes logits for every position, only the last is used (slow variant).
 
 A GPT-2 built from a config with random weights (transformers, the ``hf`` extra).
 """

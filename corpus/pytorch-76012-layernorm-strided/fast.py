@@ -1,4 +1,4 @@
-"""PyTorch #76012 recreated: the projection writes [batch, time, channels], so LayerNorm reads contiguous rows (fast variant)."""
+"""PyTorch #76012 recreated: LayerNorm reads contiguous rows of [batch, time, channels] (fast variant)."""
 
 import torch
 from torch import nn

@@ -1,4 +1,4 @@
-"""vLLM #9471 recreated: the attention kernel runs in half precision on tensor cores, float32 outside it (fast variant, CUDA)."""
+"""vLLM #9471 recreated: attention in half precision on tensor cores, float32 outside it (fast variant, CUDA)."""
 
 import torch
 import torch.nn.functional as F

@@ -15,7 +15,6 @@ from typing import Any
 import msgspec
 
 from magneton.corpus.case import Case
-from magneton.errors import MagnetonError
 from magneton.findings import Finding, FindingSource, sort_findings
 
 STEPS = ("analyze", "diff", "fast", "lint", "fix")
@@ -66,10 +65,6 @@ def as_findings(raw: Sequence[Any]) -> tuple[Finding, ...]:
     return tuple(sort_findings(converted))
 
 
-def _report_field(report: Any, name: str) -> Any:
-    return report[name] if isinstance(report, Mapping) else getattr(report, name)
-
-
 def peerless_detectors() -> list[str]:
     """The detectors ``magneton analyze`` can run with no peer on this build."""
     present = []
@@ -81,24 +76,31 @@ def peerless_detectors() -> list[str]:
 
 
 def _analyze(target: str, options: EvalOptions) -> StepResult:
-    from magneton.analyze import AnalyzeOptions, analyze_target
+    import magneton
     from magneton.corpus.settings import apply_settings, current_settings
+    from magneton.workload import load_target
 
     detectors = peerless_detectors()
     if not detectors:
         return not_available("no peer-less detector in this build (magneton.expected, magneton.rules)")
     before = current_settings()
     try:
-        report = analyze_target(target, AnalyzeOptions(backend=options.backend, trials=options.trials))
-    except MagnetonError as err:
-        return StepResult("error", str(err))
+        workload = load_target(target)
+        report = magneton.analyze(
+            workload.fn,
+            workload.args,
+            workload.kwargs,
+            target=target,
+            backend=options.backend,
+            trials=options.trials,
+        )
     finally:
-        apply_settings(before)
+        apply_settings(before)  # a variant's build may change global torch settings
     return StepResult(
         "ok",
         f"detectors: {', '.join(detectors)}",
-        as_findings(_report_field(report, "findings")),
-        float(_report_field(report, "total_energy_j")),
+        as_findings(report.findings),
+        float(report.total_energy_j),
     )
 
 
