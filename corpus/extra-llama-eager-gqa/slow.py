@@ -29,4 +29,4 @@ class Prefill(nn.Module):
 
 def workload():
     torch.manual_seed(0)
-    return Prefill().eval(), (torch.randint(0, CONFIG["vocab_size"], (1, 256)),)
+    return Prefill().eval(), (torch.randint(0, CONFIG["vocab_size"], (1, 512)),)
