@@ -29,6 +29,11 @@ compat-oldest:
     "$venv/bin/python" -c 'import torch; print("torch", torch.__version__)'
     PYTHONPATH=. "$venv/bin/python" -m pytest tests/test_torch_compat.py -q -p no:cacheprovider --noconftest
 
+# The HTML report in headless Chromium (apt-get install -y chromium): no console errors, the chart drew,
+# findings listed, clicks work; on samples and a real analysis. Also retakes the README's screenshot.
+browser-test:
+    python tests/browser_check.py --screenshot docs/html-report.png
+
 # Regenerate magneton/schemas/report-1.schema.json from the typed report model (never edit it by hand).
 schema:
     python -m magneton.report.schema

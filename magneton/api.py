@@ -83,6 +83,7 @@ _CHECKS: dict[str, Callable[[str, Any], Any]] = {
     "trace_path": _path,
     "record_trace": _path,
     "powercap_root": _path,
+    "trace_events": _path,
 }
 
 
@@ -129,7 +130,8 @@ def analyze(
 
     ``options`` are those of ``magneton analyze``: ``backend`` (auto, estimate, rapl, nvml, replay),
     ``device``, ``trials``, ``warmup_calls``, ``min_window_s``, ``idle_s``, ``watts_per_core``
-    (or ``cpu_watts_per_core``), ``trace_path`` (or ``trace``), ``record_trace``. ``target`` names the
+    (or ``cpu_watts_per_core``), ``trace_path`` (or ``trace``), ``record_trace``, ``trace_events`` (a Chrome
+    trace-event timeline of one forward pass, for Perfetto). ``target`` names the
     workload in the report (default: the callable's qualified name).
     """
     from magneton.pipeline import analyze_workload

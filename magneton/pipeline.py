@@ -29,6 +29,7 @@ class AnalyzeOptions:
     # The backend's settings; its ``device`` is always the workload's, filled in when the backend is made.
     backend_options: BackendOptions = field(default_factory=BackendOptions)
     record_trace: Path | None = None  # write what was measured, for --backend replay later
+    trace_events: Path | None = None  # write a Chrome trace-event timeline of one forward pass here
 
     @classmethod
     def option_owners(cls) -> dict[str, str]:
@@ -143,7 +144,12 @@ def _analyze_workload(workload: Workload, target_label: str, options: AnalyzeOpt
             raise classify(target_label, err, "measuring the workload") from err
         if recorder is not None and options.record_trace is not None:
             recorder.write(options.record_trace)
-        return build_report(target_label, graph, result, choice, pass_options)
+        report = build_report(target_label, graph, result, choice, pass_options)
+        if options.trace_events is not None:
+            from magneton.report.trace_events import write_trace_events
+
+            write_trace_events(options.trace_events, graph, report)
+        return report
     finally:
         backend.close()
 

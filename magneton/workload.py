@@ -181,6 +181,6 @@ def _check_inputs(target: str, workload: Workload) -> None:
 
 
 def _input_name(path: Any) -> str:
-    from torch.utils._pytree import keystr
+    from magneton.capture.torch_compat import keystr
 
     return ("args" if path[0].idx == 0 else "kwargs") + keystr(path[1:])

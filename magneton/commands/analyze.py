@@ -51,6 +51,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="write the magneton.report/1 JSON here (a folder when several targets are given)",
     )
     parser.add_argument(
+        "--html",
+        type=Path,
+        metavar="PATH",
+        help="write a self-contained HTML report here, viewable offline (a folder when several targets are given)",
+    )
+    parser.add_argument(
+        "--trace-events",
+        type=Path,
+        metavar="FILE",
+        help="write a Chrome trace-event timeline of one forward pass (opens in Perfetto and chrome://tracing)",
+    )
+    parser.add_argument(
         "--trials",
         type=positive_int,
         default=defaults.trials,
@@ -111,8 +123,8 @@ def report_file_name(target: str) -> str:
     return f"{stem or 'target'}.json"
 
 
-def _report_path(json_arg: Path, target: str, batch: bool) -> Path:
-    return json_arg / report_file_name(target) if batch else json_arg
+def _report_path(json_arg: Path, target: str, batch: bool, suffix: str = ".json") -> Path:
+    return json_arg / (report_file_name(target).removesuffix(".json") + suffix) if batch else json_arg
 
 
 def _nearest_existing(path: Path) -> Path:
@@ -157,6 +169,7 @@ def analyze_options(args: argparse.Namespace) -> AnalyzeOptions:
         watts_per_core=args.cpu_watts_per_core,
         trace_path=args.trace,
         record_trace=args.record_trace,
+        trace_events=args.trace_events,
     )
 
 
@@ -181,6 +194,9 @@ def run(args: argparse.Namespace) -> int:
     if problem is not None:
         errors.print("[bold red]error:[/] " + escape(problem), highlight=False)
         return EXIT_ERROR
+    if batch and args.trace_events:
+        errors.print("[red]error:[/] --trace-events takes a single target")
+        return EXIT_ERROR
     options = analyze_options(args)
     write_failures = 0
 
@@ -202,6 +218,19 @@ def run(args: argparse.Namespace) -> int:
                 errors.print(f"[bold red]error:[/] cannot write {escape(str(path))}: {escape(str(err))}")
             else:
                 console.print(f"JSON report written to {escape(str(path))}", highlight=False)
+        if args.html is not None:
+            from magneton.report.html import write_html
+
+            path = _report_path(args.html, item.target, batch, ".html")
+            try:
+                write_html(path, item.report)
+            except OSError as err:
+                write_failures += 1
+                errors.print(f"[bold red]error:[/] cannot write {escape(str(path))}: {escape(str(err))}")
+            else:
+                console.print(f"HTML report written to {escape(str(path))}", highlight=False)
+        if args.trace_events is not None:
+            console.print(f"trace events written to {escape(str(args.trace_events))}", highlight=False)
 
     try:
         items = analyze_batch(args.targets, options, on_item=show)

@@ -28,9 +28,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-from torch.utils._pytree import tree_flatten, tree_map
 
 from magneton.capture import InputSnapshot, is_profiled, run_piece
+from magneton.capture.torch_compat import tree_flatten, tree_map
 from magneton.graph import GraphPiece, OpGraph, OpNode
 from magneton.measure.allocator import describe_allocator, steady_allocator
 from magneton.measure.backends.base import EnergyBackend

@@ -215,6 +215,20 @@ class Report(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=False):
 
         render_report(self, console or Console(), top=top)
 
+    def write_html(self, path: str | Path) -> Path:
+        """Write the self-contained HTML report (opens offline) atomically; returns the path."""
+        from magneton.report.html import write_html
+
+        path = Path(path)
+        write_html(path, self)
+        return path
+
+    def _repr_html_(self) -> str:
+        """Jupyter shows the HTML report, inside an iframe so its script runs and its styles stay inside."""
+        from magneton.report.html import repr_html
+
+        return repr_html(self)
+
     def _repr_pretty_(self, printer: Any, cycle: bool) -> None:  # IPython: a short line, not 10k nodes
         printer.text(
             f"<Report {self.target or self.targets}: {self.total_energy_j:.3g} J "
