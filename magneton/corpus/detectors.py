@@ -113,9 +113,30 @@ def analyze_fast(case: Case, options: EvalOptions) -> StepResult:
 
 
 def diff_pair(case: Case, options: EvalOptions) -> StepResult:
-    if not _module_exists("magneton.diff"):
-        return not_available("magneton diff is not in this build (package magneton.diff)")
-    return not_available("magneton.diff has no public entry point this evaluation knows yet")
+    if not _module_exists("magneton.diff.engine"):
+        return not_available("magneton diff is not in this build (magneton.diff.engine)")
+    from magneton.corpus.settings import apply_settings, current_settings
+    from magneton.diff.engine import DiffOptions, diff_targets
+    from magneton.diff.report import build_diff_report
+
+    before = current_settings()
+    try:
+        result = diff_targets(
+            case.target("slow"), case.target("fast"), DiffOptions(backend=options.backend, trials=options.trials)
+        )
+        report = build_diff_report(result)
+    finally:
+        apply_settings(before)
+    sides = list(getattr(report, "sides", None) or [])
+    gap = sides[0].total_energy_j - sides[1].total_energy_j if len(sides) == 2 else None
+    waste = [f for f in report.findings if f.kind == "diff"]
+    return StepResult(
+        "ok",
+        f"{len(report.regions or [])} regions, {len(waste)} waste",
+        as_findings(report.findings),
+        sides[0].total_energy_j if sides else None,
+        {"measured_gap_j": gap},
+    )
 
 
 def lint_slow(case: Case) -> StepResult:
@@ -128,29 +149,58 @@ def lint_slow(case: Case) -> StepResult:
     result = lint_file(str(case.slow_path), rules)
     if result.error:
         return StepResult("error", result.error)
-    findings = []
-    for match in result.matches:
-        data = msgspec.to_builtins(match.to_json())
-        findings.append(
-            Finding(
-                kind="rule",
-                rule=data.get("rule"),
-                category=data.get("category"),
-                title=str(data.get("title") or data.get("message") or data.get("rule")),
-                energy_j=0.0,
-                excess_energy_j=0.0,
-                share=0.0,
-                source=FindingSource(file=str(case.slow_path), line=int(data["line"]), code=str(data.get("code", ""))),
-                potential=True,  # static: nothing ran
-            )
+    findings = [
+        Finding(
+            kind="rule",
+            rule=match.rule,
+            category=match.category,
+            title=f"{match.rule} {match.name}: {match.message}",
+            energy_j=0.0,
+            excess_energy_j=0.0,
+            share=0.0,
+            source=FindingSource(file=str(case.slow_path), line=match.line, code=match.code, end_line=match.end_line),
+            suggestion=match.suggestion,
+            potential=True,  # static: nothing ran
         )
+        for match in result.matches
+    ]
     return StepResult("ok", f"{len(rules)} rules", tuple(sort_findings(findings)))
 
 
 def fix_verify(case: Case, options: EvalOptions) -> StepResult:
     if not _module_exists("magneton.fix.verify"):
         return not_available("magneton fix --verify is not in this build (magneton.fix.verify)")
-    return not_available("magneton.fix.verify has no public entry point this evaluation knows yet")
+    from magneton.corpus.settings import apply_settings, current_settings
+    from magneton.fix.apply import fix_file
+    from magneton.fix.verify import verify_fix
+    from magneton.rules.discovery import load_rules
+
+    fixed = fix_file(str(case.slow_path), load_rules().select())
+    if fixed.error:
+        return StepResult("error", fixed.error)
+    if not fixed.changed:
+        return StepResult("skipped", "no fixer of the catalog applies to slow.py")
+    before = current_settings()
+    try:
+        verification = verify_fix(
+            case.target("slow"), case.slow_path, fixed.fixed, backend=options.backend, trials=max(5, options.trials)
+        )
+    finally:
+        apply_settings(before)
+    rules = sorted({applied.rule for applied in fixed.applied})
+    return StepResult(
+        "ok",
+        f"{', '.join(rules)}: {verification.verdict()}",
+        extras={
+            "rules": rules,
+            "verified": verification.verified,
+            "saving_j": verification.saving_j.median,
+            "saving_share": verification.saving_fraction,
+            "outputs_match": verification.outputs_match,
+            "max_relative_difference": verification.max_relative_difference,
+            "provenance": verification.provenance,
+        },
+    )
 
 
 __all__ = [
