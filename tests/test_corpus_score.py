@@ -108,6 +108,7 @@ def test_not_available_is_not_a_miss(tmp_path: Path) -> None:
     summary = summarize([case], [score])
     assert summary.analyze.evaluated == 0 and summary.analyze.at_3 is None
     assert summary.diff.evaluated == 1 and summary.diff.at_3 == 0.0
+    assert summary.rules == ()  # no rule-reporting step ran: no rule is scored as missed
 
 
 def test_summary_recall_false_positives_fixes_and_rules(tmp_path: Path) -> None:

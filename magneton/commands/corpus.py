@@ -46,6 +46,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     evaluate = sub.add_parser("eval", help="score analyze, diff, lint and fix on every case")
     _common(evaluate)
     evaluate.add_argument("--trials", type=positive_int, default=3, help="energy-pass trials per analysis (default 3)")
+    evaluate.add_argument(
+        "--step",
+        dest="steps",
+        action="append",
+        choices=("analyze", "diff", "fast", "lint", "fix"),
+        metavar="STEP",
+        help="run only this step (repeat): analyze, diff, fast, lint, fix (default: all)",
+    )
 
 
 def _load(args: argparse.Namespace) -> Any:
@@ -128,7 +136,7 @@ def _run_eval(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from magneton.atomic import write_json_atomic
-    from magneton.corpus.detectors import STEP_TITLES, EvalOptions
+    from magneton.corpus.detectors import STEP_TITLES, STEPS, EvalOptions
     from magneton.corpus.evaluate import evaluate
     from magneton.corpus.render import render_cases, render_summary
     from magneton.corpus.score import case_json, summary_json
@@ -145,13 +153,14 @@ def _run_eval(args: argparse.Namespace) -> int:
         def on_case(run: Any, score: Any) -> None:
             progress.update(task, advance=1)
 
-        result = evaluate(corpus.cases, options, on_case=on_case, on_step=on_step)
+        steps = tuple(args.steps) if args.steps else STEPS
+        result = evaluate(corpus.cases, options, on_case=on_case, on_step=on_step, steps_to_run=steps)
     render_cases(result.scores, console)
     render_summary(result.summary, console)
     for error in corpus.errors:
         errors.print(f"[bold red]broken case:[/] {error}", markup=True, highlight=False)
     if args.json is not None:
-        steps = {
+        step_details = {
             run.case.id: {name: {"status": step.status, "detail": step.detail} for name, step in run.steps.items()}
             for run in result.runs
         }
@@ -160,7 +169,7 @@ def _run_eval(args: argparse.Namespace) -> int:
             {
                 "schema": "magneton.corpus-eval/1",
                 **summary_json(result.summary),
-                "per_case": [{**case_json(s), "steps": steps.get(s.case_id, {})} for s in result.scores],
+                "per_case": [{**case_json(s), "steps": step_details.get(s.case_id, {})} for s in result.scores],
                 "errors": [str(e) for e in corpus.errors],
             },
         )

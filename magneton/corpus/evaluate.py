@@ -37,7 +37,12 @@ def _guarded(step: Callable[[], StepResult]) -> StepResult:
         return StepResult("error", f"internal error {type(err).__name__}: {err}")
 
 
-def run_case(case: Case, options: EvalOptions, on_step: Callable[[str], None] | None = None) -> CaseRun:
+def run_case(
+    case: Case,
+    options: EvalOptions,
+    on_step: Callable[[str], None] | None = None,
+    steps_to_run: Sequence[str] = detectors.STEPS,
+) -> CaseRun:
     reason = skip_reason(case)
     if reason is not None:
         return CaseRun(case, {}, skipped=reason)
@@ -50,6 +55,9 @@ def run_case(case: Case, options: EvalOptions, on_step: Callable[[str], None] | 
     ]
     steps: dict[str, StepResult] = {}
     for name, step in plan:
+        if name not in steps_to_run:
+            steps[name] = StepResult("skipped", "not requested (--step)")
+            continue
         if on_step is not None:
             on_step(name)
         steps[name] = _guarded(step)
@@ -63,6 +71,7 @@ def evaluate(
     options: EvalOptions | None = None,
     on_case: Callable[[CaseRun, CaseScore], None] | None = None,
     on_step: Callable[[Case, str], None] | None = None,
+    steps_to_run: Sequence[str] = detectors.STEPS,
 ) -> Evaluation:
     options = options or EvalOptions()
     runs, scores = [], []
@@ -70,7 +79,7 @@ def evaluate(
         step_callback: Callable[[str], None] | None = None
         if on_step is not None:
             step_callback = partial(on_step, case)
-        run = run_case(case, options, step_callback)
+        run = run_case(case, options, step_callback, steps_to_run)
         score = score_case(run)
         runs.append(run)
         scores.append(score)

@@ -79,6 +79,7 @@ class CaseScore:
     fix_saving_share: float | None = None
     rules_fired_slow: frozenset[str] = frozenset()
     rules_fired_fast: frozenset[str] = frozenset()
+    rules_evaluated: bool = False  # a step that reports rule ids (analyze or lint) ran on the slow variant
 
     @property
     def gap_close(self) -> bool | None:
@@ -176,6 +177,7 @@ def score_case(run: CaseRun) -> CaseScore:
         fix_saving_share=fix_extras.get("saving_share"),
         rules_fired_slow=_fired(steps.get("analyze")) | _fired(lint),
         rules_fired_fast=_fired(fast),
+        rules_evaluated=any(steps.get(name) is not None and steps[name].ok for name in ("analyze", "lint")),
     )
 
 
@@ -240,7 +242,7 @@ class RuleScore:
 
 def rule_scores(cases: Sequence[Case], scores: Sequence[CaseScore]) -> list[RuleScore]:
     by_id = {c.id: c for c in cases}
-    ran = [s for s in scores if not s.skipped]
+    ran = [s for s in scores if not s.skipped and s.rules_evaluated]
     rules = sorted(
         {r for s in ran for r in by_id[s.case_id].expected.rules} | {r for s in ran for r in s.rules_fired_slow}
     )
