@@ -38,6 +38,10 @@ browser-test:
 schema:
     python -m magneton.report.schema
 
+# Regenerate the terminal report's golden outputs (tests/golden/report-*.txt); never edit them by hand.
+golden:
+    python -m tests.golden.report_fixture
+
 # Benchmarks: wall time, coverage, memory and repeatability figures (printed, not asserted).
 bench:
     python tests/bench/bench_analyze.py

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from magneton.errors import InternalError, MagnetonError, WorkloadError
 from magneton.measure.backends import BackendOptions
+from magneton.measure.backends.base import EnergyBackend
 from magneton.measure.options import PassOptions
 from magneton.workload import Workload, load_target
 
@@ -77,6 +78,25 @@ def move_workload(workload: Workload, device: str, target: str = "<workload>") -
     return Workload(fn, tuple(args), kwargs)
 
 
+def replay_trials(backend: EnergyBackend, requested: int) -> tuple[int, list[str]]:
+    """Trials a replay can honestly give: no more than the trace holds, or samples would repeat.
+
+    Cycling a 3-trial trace through 7 trials would report 7 trials and a confidence
+    interval built from copies of the same 3 samples.
+    """
+    from magneton.measure.backends.replay import ReplayBackend
+
+    if not isinstance(backend, ReplayBackend):
+        return requested, []
+    available = backend.trials_available
+    if requested <= available:
+        return requested, []
+    return available, [
+        f"--trials {requested} lowered to {available}: trace {backend.path.name} holds {available} trial(s) "
+        "per measurement, and replaying a sample twice would fake a tighter interval"
+    ]
+
+
 def run_once(workload: Workload, target: str) -> None:
     """Run the program once, eagerly, as the user would: its own errors surface here, blamed on its code.
 
@@ -134,7 +154,8 @@ def _analyze_workload(workload: Workload, target_label: str, options: AnalyzeOpt
         from magneton.measure.backends.replay import TraceRecorder
 
         backend = recorder = TraceRecorder(choice.backend)
-    pass_options = options.energy_pass
+    trials, notes = replay_trials(choice.backend, options.energy_pass.trials)
+    pass_options = replace(options.energy_pass, trials=trials)
     try:
         run_once(workload, target_label)
         try:
@@ -144,7 +165,7 @@ def _analyze_workload(workload: Workload, target_label: str, options: AnalyzeOpt
             raise classify(target_label, err, "measuring the workload") from err
         if recorder is not None and options.record_trace is not None:
             recorder.write(options.record_trace)
-        report = build_report(target_label, graph, result, choice, pass_options)
+        report = build_report(target_label, graph, result, choice, pass_options, extra_notes=notes)
         if options.trace_events is not None:
             from magneton.report.trace_events import write_trace_events
 

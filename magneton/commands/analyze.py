@@ -113,7 +113,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="record every measurement to FILE (JSON, a .json name) for --backend replay",
     )
     parser.add_argument("--top", type=positive_int, default=15, help="operators shown in the terminal (default 15)")
-    parser.add_argument("--quiet", action="store_true", help="no terminal report, only errors and the summary")
+    parser.add_argument(
+        "--quiet",
+        action="store_true",
+        help="no terminal report: one line per target (energy, backend, provenance), errors and the summary",
+    )
     parser.add_argument("--debug", action="store_true", help="print the full traceback of internal errors")
 
 
@@ -154,10 +158,10 @@ def check_json_path(path: Path, batch: bool) -> str | None:
 
 
 def analyze_options(args: argparse.Namespace) -> AnalyzeOptions:
-    """The command line's options as the API's."""
-    from magneton.pipeline import AnalyzeOptions
+    """The command line's options as the API's: the same names, checked the same way as magneton.analyze()."""
+    from magneton.api import make_options
 
-    return AnalyzeOptions.from_flat(
+    return make_options(
         backend=args.backend,
         device=args.device,
         trials=args.trials,
@@ -177,7 +181,9 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.markup import escape
 
+    from magneton.errors import MagnetonError
     from magneton.pipeline import BatchItem, analyze_batch
+    from magneton.report.terminal import summary_line
 
     console = Console()
     errors = Console(stderr=True)
@@ -197,7 +203,11 @@ def run(args: argparse.Namespace) -> int:
     if batch and args.trace_events:
         errors.print("[red]error:[/] --trace-events takes a single target")
         return EXIT_ERROR
-    options = analyze_options(args)
+    try:
+        options = analyze_options(args)
+    except MagnetonError as err:
+        errors.print(f"[bold red]error:[/] {escape(str(err))}", highlight=False)
+        return EXIT_ERROR
     write_failures = 0
 
     def show(item: BatchItem) -> None:
@@ -207,7 +217,9 @@ def run(args: argparse.Namespace) -> int:
             if args.debug and item.traceback:
                 errors.print(escape(item.traceback), highlight=False)
             return
-        if not args.quiet:
+        if args.quiet:
+            console.print(summary_line(item.report), highlight=False, soft_wrap=True)  # one line, never wrapped
+        else:
             item.report.show(console, top=args.top)
         if args.json is not None:
             path = _report_path(args.json, item.target, batch)

@@ -19,9 +19,9 @@ class PassOptions:
     warmup_calls: int = 3  # operator calls before a signature's first window (a rotation counts as its copies)
     forward_warmup_calls: int = 3  # whole-pass calls before its first window: the allocator settles
     min_window_s: float | None = None  # default: the backend's own minimum window
-    max_rounds: int = 100_000
+    max_rounds: int = 100_000  # most calls between two synchronisations of a window (never ends it early)
     # Operand copies rotated through by a replay; 0 replays on the original operands only.
-    # None: 32 MiB on CPUs, twice the L2 cache on a CUDA device (50 MB on an H100).
+    # None: 32 MiB on CPUs, twice the L2 cache on a CUDA device (100 MiB on an H100).
     replay_working_set_bytes: int | None = None
     max_operand_copies: int = 64
     idle_s: float | None = None  # idle-power window; None: max(0.2 s, the backend's minimum window)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
+from collections.abc import Sequence
 
 from magneton import __version__
 from magneton.graph import OpGraph, SourceLocation, TensorMeta
@@ -49,7 +50,12 @@ def _source(source: SourceLocation | None) -> NodeSource | None:
 
 
 def build_report(
-    target: str, graph: OpGraph, result: EnergyPassResult, choice: BackendChoice, options: PassOptions
+    target: str,
+    graph: OpGraph,
+    result: EnergyPassResult,
+    choice: BackendChoice,
+    options: PassOptions,
+    extra_notes: Sequence[str] = (),
 ) -> Report:
     """Assemble the report; every energy is joules per forward pass, with its provenance."""
     import torch
@@ -110,7 +116,7 @@ def build_report(
         ),
         energy_provenance=provenance,
         capture=CaptureSummary(method=graph.method, notes=list(graph.notes)),
-        measurement_notes=list(result.notes),
+        measurement_notes=[*result.notes, *extra_notes],
         energy_scope=ENERGY_SCOPE,
         total_energy_j=total_j,
         total_energy_ci_j=(result.forward_energy_j.low, result.forward_energy_j.high),

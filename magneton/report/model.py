@@ -142,7 +142,7 @@ class Region(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=False):
     b_nodes: list[str]
     a_energy_j: float
     b_energy_j: float
-    ratio: float  # a_energy_j / b_energy_j
+    ratio: float | None  # a_energy_j / b_energy_j; None when b_energy_j is 0 (JSON has no infinity)
     verdict: Verdict
     a_provenance: EnergyProvenance | None = None
     b_provenance: EnergyProvenance | None = None
@@ -202,9 +202,15 @@ class Report(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=False):
     def write(self, path: str | Path) -> Path:
         """Write the JSON atomically (a reader never sees a half-written file); returns the path."""
         from magneton.atomic import write_text_atomic
+        from magneton.errors import ReportError
 
         path = Path(path)
-        write_text_atomic(path, self.to_json())
+        text = self.to_json()
+        try:  # JSON has no NaN: msgspec writes null, which must not turn a number into a file nobody can load
+            msgspec.json.decode(text, type=Report)
+        except msgspec.ValidationError as err:
+            raise ReportError(f"report for {self.target or self.targets} not written to {path}: {err}") from err
+        write_text_atomic(path, text)
         return path
 
     def show(self, console: Console | None = None, top: int = 15) -> None:

@@ -101,8 +101,9 @@ class EnergyBackend(ABC):
 
         Calls run in batches with one synchronisation after each (on a GPU the clock must include
         the queued work; a sync per call would inflate short kernels). Each next batch is sized
-        from the time per call so far to just fill the window, at most doubling the calls made.
-        The window ends below its minimum only when ``max_rounds`` calls are made first.
+        from the time per call so far to just fill the window, at most doubling the calls made
+        and at most ``max_rounds`` calls. No window ends below its minimum: a 3 µs graph launch
+        needs far more than any fixed cap of rounds to fill a one-second NVML window.
         Returns the reading and the number of calls made.
         """
         self.synchronize()
@@ -115,10 +116,10 @@ class EnergyBackend(ABC):
             done += batch
             self.synchronize()
             elapsed = time.perf_counter() - start
-            if elapsed >= min_window_s or done >= max_rounds:
+            if elapsed >= min_window_s:
                 break
             needed = math.ceil((min_window_s - elapsed) / max(elapsed / done, 1e-9) * 1.02)
-            batch = max(1, min(needed, done * 2, max_rounds - done))
+            batch = max(1, min(needed, done * 2, max_rounds))
         return self.close_window(window), done
 
     def discard_window(self, key: str, from_end: int) -> None:  # noqa: B027 - a no-op by default
