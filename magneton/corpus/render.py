@@ -92,9 +92,8 @@ def render_summary(summary: Summary, console: Console) -> None:
         for column in ("rule", "cases expecting it", "hits", "false firings", "precision", "recall"):
             rules.add_column(column)
         for r in summary.rules:
-            rules.add_row(
-                escape(r.rule), str(r.expected), str(r.hits), str(r.false_firings), _fmt(r.precision), _fmt(r.recall)
-            )
+            name = escape(r.rule) + ("" if r.in_catalog else " [dim](no catalog rule)[/]")
+            rules.add_row(name, str(r.expected), str(r.hits), str(r.false_firings), _fmt(r.precision), _fmt(r.recall))
         console.print(rules)
     lines = [
         f"cases: {summary.cases} ({summary.skipped} skipped on this machine)",

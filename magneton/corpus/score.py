@@ -20,6 +20,7 @@ Definitions (also in corpus/README.md):
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -229,9 +230,15 @@ class RuleScore:
     def recall(self) -> float | None:
         return self.hits / self.expected if self.expected else None
 
+    @property
+    def in_catalog(self) -> bool:
+        """A catalog id (MAG + 3 digits); other names are expected patterns no catalog rule covers yet."""
+        return re.fullmatch(r"MAG\d{3}", self.rule) is not None
+
     def to_json(self) -> dict[str, Any]:
         return {
             "rule": self.rule,
+            "in_catalog": self.in_catalog,
             "expected": self.expected,
             "hits": self.hits,
             "false_firings": self.false_firings,
