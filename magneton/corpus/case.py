@@ -19,8 +19,11 @@ from magneton.findings import CATEGORIES
 
 if sys.version_info >= (3, 11):
     import tomllib
-else:  # pragma: no cover - Python 3.10
-    import tomli as tomllib
+else:  # pragma: no cover - Python 3.10 has no tomllib; tomli is the same parser
+    try:
+        import tomli as tomllib
+    except ImportError:
+        tomllib = None
 
 CASE_FILE = "case.toml"
 VARIANTS = ("slow", "fast")
@@ -280,6 +283,8 @@ def load_case(folder: Path) -> Case:
     path = folder / CASE_FILE
     if not path.is_file():
         raise CaseError(folder, f"no {CASE_FILE} in this case folder")
+    if tomllib is None:  # pragma: no cover - Python 3.10 without tomli
+        raise CaseError(path, "reading case.toml needs Python 3.11+ (tomllib) or the tomli package: pip install tomli")
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as err:
