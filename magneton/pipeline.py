@@ -14,6 +14,7 @@ from magneton.errors import InternalError, MagnetonError, WorkloadError
 from magneton.measure.backends import BackendOptions
 from magneton.measure.backends.base import EnergyBackend
 from magneton.measure.options import PassOptions
+from magneton.progress import ProgressEvent, ProgressObserver
 from magneton.workload import Workload, load_target
 
 if TYPE_CHECKING:
@@ -120,8 +121,13 @@ def run_once(workload: Workload, target: str) -> None:
         inputs.restore()
 
 
-def analyze_workload(workload: Workload, target_label: str, options: AnalyzeOptions | None = None) -> Report:
-    """Profile one workload and return its ``magneton.report/1`` report.
+def analyze_workload(
+    workload: Workload,
+    target_label: str,
+    options: AnalyzeOptions | None = None,
+    progress: ProgressObserver | None = None,
+) -> Report:
+    """Profile one workload and return its ``magneton.report/1`` report; ``progress`` hears how far it got.
 
     Every error names ``target_label``: the user's own errors as WorkloadError with their file:line,
     Magneton's bugs as InternalError.
@@ -129,14 +135,19 @@ def analyze_workload(workload: Workload, target_label: str, options: AnalyzeOpti
     from magneton.blame import classify
 
     try:
-        return _analyze_workload(workload, target_label, options)
+        return _analyze_workload(workload, target_label, options, progress)
     except (MagnetonError, KeyboardInterrupt):
         raise
     except Exception as err:
         raise classify(target_label, err, "analysing the workload") from err
 
 
-def _analyze_workload(workload: Workload, target_label: str, options: AnalyzeOptions | None = None) -> Report:
+def _analyze_workload(
+    workload: Workload,
+    target_label: str,
+    options: AnalyzeOptions | None = None,
+    progress: ProgressObserver | None = None,
+) -> Report:
     from magneton.blame import classify
     from magneton.capture import capture, workload_device
     from magneton.measure.backends import create_backend
@@ -156,11 +167,20 @@ def _analyze_workload(workload: Workload, target_label: str, options: AnalyzeOpt
         backend = recorder = TraceRecorder(choice.backend)
     trials, notes = replay_trials(choice.backend, options.energy_pass.trials)
     pass_options = replace(options.energy_pass, trials=trials)
+    observer = None
+    if progress is not None:
+        report_to = progress
+
+        def observer(event: ProgressEvent) -> None:
+            report_to(replace(event, target=target_label))
+
     try:
         run_once(workload, target_label)
         try:
+            if observer is not None:
+                observer(ProgressEvent("capture"))
             graph = capture(workload)
-            result = run_energy_pass(graph, workload, backend, pass_options)
+            result = run_energy_pass(graph, workload, backend, pass_options, progress=observer)
         except MagnetonError as err:
             raise classify(target_label, err, "measuring the workload") from err
         if recorder is not None and options.record_trace is not None:
@@ -175,8 +195,10 @@ def _analyze_workload(workload: Workload, target_label: str, options: AnalyzeOpt
         backend.close()
 
 
-def analyze_target(target: str, options: AnalyzeOptions | None = None) -> Report:
-    return analyze_workload(load_target(target), target, options)
+def analyze_target(
+    target: str, options: AnalyzeOptions | None = None, progress: ProgressObserver | None = None
+) -> Report:
+    return analyze_workload(load_target(target), target, options, progress)
 
 
 @dataclass(frozen=True)
@@ -188,13 +210,16 @@ class BatchItem:
 
 
 def analyze_batch(
-    targets: Sequence[str], options: AnalyzeOptions, on_item: Callable[[BatchItem], None] | None = None
+    targets: Sequence[str],
+    options: AnalyzeOptions,
+    on_item: Callable[[BatchItem], None] | None = None,
+    progress: ProgressObserver | None = None,
 ) -> list[BatchItem]:
     """Analyze each target; one that fails yields an error item and the batch goes on."""
     items = []
     for target in targets:
         try:
-            item = BatchItem(target, analyze_target(target, options), None)
+            item = BatchItem(target, analyze_target(target, options, progress), None)
         except InternalError as err:
             item = BatchItem(target, None, str(err), err.traceback_text)
         except MagnetonError as err:

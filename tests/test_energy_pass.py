@@ -297,6 +297,45 @@ def test_inputs_mutated_by_the_program_are_restored(fake_backend_cls) -> None:
     assert torch.equal(x, torch.ones(4))
 
 
+def test_restoring_mutated_inputs_is_kept_out_of_the_whole_pass(fake_backend_cls) -> None:
+    """The copy-back before each run is measured alone and subtracted; the result says so."""
+
+    class ScalesInput(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            x.mul_(2)
+            return x + 1
+
+    def per_call(key: str) -> float:
+        return {energy_pass.FORWARD_KEY: 1000.0, energy_pass.RESTORE_KEY: 100.0}.get(key, 1.0)
+
+    workload = Workload(ScalesInput(), (torch.ones(4),))
+    graph = capture(workload)
+    backend = fake_backend_cls(energy_per_call=per_call)
+    result = run_energy_pass(graph, workload, backend, PassOptions(trials=2, min_window_s=0.001, idle_s=0.0))
+    keys = [key for key, _ in backend.measured]
+    assert keys.count(energy_pass.RESTORE_KEY) == keys.count(energy_pass.FORWARD_KEY) >= 1  # beside each pass
+    assert result.forward_energy_j.median == 900.0
+    assert result.input_restore_energy_j is not None and result.input_restore_energy_j.median == 100.0
+    assert any("measured on its own" in note and "subtracted" in note for note in result.notes)
+
+    from magneton.measure.backends import BackendChoice
+    from magneton.report.build import build_report
+
+    report = build_report("t", graph, result, BackendChoice(backend, "test double"), PassOptions())
+    assert report.input_restore_energy_j == 100.0 and report.total_energy_j == 900.0
+    assert any("subtracted from the whole-pass energy" in note for note in report.measurement_notes)
+
+
+def test_programs_that_leave_their_inputs_alone_restore_nothing(fake_backend_cls) -> None:
+    workload = Workload(nn.ReLU(), (torch.ones(4),))
+    graph = capture(workload)
+    backend = fake_backend_cls()
+    result = run_energy_pass(graph, workload, backend, PassOptions(trials=2, min_window_s=0.001, idle_s=0.0))
+    assert energy_pass.RESTORE_KEY not in {key for key, _ in backend.measured}
+    assert result.input_restore_energy_j is None
+    assert result.forward_energy_j.median == 1000.0
+
+
 # --- with the real estimate backend -------------------------------------------------------------------
 
 

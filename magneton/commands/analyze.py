@@ -6,12 +6,16 @@ import argparse
 import os
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TextIO
 
 from magneton.commands import EXIT_ERROR, EXIT_INTERRUPTED, exit_code, positive_float, positive_int
 
 if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.progress import Progress, TaskID
+
     from magneton.pipeline import AnalyzeOptions
+    from magneton.progress import ProgressEvent
 
 NAME = "analyze"
 HELP = "profile a workload operator by operator"
@@ -48,7 +52,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--json",
         type=Path,
         metavar="PATH",
-        help="write the magneton.report/1 JSON here (a folder when several targets are given)",
+        help="write the magneton.report/1 JSON here (a folder when several targets are given); "
+        "'-' writes it to stdout, and the terminal report then goes to stderr",
     )
     parser.add_argument(
         "--html",
@@ -116,7 +121,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--quiet",
         action="store_true",
-        help="no terminal report: one line per target (energy, backend, provenance), errors and the summary",
+        help="no terminal report and no progress: one line per target (energy, backend, provenance), errors "
+        "and the summary (progress is also off when stderr is not a terminal)",
     )
     parser.add_argument("--debug", action="store_true", help="print the full traceback of internal errors")
 
@@ -177,7 +183,60 @@ def analyze_options(args: argparse.Namespace) -> AnalyzeOptions:
     )
 
 
+class ProgressView:
+    """Draws the pipeline's progress events on a (stderr) console with rich.progress, one display per target."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self.progress: Progress | None = None
+        self.task: TaskID | None = None
+
+    def __call__(self, event: ProgressEvent) -> None:
+        from rich.markup import escape
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+        if self.progress is None:
+            # stdout is left alone: the report (or the JSON) is written there.
+            self.progress = Progress(
+                SpinnerColumn(),
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                console=self.console,
+                transient=True,
+                redirect_stdout=False,
+                redirect_stderr=False,
+            )
+            self.progress.start()
+            self.task = self.progress.add_task("", total=None)
+        assert self.task is not None
+        description = f"[bold]{escape(event.target)}[/] {escape(event.describe())}"
+        if event.stage == "trial" and event.total > 0:
+            done = (event.trial - 1) * event.total + event.done
+            self.progress.update(self.task, description=description, completed=done, total=event.trials * event.total)
+        else:
+            self.progress.update(self.task, description=description, total=None)
+
+    def stop(self) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+            self.progress = None
+
+
+def progress_view(args: argparse.Namespace, stderr: TextIO) -> ProgressView | None:
+    """Progress is drawn only for a person watching: not with --quiet, not when stderr is a file or a pipe."""
+    if args.quiet or not stderr.isatty():
+        return None
+    from rich.console import Console
+
+    return ProgressView(Console(file=stderr))
+
+
 def run(args: argparse.Namespace) -> int:
+    import contextlib
+    import sys
+
     from rich.console import Console
     from rich.markup import escape
 
@@ -185,8 +244,11 @@ def run(args: argparse.Namespace) -> int:
     from magneton.pipeline import BatchItem, analyze_batch
     from magneton.report.terminal import summary_line
 
-    console = Console()
     errors = Console(stderr=True)
+    json_to_stdout = args.json is not None and str(args.json) == "-"
+    # With --json -, stdout carries the JSON and nothing else: the terminal report goes to stderr.
+    console = errors if json_to_stdout else Console()
+    stdout = sys.stdout
     batch = len(args.targets) > 1
     problem = None
     if batch and args.record_trace:
@@ -195,6 +257,8 @@ def run(args: argparse.Namespace) -> int:
         problem = f"--trace is read only by --backend replay (this run uses --backend {args.backend})"
     elif args.backend == "replay" and args.trace is None:
         problem = "--backend replay needs --trace FILE (a trace written with --record-trace)"
+    elif json_to_stdout:
+        problem = "--json - takes a single target; give a folder for a batch" if batch else None
     elif args.json is not None:
         problem = check_json_path(args.json, batch)
     if problem is not None:
@@ -209,9 +273,12 @@ def run(args: argparse.Namespace) -> int:
         errors.print(f"[bold red]error:[/] {escape(str(err))}", highlight=False)
         return EXIT_ERROR
     write_failures = 0
+    view = progress_view(args, sys.stderr)
 
     def show(item: BatchItem) -> None:
         nonlocal write_failures
+        if view is not None:
+            view.stop()
         if item.report is None:
             errors.print("[bold red]error:[/] " + escape(item.error or ""), highlight=False, markup=True)
             if args.debug and item.traceback:
@@ -221,7 +288,10 @@ def run(args: argparse.Namespace) -> int:
             console.print(summary_line(item.report), highlight=False, soft_wrap=True)  # one line, never wrapped
         else:
             item.report.show(console, top=args.top)
-        if args.json is not None:
+        if json_to_stdout:
+            stdout.write(item.report.to_json())
+            stdout.flush()
+        elif args.json is not None:
             path = _report_path(args.json, item.target, batch)
             try:
                 item.report.write(path)
@@ -244,11 +314,17 @@ def run(args: argparse.Namespace) -> int:
         if args.trace_events is not None:
             console.print(f"trace events written to {escape(str(args.trace_events))}", highlight=False)
 
+    # A workload's own print() must not corrupt the JSON on stdout.
+    keep_stdout_clean = contextlib.redirect_stdout(sys.stderr) if json_to_stdout else contextlib.nullcontext()
     try:
-        items = analyze_batch(args.targets, options, on_item=show)
+        with keep_stdout_clean:
+            items = analyze_batch(args.targets, options, on_item=show, progress=view)
     except KeyboardInterrupt:
         errors.print("[red]interrupted[/]: no partial report was written")
         return EXIT_INTERRUPTED
+    finally:
+        if view is not None:
+            view.stop()
     failed = sum(1 for item in items if item.error) + write_failures
     reports = [item.report for item in items if item.report is not None]
     findings = sum(len(report.findings) for report in reports)

@@ -24,7 +24,7 @@ import math
 import statistics
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
@@ -45,9 +45,13 @@ from magneton.measure.contention import (
 from magneton.measure.cuda_replay import CudaGraphReplays
 from magneton.measure.options import PassOptions
 from magneton.measure.stats import Summary, summarize
+from magneton.progress import ProgressEvent, ProgressObserver
 from magneton.workload import Workload
 
 FORWARD_KEY = "__forward__"
+# Restoring the inputs of a program that writes into them, measured on its own so it can be taken out of the
+# whole pass (a forward window holds many runs, each of which must start from the pristine inputs).
+RESTORE_KEY = "__restore_inputs__"
 
 
 @dataclass(frozen=True)
@@ -117,6 +121,8 @@ class EnergyPassResult:
     wall_s: float = 0.0  # the pass itself
     floor_s: float = 0.0  # idle window + every window at exactly its minimum: the pass cannot be shorter
     min_trials: int = 1
+    # Per whole-pass run, already subtracted from forward_energy_j; None when the inputs are not restored.
+    input_restore_energy_j: Summary | None = None
 
     def node_energy_j(self, node_id: str) -> float:
         measured = self.nodes.get(node_id)
@@ -243,10 +249,12 @@ class _MeasuringInterpreter(torch.fx.Interpreter):
         device: str,
         measured_this_trial: set[str],
         samples: dict[str, list[Sample]],
+        on_measured: Callable[[], None] | None = None,
     ) -> None:
         super().__init__(piece.module)
         self.nodes, self.timer, self.device = nodes, timer, device
         self.measured_this_trial, self.samples = measured_this_trial, samples
+        self.on_measured = on_measured
 
     def run_node(self, fx_node: torch.fx.Node) -> Any:
         op_node = self.nodes.get(fx_node.name) if is_profiled(fx_node) else None
@@ -273,6 +281,8 @@ class _MeasuringInterpreter(torch.fx.Interpreter):
         )
         self.samples.setdefault(op_node.signature, []).append(sample)
         self.measured_this_trial.add(op_node.signature)
+        if self.on_measured is not None:
+            self.on_measured()
         return super().run_node(fx_node)
 
 
@@ -308,9 +318,15 @@ def _contention_summary(timer: _Timer) -> ContentionSummary:
 
 
 def run_energy_pass(
-    graph: OpGraph, workload: Workload, backend: EnergyBackend, options: PassOptions | None = None
+    graph: OpGraph,
+    workload: Workload,
+    backend: EnergyBackend,
+    options: PassOptions | None = None,
+    progress: ProgressObserver | None = None,
 ) -> EnergyPassResult:
     """Measure every operator of ``graph`` and the whole forward pass of ``workload``.
+
+    ``progress``, if given, is told of the idle window and of each operator signature measured in each trial.
 
     Trials are adaptive: after ``min_trials``, a signature (or the whole pass) whose interval is within
     ``target_relative_spread`` of its median is not measured again; the others go on up to ``trials``.
@@ -329,6 +345,7 @@ def run_energy_pass(
     signatures = {node.signature for node in graph.nodes if not node.zero_cost}
     samples: dict[str, list[Sample]] = {}
     forward_samples: list[Sample] = []
+    restore_samples: list[Sample] = []  # per run, from the same trials as forward_samples
     allocator = describe_allocator()
     allocator_note = steady_allocator() if options.steady_allocator else None
 
@@ -344,8 +361,12 @@ def run_energy_pass(
             inputs.restore()
 
     def forward() -> Any:
-        restore_inputs()  # each replay must see the same inputs; costs one copy of them when restoring
+        restore_inputs()  # each run must see the same inputs; its cost is measured alone and subtracted below
         return workload.fn(*workload.args, **workload.kwargs)
+
+    def tell(trial: int, done: int) -> None:
+        if progress is not None:
+            progress(ProgressEvent("trial", trial=trial, trials=options.trials, done=done, total=len(signatures)))
 
     done: set[str] = set()  # keys whose interval is tight enough: no more trials
     trials_run = 0
@@ -353,6 +374,8 @@ def run_energy_pass(
     on_device = torch.cuda.device(torch.device(device)) if device.startswith("cuda") else contextlib.nullcontext()
     with on_device, torch.no_grad():
         idle_s = options.idle_s if options.idle_s is not None else max(0.2, min_window_s)
+        if progress is not None:
+            progress(ProgressEvent("idle"))
         idle = backend.measure_idle(idle_s)
         timer.floor_s += idle_s
         idle_power_w = idle.energy_j / idle.time_s if idle.time_s > 0 else 0.0
@@ -360,21 +383,38 @@ def run_energy_pass(
             if trial >= min_trials and FORWARD_KEY in done and signatures <= done:
                 break
             trials_run += 1
+            tell(trial + 1, len(signatures & done))
             if FORWARD_KEY not in done:
                 # The whole pass runs eagerly, as the user runs it: no CUDA graph for it.
-                forward_samples.append(
-                    timer.measure(
-                        FORWARD_KEY,
-                        forward,
+                whole = timer.measure(
+                    FORWARD_KEY, forward, window_s=options.forward_window_s, warmup_calls=options.forward_warmup_calls
+                )
+                if inputs is not None:
+                    restore = timer.measure(
+                        RESTORE_KEY,
+                        restore_inputs,
                         window_s=options.forward_window_s,
                         warmup_calls=options.forward_warmup_calls,
                     )
-                )
+                    restore_samples.append(restore)
+                    # The user's program does not copy its inputs back before each run: the copy is not its cost.
+                    whole = replace(
+                        whole,
+                        energy_j=max(0.0, whole.energy_j - restore.energy_j),
+                        time_s=max(0.0, whole.time_s - restore.time_s),
+                    )
+                forward_samples.append(whole)
                 restore_inputs()
             if not signatures <= done:
                 measured_this_trial: set[str] = set(done)
+
+                def on_measured(trial: int = trial + 1, measured: set[str] = measured_this_trial) -> None:
+                    tell(trial, len(measured))
+
                 for piece, nodes in zip(graph.pieces, by_piece, strict=True):
-                    interpreter = _MeasuringInterpreter(piece, nodes, timer, device, measured_this_trial, samples)
+                    interpreter = _MeasuringInterpreter(
+                        piece, nodes, timer, device, measured_this_trial, samples, on_measured if progress else None
+                    )
                     run_piece(interpreter, piece)
                     del interpreter
             if trial + 1 >= min_trials:
@@ -412,6 +452,14 @@ def run_energy_pass(
         )
     forward_time = summarize([s.time_s for s in forward_samples])
     forward_minor, forward_major = _faults_per_call(forward_samples)
+    notes = ([allocator_note] if allocator_note else []) + timer.graphs.notes()
+    input_restore_energy_j = summarize([s.energy_j for s in restore_samples]) if restore_samples else None
+    if input_restore_energy_j is not None:
+        notes.append(
+            "the program writes into its own inputs, so each whole-pass run starts by copying them back; that copy "
+            f"was measured on its own ({input_restore_energy_j.median:.3g} J per run, median of "
+            f"{len(restore_samples)} trials) and subtracted from the whole-pass energy and time"
+        )
     return EnergyPassResult(
         nodes=results,
         forward_energy_j=summarize([s.energy_j for s in forward_samples]),
@@ -420,7 +468,7 @@ def run_energy_pass(
         min_window_s=min_window_s,
         trials=trials_run,
         unique_signatures=len(samples),
-        notes=([allocator_note] if allocator_note else []) + timer.graphs.notes(),
+        notes=notes,
         allocator=allocator + (f"; {allocator_note}" if allocator_note else ""),
         forward_minor_faults_per_call=forward_minor,
         forward_major_faults_per_call=forward_major,
@@ -430,4 +478,5 @@ def run_energy_pass(
         wall_s=time.perf_counter() - started,
         floor_s=timer.floor_s,
         min_trials=min_trials,
+        input_restore_energy_j=input_restore_energy_j,
     )

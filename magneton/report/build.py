@@ -131,6 +131,9 @@ def build_report(
         noisy_relative_spread=options.noisy_relative_spread,
         min_window_s=result.min_window_s,
         unique_signatures=result.unique_signatures,
+        input_restore_energy_j=(
+            result.input_restore_energy_j.median if result.input_restore_energy_j is not None else None
+        ),
         nodes=nodes,
         rollups=Rollups(by_line=rollup_by_line(nodes, provenance), by_op=rollup_by_op(nodes, provenance)),
         findings=[],

@@ -181,6 +181,10 @@ class Report(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=False):
     noisy_relative_spread: float | None = None  # the threshold behind every node's ``noisy``
     min_window_s: float | None = None
     unique_signatures: int = 0
+    # A program that writes into its inputs gets them copied back before every whole-pass run; that copy is
+    # measured alone and already subtracted from total_energy_j (this is the subtracted median, per run).
+    # None: the inputs were not restored, nothing was subtracted.
+    input_restore_energy_j: float | None = None
     nodes: list[Node]
     rollups: Rollups = msgspec.field(default_factory=Rollups)
     findings: list[Finding]
