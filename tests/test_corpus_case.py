@@ -175,3 +175,29 @@ def test_shipped_cases_are_measured_or_say_why(shipped: Any) -> None:
 
 def test_default_root_is_a_corpus_folder() -> None:
     assert default_root().is_dir()
+
+
+def test_measured_table_round_trips_through_toml(tmp_path: Path) -> None:
+    from magneton.corpus.measure import PairEnergy
+    from magneton.corpus.validate import CaseValidation, measured_table, write_measured
+    from magneton.measure.stats import summarize
+
+    folder = make_case(tmp_path, "measured")
+    energy = PairEnergy(
+        ratio=summarize([1.4, 1.5, 1.6]),
+        slow_energy_j=summarize([0.3]),
+        fast_energy_j=summarize([0.2]),
+        slow_time_s=summarize([0.01]),
+        fast_time_s=summarize([0.01]),
+        trials=3,
+        backend="estimate",
+        provenance="estimated",
+        sensor="cpu time",
+    )
+    table = measured_table(CaseValidation("measured", "ok", energy=energy), 'CPU "X" \\ 2 threads', note='busy "VM"')
+    write_measured(folder / "case.toml", table)
+    case = load_case(folder)
+    assert case.measured.ratio == 1.5
+    assert case.measured.machine == 'CPU "X" \\ 2 threads'
+    assert case.measured.note == 'busy "VM"'
+    assert case.title == "A bias added after the matmul"  # the rest of the file is kept

@@ -43,6 +43,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="write each measured ratio into its case.toml [measured] table",
     )
+    validate.add_argument(
+        "--note",
+        default="",
+        help="with --write-measured: a note stored beside the figures (e.g. how busy the machine was)",
+    )
     evaluate = sub.add_parser("eval", help="score analyze, diff, lint and fix on every case")
     _common(evaluate)
     evaluate.add_argument("--trials", type=positive_int, default=3, help="energy-pass trials per analysis (default 3)")
@@ -112,7 +117,7 @@ def _run_validate(args: argparse.Namespace) -> int:
         by_id = {c.id: c for c in corpus.cases}
         for result in results:
             if result.energy is not None and result.status in ("ok", "failed"):
-                write_measured(by_id[result.case_id].folder / "case.toml", measured_table(result, machine))
+                write_measured(by_id[result.case_id].folder / "case.toml", measured_table(result, machine, args.note))
                 console.print(f"wrote [measured] of {result.case_id}", highlight=False, markup=False)
     if args.json is not None:
         write_json_atomic(

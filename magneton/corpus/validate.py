@@ -10,6 +10,7 @@ reason; a broken case is reported and the others still run.
 from __future__ import annotations
 
 import importlib.util
+import json
 import platform
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -216,12 +217,12 @@ def measured_table(result: CaseValidation, machine: str, note: str = "") -> str:
         f"fast_energy_j = {energy.fast_energy_j.median:.6g}",
         f'provenance = "{energy.provenance}"',
         f'backend = "{energy.backend}"',
-        f'machine = "{machine}"',
+        f"machine = {json.dumps(machine)}",  # a TOML basic string takes JSON's escapes
         f"trials = {energy.trials}",
         f'date = "{date.today().isoformat()}"',
     ]
     if note:
-        lines.append(f'note = "{note}"')
+        lines.append(f"note = {json.dumps(note)}")
     return "\n".join(lines) + "\n"
 
 
