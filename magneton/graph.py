@@ -66,6 +66,7 @@ class OpNode:
     scalar_args: str = ""  # non-tensor arguments; they change what the op computes
     mutates: bool = False
     zero_cost_reason: str | None = None  # set for views and metadata-only ops, never measured
+    call: int | None = None  # which call of the root module ran it (1-based): decoding step k of generate
 
     @property
     def signature(self) -> str:

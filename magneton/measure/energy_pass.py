@@ -20,6 +20,7 @@ near one forward pass.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import math
 import statistics
 import time
@@ -160,8 +161,14 @@ def default_working_set_bytes(device: str) -> int:
     return CPU_REPLAY_WORKING_SET_BYTES
 
 
-def operand_copies(args: Any, kwargs: Any, options: PassOptions, device: str = "cpu") -> list[tuple[Any, Any]]:
-    """The operands plus enough clones that rotating through them exceeds the replay working set."""
+def operand_copies(
+    args: Any, kwargs: Any, options: PassOptions, device: str = "cpu", limit: int | None = None
+) -> list[tuple[Any, Any]]:
+    """The operands plus enough clones that rotating through them exceeds the replay working set.
+
+    ``limit``: no more copies than the calls a window will make (each copy is then read once per
+    window at most, so more would only cost cloning time).
+    """
     working_set = options.replay_working_set_bytes
     if working_set is None:
         working_set = default_working_set_bytes(device)
@@ -169,6 +176,8 @@ def operand_copies(args: Any, kwargs: Any, options: PassOptions, device: str = "
     count = 1
     if size > 0 and working_set > 0:
         count = max(1, min(options.max_operand_copies, math.ceil(working_set / size)))
+    if limit is not None:
+        count = max(1, min(count, limit))
     return [(args, kwargs)] + [_clone_tensors((args, kwargs)) for _ in range(count - 1)]
 
 
@@ -183,6 +192,21 @@ class _Timer:
         self.remeasured = 0
         self.floor_s = 0.0
         self.window_stats: list[WindowStats] = []
+        self.warmed: set[str] = set()
+
+    def warm_up(self, key: str, call: Callable[[], Any]) -> float:
+        """The untimed warm-up calls of ``key``, timed anyway: seconds per call, to size operand copies."""
+        calls = max(1, self.options.warmup_calls)
+        self.backend.synchronize()
+        start = time.perf_counter()
+        for _ in range(calls):
+            call()
+        self.backend.synchronize()
+        self.warmed.add(key)
+        return (time.perf_counter() - start) / calls
+
+    def window_for(self, key: str) -> float:
+        return self.min_window_s
 
     def _window(
         self, key: str, call: Callable[[], Any], planned: int, window_s: float, calls_per_run: int
@@ -210,7 +234,7 @@ class _Timer:
         if cuda_graph:
             call = self.graphs.wrap(key, call, op)
         window = max(self.min_window_s, window_s or 0.0)
-        if key not in self.rounds:
+        if key not in self.rounds and key not in self.warmed:
             warmup = self.options.warmup_calls if warmup_calls is None else warmup_calls
             for _ in range(math.ceil(warmup / calls_per_run)):
                 call()
@@ -235,7 +259,12 @@ class _Timer:
 
     def _may_remeasure(self) -> bool:
         options = self.options
-        return options.remeasure_contended and self.remeasured < max(4, options.max_remeasure_share * self.windows)
+        if not (options.remeasure_contended and self.backend.contention_sensitive):
+            return False
+        return self.remeasured < max(4, options.max_remeasure_share * self.windows)
+
+
+Timer = _Timer  # for other measurements of the same kind (module forwards: magneton.measure.overhead)
 
 
 class _MeasuringInterpreter(torch.fx.Interpreter):
@@ -266,19 +295,31 @@ class _MeasuringInterpreter(torch.fx.Interpreter):
         operator: Any = (
             self.module.get_submodule(str(fx_node.target)) if fx_node.op == "call_module" else fx_node.target
         )
-        copies = operand_copies(args, kwargs, self.timer.options, self.device)
+        key = op_node.signature
+        if self.device.startswith("cuda"):
+            # A CUDA graph captures one rotation through every copy: replays skip launch overhead.
+            copies = operand_copies(args, kwargs, self.timer.options, self.device)
 
-        def call_each_copy() -> None:
-            for copy_args, copy_kwargs in copies:
+            def call_each_copy() -> None:
+                for copy_args, copy_kwargs in copies:
+                    operator(*copy_args, **copy_kwargs)
+
+            sample = self.timer.measure(key, call_each_copy, calls_per_run=len(copies), cuda_graph=True, op=operator)
+        else:
+            # One operator call per step, on the next copy: a window ends as soon as its minimum has
+            # passed (not at the end of a rotation), and it needs no more copies than calls it makes.
+            planned = self.timer.rounds.get(key)
+            if planned is None:
+                per_call_s = self.timer.warm_up(key, lambda: operator(*args, **kwargs))
+                planned = math.ceil(self.timer.window_for(key) / max(per_call_s, 1e-9)) + 1
+            copies = operand_copies(args, kwargs, self.timer.options, self.device, limit=planned)
+            position = itertools.cycle(copies)
+
+            def call_next_copy() -> None:
+                copy_args, copy_kwargs = next(position)
                 operator(*copy_args, **copy_kwargs)
 
-        sample = self.timer.measure(
-            op_node.signature,
-            call_each_copy,
-            calls_per_run=len(copies),
-            cuda_graph=self.device.startswith("cuda"),
-            op=operator,
-        )
+            sample = self.timer.measure(key, call_next_copy)
         self.samples.setdefault(op_node.signature, []).append(sample)
         self.measured_this_trial.add(op_node.signature)
         if self.on_measured is not None:
