@@ -68,6 +68,9 @@ class OpNode:
     zero_cost_reason: str | None = None  # set for views and metadata-only ops, never measured
     phase: str | None = None  # training step: "forward", "backward" or "optimizer"; None for inference
     forward_node: str | None = None  # a backward node: the id of the forward operator it differentiates
+    call: int | None = None  # which call of the root module ran it (1-based): decoding step k of generate
+    flops: int = 0  # floating-point operations of one call (magneton.capture.cost)
+    bytes: int = 0  # bytes read + written by one call; 0 for views
 
     @property
     def signature(self) -> str:

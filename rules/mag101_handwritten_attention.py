@@ -40,6 +40,11 @@ class HandwrittenAttention(Rule):
             "import torch\np = torch.softmax(q @ k.transpose(-2, -1), dim=-1)\n",
             why="probabilities returned, no second matmul",
         ),
+        Valid(
+            "import torch\n\n\ndef f(self, q, k):\n    kernel = torch.softmax(q @ k.transpose(-1, -2), dim=-1)\n"
+            "    return torch.matmul(kernel, self.iterative_inv(kernel))\n",
+            why="Nystromformer's kernel times a computed inverse: not attention over values",
+        ),
     )
     INVALID = (
         Invalid(
@@ -65,6 +70,8 @@ class HandwrittenAttention(Rule):
         if operands is None:
             return
         probabilities, values = operands
+        if _computed_elsewhere(ctx, values):
+            return  # softmax(...) @ f(...): e.g. Nystrom's kernel @ pinv(kernel) is not attention over values
         soft = softmax_parts(ctx, ctx.resolve(probabilities))
         if soft is None or (soft[1] is not None and ctx.number(soft[1]) != -1):
             return
@@ -117,3 +124,13 @@ def _unscale(
         inner = _unscale(ctx, node.left, follow)
         return (inner[0], "mask") if inner is not None else None
     return None
+
+
+def _computed_elsewhere(ctx: SourceContext, values: cst.BaseExpression) -> bool:
+    """The right operand is the result of a function (not a tensor, its view or its method)."""
+    if not isinstance(values, cst.Call):
+        return False
+    func = values.func
+    if isinstance(func, cst.Name):
+        return True
+    return isinstance(func, cst.Attribute) and isinstance(func.value, cst.Name) and func.value.value == "self"

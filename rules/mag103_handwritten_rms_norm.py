@@ -36,6 +36,10 @@ class HandwrittenRmsNorm(Rule):
             "    var = (h - mean).pow(2).mean(-1, keepdim=True)\n    return (h - mean) * torch.rsqrt(var + eps)\n",
             why="mean-centred: a layer norm (MAG104), not an RMS norm",
         ),
+        Valid(
+            "import torch\ninv_rms = torch.rsqrt(x.float().square().mean(-1, keepdim=True) + 1e-6)\n",
+            why="only the inverse RMS, nothing normalised here: no fused op takes its place",
+        ),
     )
     INVALID = (
         Invalid(
@@ -66,6 +70,8 @@ class HandwrittenRmsNorm(Rule):
         if isinstance(centred, cst.BinaryOperation) and isinstance(centred.operator, cst.Subtract):
             return  # (x - mean) squared: a layer norm, MAG104's business
         parent = ctx.parent()
+        if not (isinstance(parent, cst.BinaryOperation) and isinstance(parent.operator, cst.Multiply)):
+            return  # only the inverse RMS is computed here; no fused op replaces that alone
         if (
             isinstance(parent, cst.BinaryOperation)
             and isinstance(parent.operator, cst.Multiply)

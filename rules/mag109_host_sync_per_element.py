@@ -38,6 +38,10 @@ class HostSyncPerElement(Rule):
             "import torch\nfor out in outputs:\n    ids = out['tokens'][0].tolist()\n",
             why="a whole row converted once per item: the index does not follow the loop",
         ),
+        Valid(
+            "import torch\nout = [v[i].cpu() for v, i in zip(values, idxs)]\n",
+            why="a different tensor each time: nothing to convert once",
+        ),
     )
     INVALID = (
         Invalid("import torch\nfor i in range(len(x)):\n    total += x[i].item()\n", line=3),
@@ -53,7 +57,9 @@ class HostSyncPerElement(Rule):
         # Element by element: the index follows the loop (x[i] in `for i ...`), not a fixed x[0] per iteration.
         loop_names = _loop_targets(ctx)
         index_names = {n.value for e in receiver.slice for n in walk(e) if isinstance(n, cst.Name)}
-        if loop_names & index_names:
+        indexed = {n.value for n in walk(receiver.value) if isinstance(n, cst.Name)}
+        # The indexed tensor must be the same each time (else there is no "whole tensor" to convert once).
+        if loop_names & index_names and not loop_names & indexed:
             yield SourceHit(node)
 
 

@@ -473,9 +473,9 @@ def test_energy_is_per_operator_call_across_copies(monkeypatch, fake_backend_cls
     graph = capture(workload)
     copies_made = []
 
-    def counting_copies(args, kwargs, options, device):
-        copies = operand_copies(args, kwargs, options, device)
-        copies_made.append(len(copies))
+    def counting_copies(args, kwargs, options, device, limit=None):
+        copies = operand_copies(args, kwargs, options, device, limit)
+        copies_made.append(copies)
         return copies
 
     monkeypatch.setattr(energy_pass, "operand_copies", counting_copies)
@@ -483,17 +483,26 @@ def test_energy_is_per_operator_call_across_copies(monkeypatch, fake_backend_cls
         trials=1,
         warmup_calls=0,
         min_window_s=0.001,
+        forward_window_s=0.001,
         idle_s=0.0,
         replay_working_set_bytes=16 * 1024,
         remeasure_contended=False,
     )
     backend = fake_backend_cls(energy_per_call=lambda key: 2.0)
     result = run_energy_pass(graph, workload, backend, options)
-    assert copies_made == [4]
-    # Each round calls relu once on each of 4 copies: the backend is told 4 calls per round.
+    (copies,) = copies_made
+    assert len(copies) == 4  # 16 KiB working set / 4 KiB operand
+    # One operator call per step, rotating through the copies: the backend is told operator calls.
     (relu_calls,) = [calls for key, calls in backend.measured if key == graph.node("relu").signature]
-    assert relu_calls == 4 * result.nodes["relu"].rounds
+    assert relu_calls == result.nodes["relu"].rounds
     assert result.nodes["relu"].energy_j.median == 2.0
+
+
+def test_copies_are_limited_to_the_calls_a_window_makes() -> None:
+    x = torch.randn(256, 1024)  # 1 MiB: 32 copies fill the default working set
+    assert len(operand_copies((x,), {}, PassOptions(), limit=5)) == 5
+    assert len(operand_copies((x,), {}, PassOptions(), limit=100)) == 32
+    assert len(operand_copies((x,), {}, PassOptions(), limit=0)) == 1
 
 
 # --- CUDA replay path, with torch.cuda mocked (no GPU needed) ---------------------------------------

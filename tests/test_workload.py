@@ -215,7 +215,8 @@ def test_wrong_return_shape(write_target, body: str, shape: str) -> None:
     target = write_target(MODEL_FILE + f"\n\ndef workload():\n    {body}\n")
     err = load_error(target)
     assert (
-        err.problem == f"returned {shape}; expected (callable, args), (callable, args, kwargs) or a magneton.Workload"
+        err.problem == f"returned {shape}; expected (callable, args), (callable, args, kwargs), a magneton.Workload "
+        "or a magneton.TrainStep"
     )
 
 

@@ -20,6 +20,7 @@ near one forward pass.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import math
 import statistics
 import time
@@ -139,8 +140,29 @@ class EnergyPassResult:
         return self.node_sum_j / whole if whole > 0 else float("nan")
 
 
+# A layout-preserving copy may span at most this many times the tensor's elements (a thin slice of a
+# huge tensor is copied compactly instead, losing its strides).
+_MAX_LAYOUT_SPAN = 16
+
+
+def clone_preserving_layout(tensor: torch.Tensor) -> torch.Tensor:
+    """A copy with the same sizes and strides.
+
+    ``clone()`` keeps the strides of dense tensors (transposes) but makes strided slices and expanded
+    (broadcast) views contiguous, so replaying an operator on clones would measure it on better-laid-out
+    data than the program gave it, hiding exactly the layout costs Magneton looks for.
+    """
+    if tensor.layout != torch.strided or tensor.is_contiguous() or tensor.numel() == 0:
+        return tensor.clone()
+    span = 1 + sum((size - 1) * stride for size, stride in zip(tensor.shape, tensor.stride(), strict=True))
+    if span > _MAX_LAYOUT_SPAN * tensor.numel():
+        return tensor.clone()
+    memory = tensor.as_strided((span,), (1,)).clone()
+    return memory.as_strided(tensor.shape, tensor.stride())
+
+
 def _clone_tensors(value: Any) -> Any:
-    return tree_map(lambda v: v.clone() if isinstance(v, torch.Tensor) else v, value)
+    return tree_map(lambda v: clone_preserving_layout(v) if isinstance(v, torch.Tensor) else v, value)
 
 
 def _tensor_bytes(value: Any) -> int:
@@ -160,8 +182,14 @@ def default_working_set_bytes(device: str) -> int:
     return CPU_REPLAY_WORKING_SET_BYTES
 
 
-def operand_copies(args: Any, kwargs: Any, options: PassOptions, device: str = "cpu") -> list[tuple[Any, Any]]:
-    """The operands plus enough clones that rotating through them exceeds the replay working set."""
+def operand_copies(
+    args: Any, kwargs: Any, options: PassOptions, device: str = "cpu", limit: int | None = None
+) -> list[tuple[Any, Any]]:
+    """The operands plus enough clones that rotating through them exceeds the replay working set.
+
+    ``limit``: no more copies than the calls a window will make (each copy is then read once per
+    window at most, so more would only cost cloning time).
+    """
     working_set = options.replay_working_set_bytes
     if working_set is None:
         working_set = default_working_set_bytes(device)
@@ -169,6 +197,8 @@ def operand_copies(args: Any, kwargs: Any, options: PassOptions, device: str = "
     count = 1
     if size > 0 and working_set > 0:
         count = max(1, min(options.max_operand_copies, math.ceil(working_set / size)))
+    if limit is not None:
+        count = max(1, min(count, limit))
     return [(args, kwargs)] + [_clone_tensors((args, kwargs)) for _ in range(count - 1)]
 
 
@@ -183,6 +213,21 @@ class _Timer:
         self.remeasured = 0
         self.floor_s = 0.0
         self.window_stats: list[WindowStats] = []
+        self.warmed: set[str] = set()
+
+    def warm_up(self, key: str, call: Callable[[], Any]) -> float:
+        """The untimed warm-up calls of ``key``, timed anyway: seconds per call, to size operand copies."""
+        calls = max(1, self.options.warmup_calls)
+        self.backend.synchronize()
+        start = time.perf_counter()
+        for _ in range(calls):
+            call()
+        self.backend.synchronize()
+        self.warmed.add(key)
+        return (time.perf_counter() - start) / calls
+
+    def window_for(self, key: str) -> float:
+        return self.min_window_s
 
     def _window(
         self, key: str, call: Callable[[], Any], planned: int, window_s: float, calls_per_run: int
@@ -210,7 +255,7 @@ class _Timer:
         if cuda_graph:
             call = self.graphs.wrap(key, call, op)
         window = max(self.min_window_s, window_s or 0.0)
-        if key not in self.rounds:
+        if key not in self.rounds and key not in self.warmed:
             warmup = self.options.warmup_calls if warmup_calls is None else warmup_calls
             for _ in range(math.ceil(warmup / calls_per_run)):
                 call()
@@ -238,6 +283,9 @@ class _Timer:
         if not (options.remeasure_contended and self.backend.contention_sensitive):
             return False
         return self.remeasured < max(4, options.max_remeasure_share * self.windows)
+
+
+Timer = _Timer  # for other measurements of the same kind (module forwards: magneton.measure.overhead)
 
 
 class _MeasuringInterpreter(torch.fx.Interpreter):
@@ -268,19 +316,31 @@ class _MeasuringInterpreter(torch.fx.Interpreter):
         operator: Any = (
             self.module.get_submodule(str(fx_node.target)) if fx_node.op == "call_module" else fx_node.target
         )
-        copies = operand_copies(args, kwargs, self.timer.options, self.device)
+        key = op_node.signature
+        if self.device.startswith("cuda"):
+            # A CUDA graph captures one rotation through every copy: replays skip launch overhead.
+            copies = operand_copies(args, kwargs, self.timer.options, self.device)
 
-        def call_each_copy() -> None:
-            for copy_args, copy_kwargs in copies:
+            def call_each_copy() -> None:
+                for copy_args, copy_kwargs in copies:
+                    operator(*copy_args, **copy_kwargs)
+
+            sample = self.timer.measure(key, call_each_copy, calls_per_run=len(copies), cuda_graph=True, op=operator)
+        else:
+            # One operator call per step, on the next copy: a window ends as soon as its minimum has
+            # passed (not at the end of a rotation), and it needs no more copies than calls it makes.
+            planned = self.timer.rounds.get(key)
+            if planned is None:
+                per_call_s = self.timer.warm_up(key, lambda: operator(*args, **kwargs))
+                planned = math.ceil(self.timer.window_for(key) / max(per_call_s, 1e-9)) + 1
+            copies = operand_copies(args, kwargs, self.timer.options, self.device, limit=planned)
+            position = itertools.cycle(copies)
+
+            def call_next_copy() -> None:
+                copy_args, copy_kwargs = next(position)
                 operator(*copy_args, **copy_kwargs)
 
-        sample = self.timer.measure(
-            op_node.signature,
-            call_each_copy,
-            calls_per_run=len(copies),
-            cuda_graph=self.device.startswith("cuda"),
-            op=operator,
-        )
+            sample = self.timer.measure(key, call_next_copy)
         self.samples.setdefault(op_node.signature, []).append(sample)
         self.measured_this_trial.add(op_node.signature)
         if self.on_measured is not None:

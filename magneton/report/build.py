@@ -16,8 +16,11 @@ from magneton.report.model import (
     SCHEMA,
     BackendSummary,
     CaptureSummary,
+    Contention,
+    MeasurementCost,
     Node,
     NodeSource,
+    PageFaults,
     PhaseEnergy,
     Report,
     RollupLine,
@@ -84,6 +87,7 @@ def build_report(
                 active_energy_j=max(0.0, energy_j - result.idle_power_w * time_s),
                 energy_ci_j=(measured.energy_j.low, measured.energy_j.high) if measured else (0.0, 0.0),
                 ci_confidence=measured.energy_j.confidence if measured else None,
+                trials=len(measured.energy_j.samples) if measured else None,
                 noisy=bool(measured and measured.energy_j.relative_spread > options.noisy_relative_spread),
                 share=energy_j / node_sum_j if node_sum_j > 0 else 0.0,
                 rounds=measured.rounds if measured else 0,
@@ -96,6 +100,15 @@ def build_report(
                 outputs=[_tensor(meta) for meta in node.outputs],
                 phase=node.phase,  # type: ignore[arg-type]  # OpNode holds one of PHASES
                 forward_node=node.forward_node,
+                samples=len(measured.energy_j.samples) if measured else 0,
+                minor_faults_per_call=measured.minor_faults_per_call if measured else 0.0,
+                major_faults_per_call=measured.major_faults_per_call if measured else 0.0,
+                fault_energy_share=measured.fault_time_share if measured else 0.0,
+                contended=measured.contended if measured else False,
+                run_delay_s_per_s=measured.run_delay_s_per_s if measured else None,
+                step=node.call,
+                flops=node.flops,
+                bytes=node.bytes,
             )
         )
     training = any(node.phase is not None for node in nodes)
@@ -127,6 +140,7 @@ def build_report(
         total_energy_j=total_j,
         total_energy_ci_j=(result.forward_energy_j.low, result.forward_energy_j.high),
         total_energy_ci_confidence=result.forward_energy_j.confidence,
+        total_energy_trials=len(result.forward_energy_j.samples),
         total_time_s=result.forward_time_s.median,
         active_energy_j=max(0.0, total_j - result.idle_power_w * result.forward_time_s.median),
         idle_power_w=result.idle_power_w,
@@ -144,6 +158,34 @@ def build_report(
         rollups=Rollups(by_line=rollup_by_line(nodes, provenance), by_op=rollup_by_op(nodes, provenance)),
         findings=[],
         phases=rollup_by_phase(nodes, provenance) if training else None,
+        steps=max((n.call for n in graph.nodes if n.call is not None), default=None),
+        allocator=result.allocator,
+        page_faults=PageFaults(
+            minor_per_call=result.forward_minor_faults_per_call,
+            major_per_call=result.forward_major_faults_per_call,
+            energy_share=result.forward_fault_time_share,
+            fault_cost_s=result.page_fault_cost_s,
+            node_minor_per_call=sum(n.minor_faults_per_call for n in nodes),
+        ),
+        contention=_contention(result),
+        measurement_cost=MeasurementCost(
+            wall_s=result.wall_s, floor_s=result.floor_s, min_trials=result.min_trials, max_trials=options.trials
+        ),
+    )
+
+
+def _contention(result: EnergyPassResult) -> Contention | None:
+    summary = result.contention
+    if summary is None:
+        return None
+    return Contention(
+        windows=summary.windows,
+        contended_windows=summary.contended_windows,
+        remeasured_windows=summary.remeasured_windows,
+        run_delay_s_per_s=summary.run_delay_s_per_s,
+        others_busy_cores=summary.others_busy_cores,
+        threshold_s_per_s=summary.threshold_s_per_s,
+        warning=summary.warning,
     )
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import re
 import unicodedata
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from rich import box
@@ -231,10 +231,11 @@ def fold_paths(paths: Sequence[str]) -> str:
 def _interval(report: Report) -> str:
     """What the total's interval is: its confidence, its method, over how many samples."""
     confidence = report.total_energy_ci_confidence
-    if report.total_energy_ci_j is None or report.trials < 2 or not confidence:
-        return f"no interval ({report.trials} trial{'s' if report.trials != 1 else ''})"
+    trials = report.total_energy_trials if report.total_energy_trials is not None else report.trials
+    if report.total_energy_ci_j is None or trials < 2 or not confidence:
+        return f"no interval ({trials} trial{'s' if trials != 1 else ''})"
     low, high = report.total_energy_ci_j
-    return f"{confidence:.0%} CI over {report.trials} trials: {format_energy(low)}–{format_energy(high)}"
+    return f"{confidence:.0%} CI over {trials} trials: {format_energy(low)}–{format_energy(high)}"
 
 
 def _provenance_text(report: Report) -> Text:
@@ -298,11 +299,45 @@ def _header(report: Report) -> Panel:
             row("", note)
     for note in report.measurement_notes:
         row("measurement", note)
+    _measurement_context(report, row, grid)
     for note in backend.notes:
         row("note", note)
     for warning in backend.warnings:
         grid.add_row(Text("warning", style="yellow"), Text(one_line(warning), style="yellow"))
     return Panel(grid, title=Text("Magneton energy report", style="bold"), title_align="left", box=box.ROUNDED)
+
+
+def _measurement_context(report: Report, row: Callable[..., None], grid: Table) -> None:
+    """Overhead, allocator, page faults and contention: what else shaped the numbers."""
+    total = report.total_energy_j or 1.0
+    if report.overhead and report.explained_coverage is not None and report.overhead_energy_j is not None:
+        top = report.overhead[0]
+        place = f" {where(top.source.file, top.source.line)}" if top.source else ""
+        row(
+            "explained",
+            f"{report.explained_coverage:.2f} = operators {report.node_energy_sum_j / total:.2f} + framework "
+            f"overhead {report.overhead_energy_j / total:.2f}; most overhead in {top.module_path or '(root)'} "
+            f"[{top.module_type}]{place}, {top.share:.0%}",
+        )
+    if report.allocator:
+        row("allocator", report.allocator)
+    faults = report.page_faults
+    if faults is not None and faults.minor_per_call + faults.major_per_call > 0:
+        row(
+            "faults",
+            f"{faults.minor_per_call:,.0f} minor + {faults.major_per_call:,.0f} major page faults per call, "
+            f"~{faults.energy_share:.0%} of its energy (estimated)",
+        )
+    contention = report.contention
+    if contention is not None and contention.windows:
+        busy = f", others kept {contention.others_busy_cores:.1f} cores busy" if contention.others_busy_cores else ""
+        row(
+            "contention",
+            f"{contention.contended_windows}/{contention.windows} windows waited for a CPU "
+            f"({contention.remeasured_windows} re-measured){busy}",
+        )
+        if contention.warning:
+            grid.add_row(Text("warning", style="bold yellow"), Text(one_line(contention.warning), style="bold yellow"))
 
 
 # ------------------------------------------------------------------------------------------------ tables
