@@ -34,7 +34,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from magneton.capture.annotate import annotate
+from magneton.capture.annotate import ValueObserver, annotate
 from magneton.capture.strategies import _quiet_tracers, _short_error
 from magneton.capture.torch_compat import (
     annotate_nodes,
@@ -88,6 +88,17 @@ class TrainingRun:
     batch_spec: Any
     batch_positions: list[int]
     counts: tuple[int, int, int]  # params, buffers, optimizer state tensors
+    pristine: InputSnapshot | None = None  # flat_inputs as prepared, before any step ran on them
+
+    def __post_init__(self) -> None:
+        if self.pristine is None:
+            self.pristine = InputSnapshot(self.flat_inputs)
+
+    def restore(self) -> None:
+        """Parameters, buffers, optimizer state and batch back to the state before the first step."""
+        assert self.pristine is not None
+        self.pristine.restore()
+        self.reset_optimizer_state()
 
     def reset_optimizer_state(self) -> None:
         """The optimizer's per-parameter state back to its first-step structure (tensor values: InputSnapshot)."""
@@ -240,10 +251,14 @@ def _module_annotations(model: nn.Module) -> Iterator[None]:
             open_contexts.pop().__exit__(None, None, None)
 
 
-def capture_training(run: TrainingRun) -> OpGraph:
-    """Trace ``run`` once with make_fx and annotate every node with its phase and forward source."""
+def capture_training(run: TrainingRun, observer: ValueObserver | None = None) -> OpGraph:
+    """Trace ``run`` once with make_fx and annotate every node with its phase and forward source.
+
+    ``observer`` sees every operator's real output during the annotation run (the diff's value fingerprints).
+    """
     from torch.fx.experimental.proxy_tensor import make_fx
 
+    run.restore()  # a step run before (an output check) must not shift the state the graph starts from
     snapshot = InputSnapshot(run.flat_inputs)
 
     def traced(*tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
@@ -275,7 +290,7 @@ def capture_training(run: TrainingRun) -> OpGraph:
     if run.optimizer is None:
         graph.notes.append("no optimizer given: the step is forward, loss and backward only")
     with torch.no_grad():  # the graph holds the backward explicitly; replaying it needs no autograd
-        annotate(graph)
+        annotate(graph, observer)
     graph.mutates_inputs = snapshot.changed() or run.optimizer is not None
     snapshot.restore()
     run.reset_optimizer_state()

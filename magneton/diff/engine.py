@@ -83,9 +83,7 @@ class DiffResult:
 
 def load_sides(target_a: str, target_b: str, loader: Callable[[str], Workload] | None = None) -> list[Any]:
     """Build both workloads, each side's global settings recorded after its build and undone before the next."""
-    from magneton.workload import load_target
-
-    load = loader or load_target
+    load = loader or load_diff_target
     baseline = record_settings()
     out = []
     try:
@@ -98,11 +96,42 @@ def load_sides(target_a: str, target_b: str, loader: Callable[[str], Workload] |
     return out
 
 
+def load_diff_target(target: str) -> Workload:
+    """A target as the diff runs it; a TrainStep becomes its eager step, whose outputs are the loss and gradients."""
+    from magneton.workload import TrainStep, load_any_target
+
+    loaded = load_any_target(target)
+    if not isinstance(loaded, TrainStep):
+        return loaded
+    from magneton.capture.training import prepare
+
+    run = prepare(target, loaded)
+    # A bound method of the TrainingRun: capture finds the run through it (_capture_side).
+    return Workload(run.eager_step, tuple(run.flat_inputs), {})
+
+
+def _capture_side(workload: Workload, observer: Any) -> Any:
+    from magneton.capture import capture
+    from magneton.capture.training import TrainingRun, capture_training
+
+    run = getattr(workload.fn, "__self__", None)
+    if isinstance(run, TrainingRun):
+        return capture_training(run, observer)
+    return capture(workload, observer=observer)
+
+
 def _run(workload: Workload, settings: Settings) -> Any:
     import torch
 
+    from magneton.capture.training import TrainingRun
+
+    run = getattr(workload.fn, "__self__", None)
     with torch.no_grad(), applied(settings):
-        return workload.fn(*workload.args, **workload.kwargs)
+        outputs = workload.fn(*workload.args, **workload.kwargs)
+    if isinstance(run, TrainingRun):
+        outputs = tuple(t.detach().clone() for t in outputs)  # loss and gradients, before the state is restored
+        run.restore()
+    return outputs
 
 
 def _node_energy(graph: Any, workload: Workload, settings: Settings, backend: Any, trials: int) -> tuple[dict, float]:
@@ -123,7 +152,7 @@ def diff_workloads(
 
     ``backend_choice`` (a BackendChoice) overrides ``options.backend``; it is closed at the end.
     """
-    from magneton.capture import capture, workload_device
+    from magneton.capture import workload_device
     from magneton.diff.fingerprint import FingerprintRecorder
     from magneton.measure.backends import BackendOptions, create_backend
     from magneton.pipeline import move_workload
@@ -169,7 +198,7 @@ def diff_workloads(
             say(f"capturing side {label} ({target}) with value fingerprints")
             recorder = FingerprintRecorder()
             with applied(settings):
-                graph = capture(workload, observer=recorder)
+                graph = _capture_side(workload, recorder)
             sides.append(Side(label, target, workload, graph, build_flow(graph, recorder.fingerprints), settings))
         side_a, side_b = sides
         start = time.perf_counter()

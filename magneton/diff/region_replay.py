@@ -179,7 +179,8 @@ def _copies(program: RegionProgram, options: ReplayOptions) -> list[dict[Any, An
     count = 1 if size == 0 else max(1, min(options.max_copies, math.ceil(options.working_set_bytes / size)))
     copies = [dict(program.values)]
     for _ in range(count - 1):
-        copies.append({k: v.clone() if is_activation(v) else v for k, v in program.values.items()})
+        # detach: a training graph's values may be views of tensors its optimizer updated in place
+        copies.append({k: v.detach().clone() if is_activation(v) else v for k, v in program.values.items()})
     return copies
 
 
