@@ -58,6 +58,7 @@ bench:
     python tests/bench/bench_floor.py
     python tests/bench/bench_contention.py
     python tests/bench/bench_allocator.py
+    python tests/bench/bench_train.py
     python tests/bench/bench_html.py
     python tests/bench/bench_diff.py
     python tests/bench/bench_expected.py
