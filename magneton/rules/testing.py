@@ -61,12 +61,19 @@ def graph_hits(rule: type[Rule], code: str, env: dict[str, Any] | None = None) -
     from magneton.capture import capture
     from magneton.rules.graphview import GraphView
     from magneton.rules.runtime import RuntimeEnv
-    from magneton.workload import load_target
+    from magneton.workload import TrainStep, load_any_target
 
     with tempfile.TemporaryDirectory(prefix="magneton-example-") as folder:
         path = Path(folder) / f"example_{rule.id.lower()}.py"
         path.write_text(example_code(code), encoding="utf-8")
-        graph = capture(load_target(f"{path}:workload"))
+        target = f"{path}:workload"
+        loaded = load_any_target(target)
+        if isinstance(loaded, TrainStep):  # training rules' examples are training steps
+            from magneton.capture.training import training_workload
+
+            graph = training_workload(target, loaded)[0]
+        else:
+            graph = capture(loaded)
         view = GraphView(graph)
         hits = list(rule().check_graph(view)) if rule.has_graph() else []
         if rule.has_runtime():
