@@ -146,3 +146,38 @@ def test_nothing_else_in_the_package_touches_private_torch() -> None:
         if private.search(line)
     ]
     assert offenders == []
+
+
+def test_backward_nodes_get_the_seq_nr_of_their_forward_op() -> None:
+    """make_fx over forward + autograd.grad: the backward of relu carries relu's seq_nr and the backward phase."""
+    weight = torch.randn(3, 3, requires_grad=True)
+    x = torch.randn(2, 3)
+
+    def step(weight: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        with torch_compat.annotate_phase("forward"), torch.enable_grad():
+            loss = torch.relu(x @ weight).sum()
+        assert torch_compat.tag_backward_with_forward_seq_nr(loss)
+        with torch_compat.annotate_phase("backward"):
+            return torch.autograd.grad(loss, [weight])
+
+    with torch_compat.preserve_node_meta():
+        graph = make_fx(step, tracing_mode="real")(weight, x).graph
+    nodes = {str(n.target): n for n in graph.nodes if n.op == "call_function"}
+    relu, relu_grad = nodes["aten.relu.default"], nodes["aten.threshold_backward.default"]
+    assert relu.meta["seq_nr"] == relu_grad.meta["seq_nr"]
+    phase = relu_grad.meta.get("custom", {}).get("magneton_phase")
+    assert phase == "backward" or relu_grad.meta.get("autograd_backward")
+    assert not torch_compat.is_gradient_accumulation(relu_grad.meta)
+
+
+def test_annotate_nodes_nests() -> None:
+    def f(x: torch.Tensor) -> torch.Tensor:
+        with torch_compat.annotate_nodes({"a": "1"}):
+            y = x + 1
+            with torch_compat.annotate_nodes({"b": "2"}):
+                return y * 2
+
+    with torch_compat.preserve_node_meta():
+        graph = make_fx(f, tracing_mode="real")(torch.randn(2)).graph
+    custom = [n.meta.get("custom") for n in graph.nodes if n.op == "call_function"]
+    assert custom == [{"a": "1"}, {"a": "1", "b": "2"}]
