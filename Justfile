@@ -34,7 +34,7 @@ compat-oldest:
 browser-test:
     python tests/browser_check.py --screenshot docs/html-report.png
 
-# Regenerate magneton/schemas/report-1.schema.json from the typed report model (never edit it by hand).
+# Regenerate magneton/schemas/report-1.schema.json and docs/report.md from the typed report model (never by hand).
 schema:
     python -m magneton.report.schema
 
