@@ -17,6 +17,14 @@ lint:
     ruff format --check magneton tests rules corpus setup.py
     mypy
 
+# Regenerate the rule reference (docs/rules.md) from the rule classes; a test checks it for drift.
+docs:
+    python -m magneton.rules.docs docs/rules.md
+
+# Regenerate the golden files of `magneton lint` (terminal, JSON, SARIF) in tests/golden/.
+golden-lint:
+    MAGNETON_UPDATE_GOLDEN=1 python -m pytest tests/test_lint_golden.py -q
+
 # The torch_compat tests against the oldest torch that pyproject accepts, in a venv of its own
 # (.venv-oldest-torch, ~3 GB: PyPI's Linux wheels of old torch are CUDA builds; they import and run on a CPU).
 compat-oldest:
@@ -46,6 +54,7 @@ golden:
 bench:
     python tests/bench/bench_analyze.py
     python tests/bench/bench_report_model.py
+    python tests/bench/bench_lint.py
 
 # On a CUDA machine: analyse a small GPT-2-like model with NVML twice (< 5 minutes).
 gpu-check:

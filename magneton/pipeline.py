@@ -31,6 +31,8 @@ class AnalyzeOptions:
     # The backend's settings; its ``device`` is always the workload's, filled in when the backend is made.
     backend_options: BackendOptions = field(default_factory=BackendOptions)
     record_trace: Path | None = None  # write what was measured, for --backend replay later
+    rules: bool = True  # run the rule catalog on the graph and the user's source (magneton.rules.analysis)
+    rule_dirs: tuple[str, ...] = ()  # extra rule folders (--rules DIR)
     trace_events: Path | None = None  # write a Chrome trace-event timeline of one forward pass here
 
     @classmethod
@@ -188,11 +190,17 @@ def _analyze_workload(
         if recorder is not None and options.record_trace is not None:
             recorder.write(options.record_trace)
         report = build_report(target_label, graph, result, choice, pass_options, extra_notes=notes)
+        if options.rules:
+            from magneton.rules.analysis import add_rule_findings
+
+            report = add_rule_findings(report, graph, target_label, options.rule_dirs)
         if options.trace_events is not None:
             from magneton.report.trace_events import write_trace_events
 
             write_trace_events(options.trace_events, graph, report)
-        return report
+        from magneton.diagnosis import attach_sources  # every finding, whichever detector: file:line + expression
+
+        return attach_sources(report, graph)
     finally:
         backend.close()
 

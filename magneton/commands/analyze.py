@@ -124,6 +124,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="no terminal report and no progress: one line per target (energy, backend, provenance), errors "
         "and the summary (progress is also off when stderr is not a terminal)",
     )
+    parser.add_argument(
+        "--rules", action="append", default=[], metavar="DIR", help="also run the rules in DIR (repeatable)"
+    )
+    parser.add_argument("--no-rules", action="store_true", help="do not run the rule catalog")
     parser.add_argument("--debug", action="store_true", help="print the full traceback of internal errors")
 
 
@@ -179,6 +183,8 @@ def analyze_options(args: argparse.Namespace) -> AnalyzeOptions:
         watts_per_core=args.cpu_watts_per_core,
         trace_path=args.trace,
         record_trace=args.record_trace,
+        rules=not getattr(args, "no_rules", False),
+        rule_dirs=tuple(str(d) for d in getattr(args, "rules", [])),
         trace_events=args.trace_events,
     )
 

@@ -235,7 +235,9 @@ class _Timer:
 
     def _may_remeasure(self) -> bool:
         options = self.options
-        return options.remeasure_contended and self.remeasured < max(4, options.max_remeasure_share * self.windows)
+        if not (options.remeasure_contended and self.backend.contention_sensitive):
+            return False
+        return self.remeasured < max(4, options.max_remeasure_share * self.windows)
 
 
 class _MeasuringInterpreter(torch.fx.Interpreter):

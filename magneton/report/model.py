@@ -196,6 +196,7 @@ class Report(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=False):
     nodes: list[Node]  # every captured operator, in program order
     rollups: Rollups = msgspec.field(default_factory=Rollups)  # the nodes grouped by source line and by op
     findings: list[Finding]  # most excess energy first
+    rule_notes: list[str] = msgspec.field(default_factory=list)  # files the rules could not parse, rules that failed
     regions: list[Region] | None = None  # a diff's matched regions
 
     # ------------------------------------------------------------------ views

@@ -24,6 +24,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from magneton.findings import Finding
 from magneton.report.model import Node, Report
 
 ELLIPSIS = "…"
@@ -440,18 +441,28 @@ def summary_line(report: Report) -> Text:
     return text
 
 
+def findings_text(findings: Sequence[Finding]) -> Text:
+    from magneton.report.findings_terminal import findings_text as render
+
+    return render(findings)
+
+
 def render_report(report: Report, console: Console, top: int = 15) -> None:
     layout = Layout.for_width(console.width)
     parts: list[RenderableType] = [_header(report), _operators_table(report, top, layout)]
     if report.rollups.by_line:  # no table at all when no operator has a source (e.g. all inside torch)
         parts.append(_line_table(report, min(top, 10), layout))
-    parts += [_op_table(report, min(top, 10), layout), _footer(report)]
+    parts.append(_op_table(report, min(top, 10), layout))
+    if report.findings:
+        parts.append(findings_text(report.findings))
+    parts.append(_footer(report))
     console.print(Group(*parts), soft_wrap=False)
 
 
 __all__ = [
     "fold_nodes",
     "fold_paths",
+    "findings_text",
     "format_energy",
     "format_time",
     "one_line",
