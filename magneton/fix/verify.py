@@ -103,7 +103,7 @@ def load_fixed(target: str, path: Path, fixed_text: str) -> Workload:
 
 
 def _leaves(value: Any) -> list[Any]:
-    from torch.utils._pytree import tree_flatten
+    from magneton.capture.torch_compat import tree_flatten
 
     return tree_flatten(value)[0]
 
