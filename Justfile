@@ -42,13 +42,35 @@ compat-oldest:
 browser-test:
     python tests/browser_check.py --screenshot docs/html-report.png
 
-# Regenerate magneton/schemas/report-1.schema.json from the typed report model (never edit it by hand).
+# Regenerate magneton/schemas/report-1.schema.json and docs/report.md from the typed report model (never by hand).
 schema:
     python -m magneton.report.schema
+
+# Regenerate the terminal report's golden outputs (tests/golden/report-*.txt); never edit them by hand.
+golden:
+    python -m tests.golden.report_fixture
 
 # Benchmarks: wall time, coverage, memory and repeatability figures (printed, not asserted).
 bench:
     python tests/bench/bench_analyze.py
+    python tests/bench/bench_lint.py
+    python tests/bench/bench_report_model.py
+    python tests/bench/bench_floor.py
+    python tests/bench/bench_contention.py
+    python tests/bench/bench_allocator.py
+    python tests/bench/bench_html.py
+    python tests/bench/bench_diff.py
+    python tests/bench/bench_expected.py
+
+# The corpus benchmark: score analyze, diff, lint and fix on every slow/fast case (< 20 min on 2 cores; not CI,
+# which runs the quick subset through tests/test_corpus_quick.py). JSON in out/corpus-eval.json.
+corpus *ARGS:
+    magneton corpus eval --json out/corpus-eval.json {{ARGS}}
+
+# Check every corpus case (same outputs, slow costs more here, expected lines hold code).
+corpus-validate *ARGS:
+    magneton corpus validate --json out/corpus-validate.json {{ARGS}}
+    python tests/bench/bench_report_model.py
     python tests/bench/bench_lint.py
 
 # On a CUDA machine: analyse a small GPT-2-like model with NVML twice (< 5 minutes).
