@@ -58,8 +58,9 @@ class KnobDiagnosis:
         skipped = ", ".join(name for name, _ in self.skipped) or "none"
         if best is None:
             return f"no knob closes the gap (tried: {tried}; not applicable here: {skipped})"
+        caveat = " (lower precision: the region's outputs change)" if best.knob == "autocast dtype" else ""
         return (
-            f"setting {best.knob} = {best.value} on side {self.costly_side} closes the gap: "
+            f"setting {best.knob} = {best.value}{caveat} on side {self.costly_side} closes the gap: "
             f"{self.baseline_costly_j:.3g} J -> {best.energy_j:.3g} J per call "
             f"(peer {self.baseline_cheap_j:.3g} J; tried: {tried}; not applicable here: {skipped})"
         )
@@ -164,15 +165,14 @@ def candidate_knobs(program: RegionProgram, device: str) -> list[Knob]:
     else:
         knobs.append(Knob("TF32", None, [], "CUDA only; the workload runs on the CPU"))
         knobs.append(Knob("cuDNN benchmark", None, [], "CUDA only; the workload runs on the CPU"))
-    conv4d = _has(program, ("conv",)) and any(
-        isinstance(v, torch.Tensor) and v.dim() == 4 for v in program.values.values()
-    )
+    # Convolutions, pooling, upsampling and norms all have channels_last kernels: any 4-D operand qualifies.
+    four_d = any(isinstance(v, torch.Tensor) and v.dim() == 4 for v in program.values.values())
     knobs.append(
         Knob(
             "memory format",
             None,
-            [KnobValue("channels_last", transform=_channels_last)] if conv4d else [],
-            None if conv4d else "no 4-D convolution in the region",
+            [KnobValue("channels_last", transform=_channels_last)] if four_d else [],
+            None if four_d else "no 4-D tensor enters the region",
         )
     )
     if _has(program, ("scaled_dot_product",)):
