@@ -150,6 +150,7 @@ def fake_backend_cls():
 
     class FakeBackend(EnergyBackend):
         name = "fake"
+        contention_sensitive = False  # deterministic readings: the machine's load must not change what is run
         TIME_PER_CALL_S = 2.0**-12  # binary fraction: t * rounds / rounds is exact
         IDLE = WindowReading(energy_j=0.5, time_s=0.25)
 

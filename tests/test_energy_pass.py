@@ -297,6 +297,45 @@ def test_inputs_mutated_by_the_program_are_restored(fake_backend_cls) -> None:
     assert torch.equal(x, torch.ones(4))
 
 
+def test_restoring_mutated_inputs_is_kept_out_of_the_whole_pass(fake_backend_cls) -> None:
+    """The copy-back before each run is measured alone and subtracted; the result says so."""
+
+    class ScalesInput(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            x.mul_(2)
+            return x + 1
+
+    def per_call(key: str) -> float:
+        return {energy_pass.FORWARD_KEY: 1000.0, energy_pass.RESTORE_KEY: 100.0}.get(key, 1.0)
+
+    workload = Workload(ScalesInput(), (torch.ones(4),))
+    graph = capture(workload)
+    backend = fake_backend_cls(energy_per_call=per_call)
+    result = run_energy_pass(graph, workload, backend, PassOptions(trials=2, min_window_s=0.001, idle_s=0.0))
+    keys = [key for key, _ in backend.measured]
+    assert keys.count(energy_pass.RESTORE_KEY) == keys.count(energy_pass.FORWARD_KEY) >= 1  # beside each pass
+    assert result.forward_energy_j.median == 900.0
+    assert result.input_restore_energy_j is not None and result.input_restore_energy_j.median == 100.0
+    assert any("measured on its own" in note and "subtracted" in note for note in result.notes)
+
+    from magneton.measure.backends import BackendChoice
+    from magneton.report.build import build_report
+
+    report = build_report("t", graph, result, BackendChoice(backend, "test double"), PassOptions())
+    assert report.input_restore_energy_j == 100.0 and report.total_energy_j == 900.0
+    assert any("subtracted from the whole-pass energy" in note for note in report.measurement_notes)
+
+
+def test_programs_that_leave_their_inputs_alone_restore_nothing(fake_backend_cls) -> None:
+    workload = Workload(nn.ReLU(), (torch.ones(4),))
+    graph = capture(workload)
+    backend = fake_backend_cls()
+    result = run_energy_pass(graph, workload, backend, PassOptions(trials=2, min_window_s=0.001, idle_s=0.0))
+    assert energy_pass.RESTORE_KEY not in {key for key, _ in backend.measured}
+    assert result.input_restore_energy_j is None
+    assert result.forward_energy_j.median == 1000.0
+
+
 # --- with the real estimate backend -------------------------------------------------------------------
 
 
@@ -434,9 +473,9 @@ def test_energy_is_per_operator_call_across_copies(monkeypatch, fake_backend_cls
     graph = capture(workload)
     copies_made = []
 
-    def counting_copies(args, kwargs, options, device):
-        copies = operand_copies(args, kwargs, options, device)
-        copies_made.append(len(copies))
+    def counting_copies(args, kwargs, options, device, limit=None):
+        copies = operand_copies(args, kwargs, options, device, limit)
+        copies_made.append(copies)
         return copies
 
     monkeypatch.setattr(energy_pass, "operand_copies", counting_copies)
@@ -444,17 +483,26 @@ def test_energy_is_per_operator_call_across_copies(monkeypatch, fake_backend_cls
         trials=1,
         warmup_calls=0,
         min_window_s=0.001,
+        forward_window_s=0.001,
         idle_s=0.0,
         replay_working_set_bytes=16 * 1024,
         remeasure_contended=False,
     )
     backend = fake_backend_cls(energy_per_call=lambda key: 2.0)
     result = run_energy_pass(graph, workload, backend, options)
-    assert copies_made == [4]
-    # Each round calls relu once on each of 4 copies: the backend is told 4 calls per round.
+    (copies,) = copies_made
+    assert len(copies) == 4  # 16 KiB working set / 4 KiB operand
+    # One operator call per step, rotating through the copies: the backend is told operator calls.
     (relu_calls,) = [calls for key, calls in backend.measured if key == graph.node("relu").signature]
-    assert relu_calls == 4 * result.nodes["relu"].rounds
+    assert relu_calls == result.nodes["relu"].rounds
     assert result.nodes["relu"].energy_j.median == 2.0
+
+
+def test_copies_are_limited_to_the_calls_a_window_makes() -> None:
+    x = torch.randn(256, 1024)  # 1 MiB: 32 copies fill the default working set
+    assert len(operand_copies((x,), {}, PassOptions(), limit=5)) == 5
+    assert len(operand_copies((x,), {}, PassOptions(), limit=100)) == 32
+    assert len(operand_copies((x,), {}, PassOptions(), limit=0)) == 1
 
 
 # --- CUDA replay path, with torch.cuda mocked (no GPU needed) ---------------------------------------

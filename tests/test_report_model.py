@@ -239,3 +239,10 @@ def test_importing_magneton_imports_neither_torch_nor_rich(run_python) -> None:
     result = run_python(code)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+def test_write_refuses_a_number_json_cannot_hold(tmp_path: Path) -> None:
+    bad = make_report(total_energy_j=float("nan"))
+    with pytest.raises(ReportError, match=r"not written to .*\$\.total_energy_j"):
+        bad.write(tmp_path / "r.json")
+    assert not (tmp_path / "r.json").exists()

@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import operator
+from collections.abc import Callable
 from typing import Any
 
 import torch
 
 from magneton.capture.cost import FlopCounter, set_cost
 from magneton.capture.source import innermost_user_frame
-from magneton.capture.torch_compat import EXPORT_GUARDS_MODULE, ROOT_MODULE_PREFIXES, is_op_overload, mutates_arguments
+from magneton.capture.torch_compat import (
+    EXPORT_GUARDS_MODULE,
+    ROOT_CALL_KEY,
+    ROOT_MODULE_PREFIXES,
+    is_op_overload,
+    mutates_arguments,
+)
 from magneton.capture.values import tensor_leaves
 from magneton.capture.wrapper import WRAPPER_PREFIX, FlatOutput
 from magneton.graph import GraphPiece, OpGraph, OpNode, TensorMeta
@@ -35,6 +42,19 @@ def is_profiled(node: torch.fx.Node) -> bool:
     return node.op == "call_function"
 
 
+def strip_compile_wrapper(path: str) -> str:
+    """``block._orig_mod.lin`` -> ``block.lin``: torch.compile's wrapper is not part of the user's model."""
+    return ".".join(part for part in path.split(".") if part != "_orig_mod")
+
+
+def root_call(node: torch.fx.Node) -> int | None:
+    """Which call of the root module produced ``node`` (1-based), when the capture recorded it."""
+    for key in node.meta.get("nn_module_stack") or {}:
+        if str(key).startswith(ROOT_CALL_KEY):
+            return int(str(key).removeprefix(ROOT_CALL_KEY))
+    return None
+
+
 def _module_info(node: torch.fx.Node, prefix: str) -> tuple[str, str]:
     stack = node.meta.get("nn_module_stack")
     if stack:
@@ -44,13 +64,14 @@ def _module_info(node: torch.fx.Node, prefix: str) -> tuple[str, str]:
             path = path.removeprefix(wrapper)
         if path == WRAPPER_PREFIX or path.endswith(FlatOutput.__name__):
             path = ""
+        path = strip_compile_wrapper(path)
         module_type = module_type if isinstance(module_type, str) else getattr(module_type, "__name__", "")
         module_type = module_type.rsplit(".", 1)[-1]
         if module_type == FlatOutput.__name__:
             module_type = ""
         return _join_path(prefix, path), module_type
     if node.op == "call_module":
-        return prefix + str(node.target), ""
+        return strip_compile_wrapper(prefix + str(node.target)), ""
     return prefix.rstrip("."), ""
 
 
@@ -92,10 +113,14 @@ def _zero_cost_reason(
     return None
 
 
+# Called once per operator with its node and real output during the annotation run (value fingerprints).
+ValueObserver = Callable[[OpNode, Any], None]
+
+
 class _Annotator(torch.fx.Interpreter):
-    def __init__(self, piece: GraphPiece, index: int, graph: OpGraph) -> None:
+    def __init__(self, piece: GraphPiece, index: int, graph: OpGraph, observer: ValueObserver | None = None) -> None:
         super().__init__(piece.module)
-        self.piece, self.index, self.op_graph = piece, index, graph
+        self.piece, self.index, self.op_graph, self.observer = piece, index, graph, observer
         self.prefix = "" if piece.name == "main" else f"{piece.name}."
 
     def run_node(self, node: torch.fx.Node) -> Any:
@@ -125,8 +150,11 @@ class _Annotator(torch.fx.Interpreter):
                 scalar_args=_scalar_repr(node.args) + _scalar_repr(sorted(node.kwargs.items())),
                 mutates=mutates,
                 zero_cost_reason=_zero_cost_reason(node, in_tensors, out_tensors, mutates),
+                call=root_call(node),
             )
         )
+        if self.observer is not None:
+            self.observer(self.op_graph.nodes[-1], result)
         set_cost(self.op_graph.nodes[-1], counted.flops)
         return result
 
@@ -136,13 +164,38 @@ def run_piece(interpreter: torch.fx.Interpreter, piece: GraphPiece) -> Any:
     return interpreter.run(*piece.flat_inputs, enable_io_processing=False)
 
 
-def annotate(graph: OpGraph) -> None:
-    """Run every piece once on its real inputs, recording each operator's tensors and source."""
+def annotate(graph: OpGraph, observer: ValueObserver | None = None) -> None:
+    """Run every piece once on its real inputs, recording each operator's tensors and source.
+
+    ``observer`` sees every operator's real output on the way (the diff's value fingerprints).
+    """
     graph.nodes.clear()
     for index, piece in enumerate(graph.pieces):
-        run_piece(_Annotator(piece, index, graph), piece)
+        run_piece(_Annotator(piece, index, graph, observer), piece)
     if not any(node.source for node in graph.nodes):
         graph.notes.append("no operator has a source location (the capture method recorded no stack traces)")
+    graph.notes.extend(frozen_constant_notes(graph))
 
 
-__all__ = ["annotate", "is_profiled", "op_name", "run_piece"]
+def frozen_constant_notes(graph: OpGraph) -> list[str]:
+    """Tensors the tracer froze into constants: values computed outside torch (numpy glue, Python lists).
+
+    make_fx runs such code once while tracing and stores its result; the graph then neither measures
+    that work nor recomputes the value for other inputs.
+    """
+    lines: dict[str, int] = {}
+    for piece in graph.pieces:
+        for node in piece.module.graph.nodes:
+            if node.op == "get_attr" and str(node.target).startswith("_tensor_constant"):
+                source = innermost_user_frame(node.meta.get("stack_trace"))
+                where = f"{source.file}:{source.line}" if source else "an unknown line"
+                lines[where] = lines.get(where, 0) + 1
+    return [
+        f"{count} value{'s' if count > 1 else ''} computed outside torch at {where} (numpy or Python glue) "
+        f"{'were' if count > 1 else 'was'} frozen into a constant by {graph.method}: that work is not measured "
+        "and the value will not follow other inputs"
+        for where, count in lines.items()
+    ]
+
+
+__all__ = ["ValueObserver", "annotate", "is_profiled", "op_name", "run_piece"]

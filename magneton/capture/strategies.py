@@ -19,8 +19,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from magneton.capture.annotate import annotate
-from magneton.capture.torch_compat import full_export_stack_traces, make_fx_data_dependent_ok, tree_flatten
+from magneton.capture.annotate import ValueObserver, annotate
+from magneton.capture.torch_compat import (
+    full_export_stack_traces,
+    make_fx_data_dependent_ok,
+    module_stack_from_hooks,
+    tree_flatten,
+)
 from magneton.capture.values import InputSnapshot
 from magneton.capture.wrapper import FlatOutput
 from magneton.errors import CaptureError
@@ -57,13 +62,14 @@ def _capture_make_fx(workload: Workload) -> GraphPiece:
         args, kwargs = spec.unflatten(leaves)
         return wrapper(*args, **kwargs)
 
-    module = make_fx(
-        run_flat,
-        tracing_mode="real",
-        record_module_stack=True,
-        record_stack_traces=True,
-        **make_fx_data_dependent_ok(),
-    )(*[flat[i] for i in tensor_positions])
+    with module_stack_from_hooks(workload.fn):
+        module = make_fx(
+            run_flat,
+            tracing_mode="real",
+            record_module_stack=True,
+            record_stack_traces=True,
+            **make_fx_data_dependent_ok(),
+        )(*[flat[i] for i in tensor_positions])
     return GraphPiece("main", module, [flat[i] for i in tensor_positions])
 
 
@@ -88,8 +94,11 @@ CAPTURE_METHODS: tuple[tuple[str, Callable[[Workload], GraphPiece]], ...] = (
 )
 
 
-def capture(workload: Workload) -> OpGraph:
-    """Capture ``workload`` whole if any method can, else piecewise; raise CaptureError if nothing works."""
+def capture(workload: Workload, observer: ValueObserver | None = None) -> OpGraph:
+    """Capture ``workload`` whole if any method can, else piecewise; raise CaptureError if nothing works.
+
+    ``observer`` is handed every operator's real output during the annotation run.
+    """
     notes: list[str] = []
     inputs = InputSnapshot((workload.args, dict(workload.kwargs)))
     with torch.no_grad():
@@ -113,7 +122,7 @@ def capture(workload: Workload) -> OpGraph:
         piece_inputs = (
             InputSnapshot([piece.flat_inputs for piece in graph.pieces]) if graph.method == "piecewise" else None
         )
-        annotate(graph)
+        annotate(graph, observer)
     graph.mutates_inputs = inputs.changed() or (piece_inputs is not None and piece_inputs.changed())
     inputs.restore()
     if piece_inputs is not None:

@@ -128,3 +128,67 @@ __all__ = [
     "tree_flatten_with_path",
     "tree_map",
 ]
+
+
+ROOT_CALL_KEY = "magneton_root_call_"  # nn_module_stack key of the k-th call of the root module
+
+
+@contextlib.contextmanager
+def module_stack_from_hooks(root: Any) -> Iterator[None]:
+    """Give make_fx nodes the module they ran in (``nn_module_stack``), as torch.export does.
+
+    make_fx traces a function, so it records no module stack for the modules called inside it.
+    Forward hooks on every submodule keep ``torch.fx.traceback.current_meta["nn_module_stack"]``
+    in step with the modules entered, and under ``preserve_node_meta`` the tracer copies that
+    field onto every node it creates. Missing public API: no public way to annotate nodes while
+    make_fx traces. Private: ``torch.fx.traceback.preserve_node_meta`` and ``current_meta``; if
+    they change, nodes keep an empty module path (the root), as before.
+    """
+    import torch.fx.traceback as fx_traceback
+
+    preserve = getattr(fx_traceback, "preserve_node_meta", None)
+    if not isinstance(root, torch.nn.Module):  # a bound method such as model.generate: hook its model
+        root = getattr(root, "__self__", None)
+    if not isinstance(root, torch.nn.Module) or preserve is None or not hasattr(fx_traceback, "current_meta"):
+        yield
+        return
+    stack: list[tuple[str, tuple[str, type]]] = []
+
+    def publish() -> None:
+        meta = fx_traceback.current_meta
+        if stack:
+            meta["nn_module_stack"] = dict(stack)
+        else:
+            meta.pop("nn_module_stack", None)
+
+    def enter(name: str) -> Any:
+        def hook(module: torch.nn.Module, args: Any) -> None:
+            stack.append((name, (name, type(module))))
+            publish()
+
+        return hook
+
+    def leave(module: torch.nn.Module, args: Any, output: Any) -> None:
+        if stack:
+            stack.pop()
+        publish()
+
+    calls = [0]
+
+    def enter_root(module: torch.nn.Module, args: Any) -> None:
+        # The root's ops keep the empty path; the key counts its calls (decoding steps of generate).
+        calls[0] += 1
+        stack.append((f"{ROOT_CALL_KEY}{calls[0]}", ("", type(module))))
+        publish()
+
+    handles = [root.register_forward_pre_hook(enter_root), root.register_forward_hook(leave)]
+    for name, module in root.named_modules():
+        if name:
+            handles.append(module.register_forward_pre_hook(enter(name)))
+            handles.append(module.register_forward_hook(leave))
+    try:
+        with preserve():
+            yield
+    finally:
+        for handle in handles:
+            handle.remove()

@@ -6,12 +6,16 @@ import argparse
 import os
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TextIO
 
 from magneton.commands import EXIT_ERROR, EXIT_INTERRUPTED, exit_code, positive_float, positive_int
 
 if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.progress import Progress, TaskID
+
     from magneton.pipeline import AnalyzeOptions
+    from magneton.progress import ProgressEvent
 
 NAME = "analyze"
 HELP = "profile a workload operator by operator"
@@ -48,7 +52,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--json",
         type=Path,
         metavar="PATH",
-        help="write the magneton.report/1 JSON here (a folder when several targets are given)",
+        help="write the magneton.report/1 JSON here (a folder when several targets are given); "
+        "'-' writes it to stdout, and the terminal report then goes to stderr",
     )
     parser.add_argument(
         "--html",
@@ -75,6 +80,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=defaults.min_trials,
         metavar="N",
         help=f"fewest trials per operator (default {defaults.min_trials}; with 2 the median is only a mean)",
+    )
+    parser.add_argument(
+        "--no-allocator-check",
+        action="store_true",
+        help="do not measure glibc malloc's thresholds as a knob in a child process",
     )
     parser.add_argument(
         "--allocator",
@@ -126,7 +136,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--learn", action="store_true", help="add this analysis' measured operators to the calibration's training data"
     )
     parser.add_argument("--top", type=positive_int, default=15, help="operators shown in the terminal (default 15)")
-    parser.add_argument("--quiet", action="store_true", help="no terminal report, only errors and the summary")
+    parser.add_argument(
+        "--quiet",
+        action="store_true",
+        help="no terminal report and no progress: one line per target (energy, backend, provenance), errors "
+        "and the summary (progress is also off when stderr is not a terminal)",
+    )
+    parser.add_argument(
+        "--rules", action="append", default=[], metavar="DIR", help="also run the rules in DIR (repeatable)"
+    )
+    parser.add_argument("--no-rules", action="store_true", help="do not run the rule catalog")
+    parser.add_argument(
+        "--peer",
+        metavar="TARGET_B",
+        help="diff against this peer computing the same thing (same as `magneton diff TARGET TARGET_B`)",
+    )
+    from magneton.commands.diff import add_diff_options
+
+    add_diff_options(parser)
     parser.add_argument("--debug", action="store_true", help="print the full traceback of internal errors")
 
 
@@ -147,55 +174,124 @@ def _nearest_existing(path: Path) -> Path:
     return path
 
 
-def check_json_path(path: Path, batch: bool) -> str | None:
-    """Why ``--json PATH`` cannot take the report(s), or None: checked before minutes of analysis."""
+def check_json_path(path: Path, batch: bool, flag: str = "--json", example: str = "report.json") -> str | None:
+    """Why ``--json PATH`` (or another output ``flag``) cannot take the report(s), or None: checked before minutes
+    of analysis."""
     if batch:
         if path.exists() and not path.is_dir():
-            return f"--json {path}: several targets write one report each into a folder, but {path} is a file"
+            return f"{flag} {path}: several targets write one report each into a folder, but {path} is a file"
         folder = path if path.exists() else _nearest_existing(path)
     else:
         if path.is_dir():
-            return f"--json {path} is a folder; with one target give a file name (e.g. {path / 'report.json'})"
+            return f"{flag} {path} is a folder; with one target give a file name (e.g. {path / example})"
         if path.exists() and not os.access(path, os.W_OK):
-            return f"--json {path}: the file is not writable"
+            return f"{flag} {path}: the file is not writable"
         folder = _nearest_existing(path.parent)
     if not folder.is_dir():
-        return f"--json {path}: {folder} is not a folder"
+        return f"{flag} {path}: {folder} is not a folder"
     if not os.access(folder, os.W_OK | os.X_OK):
-        return f"--json {path}: cannot create files in {folder} (permission denied)"
+        return f"{flag} {path}: cannot create files in {folder} (permission denied)"
     return None
 
 
 def analyze_options(args: argparse.Namespace) -> AnalyzeOptions:
-    """The command line's options as the API's."""
-    from magneton.pipeline import AnalyzeOptions
+    """The command line's options as the API's: the same names, checked the same way as magneton.analyze()."""
+    from magneton.api import make_options
 
-    return AnalyzeOptions.from_flat(
+    return make_options(
         backend=args.backend,
         device=args.device,
         trials=args.trials,
         min_trials=min(args.min_trials, args.trials),
         allocator=args.allocator,
+        allocator_check=not args.no_allocator_check,
         warmup_calls=args.warmup_calls,
         min_window_s=args.min_window_s,
         idle_s=args.idle_s,
         watts_per_core=args.cpu_watts_per_core,
         trace_path=args.trace,
         record_trace=args.record_trace,
+        rules=not getattr(args, "no_rules", False),
+        rule_dirs=tuple(str(d) for d in getattr(args, "rules", [])),
         trace_events=args.trace_events,
         expected=args.expected,
         learn=args.learn,
     )
 
 
+class ProgressView:
+    """Draws the pipeline's progress events on a (stderr) console with rich.progress, one display per target."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self.progress: Progress | None = None
+        self.task: TaskID | None = None
+
+    def __call__(self, event: ProgressEvent) -> None:
+        from rich.markup import escape
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+        if self.progress is None:
+            # stdout is left alone: the report (or the JSON) is written there.
+            self.progress = Progress(
+                SpinnerColumn(),
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                console=self.console,
+                transient=True,
+                redirect_stdout=False,
+                redirect_stderr=False,
+            )
+            self.progress.start()
+            self.task = self.progress.add_task("", total=None)
+        assert self.task is not None
+        description = f"[bold]{escape(event.target)}[/] {escape(event.describe())}"
+        if event.stage == "trial" and event.total > 0:
+            done = (event.trial - 1) * event.total + event.done
+            self.progress.update(self.task, description=description, completed=done, total=event.trials * event.total)
+        else:
+            self.progress.update(self.task, description=description, total=None)
+
+    def stop(self) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+            self.progress = None
+
+
+def progress_view(args: argparse.Namespace, stderr: TextIO) -> ProgressView | None:
+    """Progress is drawn only for a person watching: not with --quiet, not when stderr is a file or a pipe."""
+    if args.quiet or not stderr.isatty():
+        return None
+    from rich.console import Console
+
+    return ProgressView(Console(file=stderr))
+
+
 def run(args: argparse.Namespace) -> int:
+    import contextlib
+    import sys
+
     from rich.console import Console
     from rich.markup import escape
 
+    from magneton.errors import MagnetonError
     from magneton.pipeline import BatchItem, analyze_batch
+    from magneton.report.terminal import summary_line
 
-    console = Console()
+    if args.peer is not None:
+        from magneton.commands.diff import run_diff
+
+        if len(args.targets) != 1:
+            Console(stderr=True).print("[red]error:[/] --peer takes a single target")
+            return EXIT_ERROR
+        return run_diff(args, args.targets[0], args.peer)
     errors = Console(stderr=True)
+    json_to_stdout = args.json is not None and str(args.json) == "-"
+    # With --json -, stdout carries the JSON and nothing else: the terminal report goes to stderr.
+    console = errors if json_to_stdout else Console()
+    stdout = sys.stdout
     batch = len(args.targets) > 1
     problem = None
     if batch and args.record_trace:
@@ -204,30 +300,49 @@ def run(args: argparse.Namespace) -> int:
         problem = f"--trace is read only by --backend replay (this run uses --backend {args.backend})"
     elif args.backend == "replay" and args.trace is None:
         problem = "--backend replay needs --trace FILE (a trace written with --record-trace)"
+    elif json_to_stdout:
+        problem = "--json - takes a single target; give a folder for a batch" if batch else None
     elif args.json is not None:
         problem = check_json_path(args.json, batch)
+    if problem is None and args.html is not None:
+        problem = check_json_path(args.html, batch, "--html", "report.html")
+    if problem is None and args.trace_events is not None:
+        problem = (
+            "--trace-events takes a single target"
+            if batch
+            else check_json_path(args.trace_events, False, "--trace-events", "trace.json")
+        )
     if problem is not None:
         errors.print("[bold red]error:[/] " + escape(problem), highlight=False)
         return EXIT_ERROR
-    if batch and args.trace_events:
-        errors.print("[red]error:[/] --trace-events takes a single target")
+    try:
+        options = analyze_options(args)
+    except MagnetonError as err:
+        errors.print(f"[bold red]error:[/] {escape(str(err))}", highlight=False)
         return EXIT_ERROR
-    options = analyze_options(args)
     write_failures = 0
+    view = progress_view(args, sys.stderr)
 
     def show(item: BatchItem) -> None:
         nonlocal write_failures
+        if view is not None:
+            view.stop()
         if item.report is None:
             errors.print("[bold red]error:[/] " + escape(item.error or ""), highlight=False, markup=True)
             if args.debug and item.traceback:
                 errors.print(escape(item.traceback), highlight=False)
             return
-        if not args.quiet:
+        if args.quiet:
+            console.print(summary_line(item.report), highlight=False, soft_wrap=True)  # one line, never wrapped
+        else:
             item.report.show(console, top=args.top)
             from magneton.expected.terminal import render_expected
 
             render_expected(item.report, console)
-        if args.json is not None:
+        if json_to_stdout:
+            stdout.write(item.report.to_json())
+            stdout.flush()
+        elif args.json is not None:
             path = _report_path(args.json, item.target, batch)
             try:
                 item.report.write(path)
@@ -250,11 +365,17 @@ def run(args: argparse.Namespace) -> int:
         if args.trace_events is not None:
             console.print(f"trace events written to {escape(str(args.trace_events))}", highlight=False)
 
+    # A workload's own print() must not corrupt the JSON on stdout.
+    keep_stdout_clean = contextlib.redirect_stdout(sys.stderr) if json_to_stdout else contextlib.nullcontext()
     try:
-        items = analyze_batch(args.targets, options, on_item=show)
+        with keep_stdout_clean:
+            items = analyze_batch(args.targets, options, on_item=show, progress=view)
     except KeyboardInterrupt:
         errors.print("[red]interrupted[/]: no partial report was written")
         return EXIT_INTERRUPTED
+    finally:
+        if view is not None:
+            view.stop()
     failed = sum(1 for item in items if item.error) + write_failures
     reports = [item.report for item in items if item.report is not None]
     findings = sum(len(report.findings) for report in reports)

@@ -20,11 +20,12 @@ near one forward pass.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import math
 import statistics
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
@@ -45,9 +46,13 @@ from magneton.measure.contention import (
 from magneton.measure.cuda_replay import CudaGraphReplays
 from magneton.measure.options import PassOptions
 from magneton.measure.stats import Summary, summarize
+from magneton.progress import ProgressEvent, ProgressObserver
 from magneton.workload import Workload
 
 FORWARD_KEY = "__forward__"
+# Restoring the inputs of a program that writes into them, measured on its own so it can be taken out of the
+# whole pass (a forward window holds many runs, each of which must start from the pristine inputs).
+RESTORE_KEY = "__restore_inputs__"
 
 
 @dataclass(frozen=True)
@@ -117,6 +122,8 @@ class EnergyPassResult:
     wall_s: float = 0.0  # the pass itself
     floor_s: float = 0.0  # idle window + every window at exactly its minimum: the pass cannot be shorter
     min_trials: int = 1
+    # Per whole-pass run, already subtracted from forward_energy_j; None when the inputs are not restored.
+    input_restore_energy_j: Summary | None = None
 
     def node_energy_j(self, node_id: str) -> float:
         measured = self.nodes.get(node_id)
@@ -175,8 +182,14 @@ def default_working_set_bytes(device: str) -> int:
     return CPU_REPLAY_WORKING_SET_BYTES
 
 
-def operand_copies(args: Any, kwargs: Any, options: PassOptions, device: str = "cpu") -> list[tuple[Any, Any]]:
-    """The operands plus enough clones that rotating through them exceeds the replay working set."""
+def operand_copies(
+    args: Any, kwargs: Any, options: PassOptions, device: str = "cpu", limit: int | None = None
+) -> list[tuple[Any, Any]]:
+    """The operands plus enough clones that rotating through them exceeds the replay working set.
+
+    ``limit``: no more copies than the calls a window will make (each copy is then read once per
+    window at most, so more would only cost cloning time).
+    """
     working_set = options.replay_working_set_bytes
     if working_set is None:
         working_set = default_working_set_bytes(device)
@@ -184,6 +197,8 @@ def operand_copies(args: Any, kwargs: Any, options: PassOptions, device: str = "
     count = 1
     if size > 0 and working_set > 0:
         count = max(1, min(options.max_operand_copies, math.ceil(working_set / size)))
+    if limit is not None:
+        count = max(1, min(count, limit))
     return [(args, kwargs)] + [_clone_tensors((args, kwargs)) for _ in range(count - 1)]
 
 
@@ -198,6 +213,21 @@ class _Timer:
         self.remeasured = 0
         self.floor_s = 0.0
         self.window_stats: list[WindowStats] = []
+        self.warmed: set[str] = set()
+
+    def warm_up(self, key: str, call: Callable[[], Any]) -> float:
+        """The untimed warm-up calls of ``key``, timed anyway: seconds per call, to size operand copies."""
+        calls = max(1, self.options.warmup_calls)
+        self.backend.synchronize()
+        start = time.perf_counter()
+        for _ in range(calls):
+            call()
+        self.backend.synchronize()
+        self.warmed.add(key)
+        return (time.perf_counter() - start) / calls
+
+    def window_for(self, key: str) -> float:
+        return self.min_window_s
 
     def _window(
         self, key: str, call: Callable[[], Any], planned: int, window_s: float, calls_per_run: int
@@ -225,7 +255,7 @@ class _Timer:
         if cuda_graph:
             call = self.graphs.wrap(key, call, op)
         window = max(self.min_window_s, window_s or 0.0)
-        if key not in self.rounds:
+        if key not in self.rounds and key not in self.warmed:
             warmup = self.options.warmup_calls if warmup_calls is None else warmup_calls
             for _ in range(math.ceil(warmup / calls_per_run)):
                 call()
@@ -250,7 +280,12 @@ class _Timer:
 
     def _may_remeasure(self) -> bool:
         options = self.options
-        return options.remeasure_contended and self.remeasured < max(4, options.max_remeasure_share * self.windows)
+        if not (options.remeasure_contended and self.backend.contention_sensitive):
+            return False
+        return self.remeasured < max(4, options.max_remeasure_share * self.windows)
+
+
+Timer = _Timer  # for other measurements of the same kind (module forwards: magneton.measure.overhead)
 
 
 class _MeasuringInterpreter(torch.fx.Interpreter):
@@ -264,10 +299,12 @@ class _MeasuringInterpreter(torch.fx.Interpreter):
         device: str,
         measured_this_trial: set[str],
         samples: dict[str, list[Sample]],
+        on_measured: Callable[[], None] | None = None,
     ) -> None:
         super().__init__(piece.module)
         self.nodes, self.timer, self.device = nodes, timer, device
         self.measured_this_trial, self.samples = measured_this_trial, samples
+        self.on_measured = on_measured
 
     def run_node(self, fx_node: torch.fx.Node) -> Any:
         op_node = self.nodes.get(fx_node.name) if is_profiled(fx_node) else None
@@ -279,21 +316,35 @@ class _MeasuringInterpreter(torch.fx.Interpreter):
         operator: Any = (
             self.module.get_submodule(str(fx_node.target)) if fx_node.op == "call_module" else fx_node.target
         )
-        copies = operand_copies(args, kwargs, self.timer.options, self.device)
+        key = op_node.signature
+        if self.device.startswith("cuda"):
+            # A CUDA graph captures one rotation through every copy: replays skip launch overhead.
+            copies = operand_copies(args, kwargs, self.timer.options, self.device)
 
-        def call_each_copy() -> None:
-            for copy_args, copy_kwargs in copies:
+            def call_each_copy() -> None:
+                for copy_args, copy_kwargs in copies:
+                    operator(*copy_args, **copy_kwargs)
+
+            sample = self.timer.measure(key, call_each_copy, calls_per_run=len(copies), cuda_graph=True, op=operator)
+        else:
+            # One operator call per step, on the next copy: a window ends as soon as its minimum has
+            # passed (not at the end of a rotation), and it needs no more copies than calls it makes.
+            planned = self.timer.rounds.get(key)
+            if planned is None:
+                per_call_s = self.timer.warm_up(key, lambda: operator(*args, **kwargs))
+                planned = math.ceil(self.timer.window_for(key) / max(per_call_s, 1e-9)) + 1
+            copies = operand_copies(args, kwargs, self.timer.options, self.device, limit=planned)
+            position = itertools.cycle(copies)
+
+            def call_next_copy() -> None:
+                copy_args, copy_kwargs = next(position)
                 operator(*copy_args, **copy_kwargs)
 
-        sample = self.timer.measure(
-            op_node.signature,
-            call_each_copy,
-            calls_per_run=len(copies),
-            cuda_graph=self.device.startswith("cuda"),
-            op=operator,
-        )
+            sample = self.timer.measure(key, call_next_copy)
         self.samples.setdefault(op_node.signature, []).append(sample)
         self.measured_this_trial.add(op_node.signature)
+        if self.on_measured is not None:
+            self.on_measured()
         return super().run_node(fx_node)
 
 
@@ -329,9 +380,15 @@ def _contention_summary(timer: _Timer) -> ContentionSummary:
 
 
 def run_energy_pass(
-    graph: OpGraph, workload: Workload, backend: EnergyBackend, options: PassOptions | None = None
+    graph: OpGraph,
+    workload: Workload,
+    backend: EnergyBackend,
+    options: PassOptions | None = None,
+    progress: ProgressObserver | None = None,
 ) -> EnergyPassResult:
     """Measure every operator of ``graph`` and the whole forward pass of ``workload``.
+
+    ``progress``, if given, is told of the idle window and of each operator signature measured in each trial.
 
     Trials are adaptive: after ``min_trials``, a signature (or the whole pass) whose interval is within
     ``target_relative_spread`` of its median is not measured again; the others go on up to ``trials``.
@@ -350,6 +407,7 @@ def run_energy_pass(
     signatures = {node.signature for node in graph.nodes if not node.zero_cost}
     samples: dict[str, list[Sample]] = {}
     forward_samples: list[Sample] = []
+    restore_samples: list[Sample] = []  # per run, from the same trials as forward_samples
     allocator = describe_allocator()
     allocator_note = steady_allocator() if options.steady_allocator else None
 
@@ -365,8 +423,12 @@ def run_energy_pass(
             inputs.restore()
 
     def forward() -> Any:
-        restore_inputs()  # each replay must see the same inputs; costs one copy of them when restoring
+        restore_inputs()  # each run must see the same inputs; its cost is measured alone and subtracted below
         return workload.fn(*workload.args, **workload.kwargs)
+
+    def tell(trial: int, done: int) -> None:
+        if progress is not None:
+            progress(ProgressEvent("trial", trial=trial, trials=options.trials, done=done, total=len(signatures)))
 
     done: set[str] = set()  # keys whose interval is tight enough: no more trials
     trials_run = 0
@@ -374,6 +436,8 @@ def run_energy_pass(
     on_device = torch.cuda.device(torch.device(device)) if device.startswith("cuda") else contextlib.nullcontext()
     with on_device, torch.no_grad():
         idle_s = options.idle_s if options.idle_s is not None else max(0.2, min_window_s)
+        if progress is not None:
+            progress(ProgressEvent("idle"))
         idle = backend.measure_idle(idle_s)
         timer.floor_s += idle_s
         idle_power_w = idle.energy_j / idle.time_s if idle.time_s > 0 else 0.0
@@ -381,21 +445,38 @@ def run_energy_pass(
             if trial >= min_trials and FORWARD_KEY in done and signatures <= done:
                 break
             trials_run += 1
+            tell(trial + 1, len(signatures & done))
             if FORWARD_KEY not in done:
                 # The whole pass runs eagerly, as the user runs it: no CUDA graph for it.
-                forward_samples.append(
-                    timer.measure(
-                        FORWARD_KEY,
-                        forward,
+                whole = timer.measure(
+                    FORWARD_KEY, forward, window_s=options.forward_window_s, warmup_calls=options.forward_warmup_calls
+                )
+                if inputs is not None:
+                    restore = timer.measure(
+                        RESTORE_KEY,
+                        restore_inputs,
                         window_s=options.forward_window_s,
                         warmup_calls=options.forward_warmup_calls,
                     )
-                )
+                    restore_samples.append(restore)
+                    # The user's program does not copy its inputs back before each run: the copy is not its cost.
+                    whole = replace(
+                        whole,
+                        energy_j=max(0.0, whole.energy_j - restore.energy_j),
+                        time_s=max(0.0, whole.time_s - restore.time_s),
+                    )
+                forward_samples.append(whole)
                 restore_inputs()
             if not signatures <= done:
                 measured_this_trial: set[str] = set(done)
+
+                def on_measured(trial: int = trial + 1, measured: set[str] = measured_this_trial) -> None:
+                    tell(trial, len(measured))
+
                 for piece, nodes in zip(graph.pieces, by_piece, strict=True):
-                    interpreter = _MeasuringInterpreter(piece, nodes, timer, device, measured_this_trial, samples)
+                    interpreter = _MeasuringInterpreter(
+                        piece, nodes, timer, device, measured_this_trial, samples, on_measured if progress else None
+                    )
                     run_piece(interpreter, piece)
                     del interpreter
             if trial + 1 >= min_trials:
@@ -433,6 +514,14 @@ def run_energy_pass(
         )
     forward_time = summarize([s.time_s for s in forward_samples])
     forward_minor, forward_major = _faults_per_call(forward_samples)
+    notes = ([allocator_note] if allocator_note else []) + timer.graphs.notes()
+    input_restore_energy_j = summarize([s.energy_j for s in restore_samples]) if restore_samples else None
+    if input_restore_energy_j is not None:
+        notes.append(
+            "the program writes into its own inputs, so each whole-pass run starts by copying them back; that copy "
+            f"was measured on its own ({input_restore_energy_j.median:.3g} J per run, median of "
+            f"{len(restore_samples)} trials) and subtracted from the whole-pass energy and time"
+        )
     return EnergyPassResult(
         nodes=results,
         forward_energy_j=summarize([s.energy_j for s in forward_samples]),
@@ -441,7 +530,7 @@ def run_energy_pass(
         min_window_s=min_window_s,
         trials=trials_run,
         unique_signatures=len(samples),
-        notes=([allocator_note] if allocator_note else []) + timer.graphs.notes(),
+        notes=notes,
         allocator=allocator + (f"; {allocator_note}" if allocator_note else ""),
         forward_minor_faults_per_call=forward_minor,
         forward_major_faults_per_call=forward_major,
@@ -451,4 +540,5 @@ def run_energy_pass(
         wall_s=time.perf_counter() - started,
         floor_s=timer.floor_s,
         min_trials=min_trials,
+        input_restore_energy_j=input_restore_energy_j,
     )

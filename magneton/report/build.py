@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
+from collections.abc import Sequence
 
 from magneton import __version__
 from magneton.graph import OpGraph, SourceLocation, TensorMeta
@@ -15,8 +16,11 @@ from magneton.report.model import (
     SCHEMA,
     BackendSummary,
     CaptureSummary,
+    Contention,
+    MeasurementCost,
     Node,
     NodeSource,
+    PageFaults,
     Report,
     RollupLine,
     RollupOp,
@@ -49,7 +53,12 @@ def _source(source: SourceLocation | None) -> NodeSource | None:
 
 
 def build_report(
-    target: str, graph: OpGraph, result: EnergyPassResult, choice: BackendChoice, options: PassOptions
+    target: str,
+    graph: OpGraph,
+    result: EnergyPassResult,
+    choice: BackendChoice,
+    options: PassOptions,
+    extra_notes: Sequence[str] = (),
 ) -> Report:
     """Assemble the report; every energy is joules per forward pass, with its provenance."""
     import torch
@@ -75,6 +84,7 @@ def build_report(
                 active_energy_j=max(0.0, energy_j - result.idle_power_w * time_s),
                 energy_ci_j=(measured.energy_j.low, measured.energy_j.high) if measured else (0.0, 0.0),
                 ci_confidence=measured.energy_j.confidence if measured else None,
+                trials=len(measured.energy_j.samples) if measured else None,
                 noisy=bool(measured and measured.energy_j.relative_spread > options.noisy_relative_spread),
                 share=energy_j / node_sum_j if node_sum_j > 0 else 0.0,
                 rounds=measured.rounds if measured else 0,
@@ -85,6 +95,13 @@ def build_report(
                 module_type=node.module_type,
                 inputs=[_tensor(meta) for meta in node.inputs],
                 outputs=[_tensor(meta) for meta in node.outputs],
+                samples=len(measured.energy_j.samples) if measured else 0,
+                minor_faults_per_call=measured.minor_faults_per_call if measured else 0.0,
+                major_faults_per_call=measured.major_faults_per_call if measured else 0.0,
+                fault_energy_share=measured.fault_time_share if measured else 0.0,
+                contended=measured.contended if measured else False,
+                run_delay_s_per_s=measured.run_delay_s_per_s if measured else None,
+                step=node.call,
                 flops=node.flops,
                 bytes=node.bytes,
             )
@@ -112,11 +129,12 @@ def build_report(
         ),
         energy_provenance=provenance,
         capture=CaptureSummary(method=graph.method, notes=list(graph.notes)),
-        measurement_notes=list(result.notes),
+        measurement_notes=[*result.notes, *extra_notes],
         energy_scope=ENERGY_SCOPE,
         total_energy_j=total_j,
         total_energy_ci_j=(result.forward_energy_j.low, result.forward_energy_j.high),
         total_energy_ci_confidence=result.forward_energy_j.confidence,
+        total_energy_trials=len(result.forward_energy_j.samples),
         total_time_s=result.forward_time_s.median,
         active_energy_j=max(0.0, total_j - result.idle_power_w * result.forward_time_s.median),
         idle_power_w=result.idle_power_w,
@@ -127,9 +145,40 @@ def build_report(
         noisy_relative_spread=options.noisy_relative_spread,
         min_window_s=result.min_window_s,
         unique_signatures=result.unique_signatures,
+        input_restore_energy_j=(
+            result.input_restore_energy_j.median if result.input_restore_energy_j is not None else None
+        ),
         nodes=nodes,
         rollups=Rollups(by_line=rollup_by_line(nodes, provenance), by_op=rollup_by_op(nodes, provenance)),
         findings=[],
+        steps=max((n.call for n in graph.nodes if n.call is not None), default=None),
+        allocator=result.allocator,
+        page_faults=PageFaults(
+            minor_per_call=result.forward_minor_faults_per_call,
+            major_per_call=result.forward_major_faults_per_call,
+            energy_share=result.forward_fault_time_share,
+            fault_cost_s=result.page_fault_cost_s,
+            node_minor_per_call=sum(n.minor_faults_per_call for n in nodes),
+        ),
+        contention=_contention(result),
+        measurement_cost=MeasurementCost(
+            wall_s=result.wall_s, floor_s=result.floor_s, min_trials=result.min_trials, max_trials=options.trials
+        ),
+    )
+
+
+def _contention(result: EnergyPassResult) -> Contention | None:
+    summary = result.contention
+    if summary is None:
+        return None
+    return Contention(
+        windows=summary.windows,
+        contended_windows=summary.contended_windows,
+        remeasured_windows=summary.remeasured_windows,
+        run_delay_s_per_s=summary.run_delay_s_per_s,
+        others_busy_cores=summary.others_busy_cores,
+        threshold_s_per_s=summary.threshold_s_per_s,
+        warning=summary.warning,
     )
 
 

@@ -93,6 +93,7 @@ class Node(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=False):
     active_energy_j: float = 0.0  # energy_j minus idle power x time_s
     energy_ci_j: tuple[float, float] = (0.0, 0.0)
     ci_confidence: float | None = None  # achieved coverage of energy_ci_j for the median; None: not measured
+    trials: int | None = None  # samples behind energy_ci_j (adaptive trials stop tight signatures early)
     noisy: bool = False  # CI half-width / median above the report's noisy_relative_spread
     share: float = 0.0  # energy_j / node_energy_sum_j
     rounds: int = 0
@@ -103,12 +104,68 @@ class Node(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=False):
     module_type: str = ""
     inputs: list[TensorInfo] = msgspec.field(default_factory=list)
     outputs: list[TensorInfo] = msgspec.field(default_factory=list)
+    samples: int = 0  # windows behind energy_ci_j (adaptive trials: fewer where the interval was tight)
+    minor_faults_per_call: float = 0.0  # page faults per call in its replay windows (getrusage), median
+    major_faults_per_call: float = 0.0
+    fault_energy_share: float = 0.0  # estimated: faults x the measured cost of one fault / time_s
+    contended: bool = False  # most of its windows waited for a CPU (other processes): energy_j is over-counted
+    run_delay_s_per_s: float | None = None  # median CPU wait of its windows' threads, seconds per second
+    step: int | None = None  # the call of the model that ran it (generate: 1 = prefill, 2.. = decode steps)
+
     flops: int = 0  # floating-point operations of one call (flop_counter or Magneton's formulas)
     bytes: int = 0  # bytes read + written by one call; 0 for views
     # Counterfactual replay on well-laid-out copies of badly laid-out inputs (measured, the backend's provenance).
     ideal_layout_energy_j: float | None = None
     ideal_layout_provenance: EnergyProvenance | None = None
     ideal_layout_gap: float | None = None  # share of energy_j that well-laid-out inputs saved in the replay
+
+
+class PageFaults(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=False):
+    """Page faults of the whole pass, and what share of its energy they explain (an estimate)."""
+
+    minor_per_call: float
+    major_per_call: float
+    energy_share: float  # minor+major faults per call x fault_cost_s / total_time_s
+    fault_cost_s: float  # measured here: first touch of fresh anonymous pages, per fault
+    node_minor_per_call: float = 0.0  # summed over the operators' replays (each node once per call)
+    method: str = "getrusage(RUSAGE_SELF) ru_minflt/ru_majflt around every window; cost by first-touch timing"
+
+
+class Contention(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=False):
+    """How much other processes got in the way of the measurement windows."""
+
+    windows: int
+    contended_windows: int  # kept windows whose threads waited longer than threshold_s_per_s
+    remeasured_windows: int  # extra windows taken because the first was contended (bounded)
+    run_delay_s_per_s: float | None  # median over windows
+    others_busy_cores: float | None  # median over windows: cores other processes kept busy
+    threshold_s_per_s: float
+    warning: str | None = None  # set when the share of contended windows passes the warning threshold
+    method: str = "/proc/self/task/*/schedstat run delay and /proc/stat busy jiffies around every window"
+
+
+class ModuleOverheadRow(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=False):
+    """Framework overhead of one module: its whole forward minus its child modules and its own operators."""
+
+    module_path: str  # "" for the root module; "(outside the model)" for glue around it (generate)
+    module_type: str
+    calls: int
+    whole_energy_j: float  # its whole forward replayed on its recorded inputs, summed over its calls
+    children_energy_j: float
+    operators_energy_j: float
+    overhead_energy_j: float  # negative when its parts cost more replayed alone than in place
+    share: float  # overhead_energy_j / total_energy_j
+    source: NodeSource | None  # the module's forward definition
+    provenance: EnergyProvenance | None = None
+
+
+class MeasurementCost(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=False):
+    """Wall time of the energy pass against its floor (idle window + every window at its minimum)."""
+
+    wall_s: float
+    floor_s: float
+    min_trials: int
+    max_trials: int
 
 
 class HeldOutError(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=False):
@@ -168,6 +225,16 @@ class Rollups(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=False):
     by_op: list[RollupOp] = msgspec.field(default_factory=list)
 
 
+class OperatorShare(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=False):
+    """One operator inside a diff region, with its energy from its side's per-operator pass."""
+
+    id: str
+    op: str
+    energy_j: float  # 0 when the per-operator pass was skipped (--no-op-split) or the op is free
+    zero_cost: bool = False
+    source: NodeSource | None = None
+
+
 class Region(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=False):
     """A matched region of a diff: the same computation on side A and side B."""
 
@@ -175,7 +242,7 @@ class Region(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=False):
     b_nodes: list[str]
     a_energy_j: float
     b_energy_j: float
-    ratio: float  # a_energy_j / b_energy_j
+    ratio: float | None  # a_energy_j / b_energy_j; None when b_energy_j is 0 (JSON has no infinity)
     verdict: Verdict
     a_provenance: EnergyProvenance | None = None
     b_provenance: EnergyProvenance | None = None
@@ -183,6 +250,68 @@ class Region(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=False):
     ci_confidence: float | None = None  # achieved coverage of ratio_ci
     a_time_s: float | None = None
     b_time_s: float | None = None
+    # Added by the diff engine (magneton/diff): which region, what runs on each side, why this verdict.
+    id: int | None = None
+    part: str = "program"  # "program" or "constants" (values computed from parameters/constants alone)
+    a_ops: list[str] = msgspec.field(default_factory=list)  # short operator names, program order
+    b_ops: list[str] = msgspec.field(default_factory=list)
+    a_energy_ci_j: tuple[float, float] | None = None  # per-trial interval of the region replay
+    b_energy_ci_j: tuple[float, float] | None = None
+    costly_side: Literal["A", "B"] | None = None
+    excess_energy_j: float = 0.0
+    reason: str = ""
+    a_split: list[OperatorShare] = msgspec.field(default_factory=list)  # per-operator split inside the region
+    b_split: list[OperatorShare] = msgspec.field(default_factory=list)
+    knobs: dict[str, Any] | None = None  # configuration-knob diagnosis (same operators at different cost)
+
+
+class DiffSide(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=False):
+    """One program of a diff: its total, capture, share of operators matched, settings."""
+
+    label: Literal["A", "B"]
+    target: str
+    total_energy_j: NonNegative  # one forward pass, measured interleaved with the other side
+    total_energy_ci_j: tuple[float, float] | None = None
+    total_time_s: NonNegative
+    region_energy_sum_j: float  # the side's region replays added up
+    region_coverage: float | None  # region_energy_sum_j / total_energy_j
+    operator_pass_total_j: float | None = None  # whole pass from the per-operator energy pass
+    capture: CaptureSummary
+    ops: int
+    ops_in_matched_regions: int
+    matched_share: float
+    settings: dict[str, Any] = msgspec.field(default_factory=dict)  # global torch settings its build left
+
+
+class SettingDifference(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=False):
+    name: str
+    a: Any
+    b: Any
+
+
+class UnmatchedRegion(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=False):
+    """Operators whose results pair with nothing on the other side (never dropped)."""
+
+    part: str
+    a_nodes: list[str]
+    b_nodes: list[str]
+    a_ops: list[str]
+    b_ops: list[str]
+    a_energy_j: float
+    b_energy_j: float
+
+
+class DiffSummary(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=False):
+    """What a diff adds to a report: both sides, the settings that differ, the matching."""
+
+    sides: list[DiffSide]
+    threshold: float
+    setting_differences: list[SettingDifference] = msgspec.field(default_factory=list)
+    matching_time_s: float
+    pairs: int
+    unmatched: list[UnmatchedRegion] = msgspec.field(default_factory=list)
+    outputs_largest_relative_difference: float | None = None
+    outputs_where: str | None = None
 
 
 class Report(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=False):
@@ -204,20 +333,35 @@ class Report(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=False):
     total_energy_j: NonNegative
     total_energy_ci_j: tuple[float, float] | None = None
     total_energy_ci_confidence: float | None = None  # achieved coverage of total_energy_ci_j
+    total_energy_trials: int | None = None  # samples behind total_energy_ci_j
     total_time_s: NonNegative
     active_energy_j: float | None = None
     idle_power_w: float | None = None
     node_energy_sum_j: float = 0.0
     coverage: float | None  # node_energy_sum_j / total_energy_j; None when undefined
-    trials: int = 0  # distinct samples behind each interval
+    trials: int = 0  # the most trials any measurement got (each interval says its own: trials, total_energy_trials)
     ci_method: str = ""  # how the intervals were built, e.g. "order-statistic CI of the median over trials"
     noisy_relative_spread: float | None = None  # the threshold behind every node's ``noisy``
     min_window_s: float | None = None
     unique_signatures: int = 0
+    # A program that writes into its inputs gets them copied back before every whole-pass run; that copy is
+    # measured alone and already subtracted from total_energy_j (this is the subtracted median, per run).
+    # None: the inputs were not restored, nothing was subtracted.
+    input_restore_energy_j: float | None = None
     nodes: list[Node]
     rollups: Rollups = msgspec.field(default_factory=Rollups)
     findings: list[Finding]
+    rule_notes: list[str] = msgspec.field(default_factory=list)  # files the rules could not parse, rules that failed
     regions: list[Region] | None = None  # a diff's matched regions
+    overhead: list[ModuleOverheadRow] | None = None  # most overhead first; None when not attributed
+    overhead_energy_j: float | None = None  # net: sum of every module's overhead (negative ones included)
+    explained_coverage: float | None = None  # (node_energy_sum_j + overhead_energy_j) / total_energy_j
+    steps: int | None = None  # calls of the model in one call of the workload (generate: prefill + decode steps)
+    allocator: str = ""  # the allocator the workload ran under, and anything Magneton changed in it
+    page_faults: PageFaults | None = None
+    contention: Contention | None = None
+    measurement_cost: MeasurementCost | None = None
+    diff: DiffSummary | None = None  # a diff: both sides' totals, settings, matching, unmatched operators
     expected: ExpectedSummary | None = None  # the expected-energy stage; None when it did not run
 
     # ------------------------------------------------------------------ views
@@ -236,15 +380,26 @@ class Report(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=False):
     def write(self, path: str | Path) -> Path:
         """Write the JSON atomically (a reader never sees a half-written file); returns the path."""
         from magneton.atomic import write_text_atomic
+        from magneton.errors import ReportError
 
         path = Path(path)
-        write_text_atomic(path, self.to_json())
+        text = self.to_json()
+        try:  # JSON has no NaN: msgspec writes null, which must not turn a number into a file nobody can load
+            msgspec.json.decode(text, type=Report)
+        except msgspec.ValidationError as err:
+            raise ReportError(f"report for {self.target or self.targets} not written to {path}: {err}") from err
+        write_text_atomic(path, text)
         return path
 
     def show(self, console: Console | None = None, top: int = 15) -> None:
         """Print the rich terminal view (to stdout, or to ``console``)."""
         from rich.console import Console
 
+        if self.diff is not None:
+            from magneton.report.diff_terminal import render_diff_report
+
+            render_diff_report(self, console or Console(), top=top)
+            return
         from magneton.report.terminal import render_report
 
         render_report(self, console or Console(), top=top)
@@ -275,6 +430,12 @@ __all__ = [
     "BackendName",
     "BackendSummary",
     "CaptureSummary",
+    "Contention",
+    "MeasurementCost",
+    "ModuleOverheadRow",
+    "PageFaults",
+    "DiffSide",
+    "DiffSummary",
     "EnergyProvenance",
     "ExpectedSummary",
     "Finding",
@@ -282,11 +443,14 @@ __all__ = [
     "HeldOutError",
     "Node",
     "NodeSource",
+    "OperatorShare",
     "Region",
     "Report",
     "RollupLine",
     "RollupOp",
     "Rollups",
+    "SettingDifference",
     "TensorInfo",
+    "UnmatchedRegion",
     "Verdict",
 ]

@@ -29,11 +29,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from magneton import __version__
 from magneton.atomic import write_text_atomic
 from magneton.errors import BackendError, TraceError
 from magneton.measure.backends.base import BackendInfo, EnergyBackend, WindowReading
 
 TRACE_SCHEMA = "magneton.trace/1"
+RECORDED_BY_KEY = "recorded_by"  # in the trace's backend description: which Magneton wrote it
 
 
 @dataclass(frozen=True)
@@ -161,6 +163,7 @@ class TraceRecorder(EnergyBackend):
     """Wraps a backend, passes everything through, and remembers every keyed measurement."""
 
     def __init__(self, inner: EnergyBackend) -> None:
+        self.contention_sensitive = inner.contention_sensitive
         self.inner = inner
         self.name = inner.name
         self._measurements: dict[str, list[WindowReading]] = {}
@@ -217,7 +220,7 @@ class TraceRecorder(EnergyBackend):
     def trace(self) -> Trace:
         idle_power_w = self._idle_energy_j / self._idle_time_s if self._idle_time_s > 0 else None
         return Trace(
-            backend=self.inner.info().to_json(),
+            backend={**self.inner.info().to_json(), RECORDED_BY_KEY: f"magneton {__version__}"},
             idle_power_w=idle_power_w,
             measurements={key: tuple(trials) for key, trials in self._measurements.items()},
         )
@@ -233,6 +236,7 @@ class ReplayBackend(EnergyBackend):
     """Plays a trace back: the i-th request for a key gets trial i (cycling); nothing is run."""
 
     name = "replay"
+    contention_sensitive = False
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
@@ -250,12 +254,24 @@ class ReplayBackend(EnergyBackend):
             resolution_j=self._recorded.resolution_j,
             update_period_s=None,
             formula=self._recorded.formula,
-            constants={"trace_path": str(self.path), "recorded_backend": dict(self.trace.backend)},
+            constants={
+                "trace_path": str(self.path),
+                "recorded_backend": dict(self.trace.backend),
+                # Traces Magneton records say so; a hand-written one only claims its provenance.
+                "recorded_by_magneton": RECORDED_BY_KEY in self.trace.backend,
+                "trials_in_trace": self.trials_available,
+            },
             notes=(
-                f"deterministic playback of a trace recorded with the {self._recorded.name} backend; "
-                "the workload was not run",
+                f"deterministic playback of a trace recorded with the {self._recorded.name} backend: "
+                "the workload still runs for capture and calibration, but no window is measured; "
+                "every energy and time comes from the trace",
             ),
         )
+
+    @property
+    def trials_available(self) -> int:
+        """Trials every key of the trace has; more would replay samples twice."""
+        return min((len(trials) for trials in self.trace.measurements.values()), default=0)
 
     def open_window(self) -> Any:
         raise BackendError(

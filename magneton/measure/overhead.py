@@ -1,0 +1,202 @@
+"""Where the rest of the energy goes: framework overhead per module.
+
+Operators replayed alone leave out what happens between them: Python in each
+``forward``, module dispatch, hooks, argument handling. To attribute it, every
+module call of one eager run is recorded (forward hooks), and each module's whole
+forward is replayed on its recorded inputs and measured like an operator (same
+self-timed windows, signatures measured once and shared). A module's *overhead* is
+its whole forward minus its direct child modules' whole forwards minus the
+operators that run directly in it; the root's whole forward is the whole pass.
+Summed, operators plus overhead explain the whole pass.
+"""
+
+from __future__ import annotations
+
+import inspect
+import statistics
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from magneton.capture.torch_compat import tree_flatten
+from magneton.graph import OpGraph, SourceLocation, TensorMeta
+from magneton.workload import Workload
+
+MAX_RECORDED_BYTES = 1 << 30  # module inputs kept for replay; beyond this the attribution is skipped
+
+
+@dataclass(frozen=True)
+class ModuleCall:
+    path: str  # "" for the root
+    module_type: str
+    parent: str | None  # path of the module that called it; None for the root
+    signature: str  # type + input metadata + parameter shapes: equal signatures cost the same
+    source: SourceLocation | None  # the module class' forward definition
+    run: Callable[[], Any]
+
+
+@dataclass(frozen=True)
+class ModuleOverhead:
+    path: str
+    module_type: str
+    calls: int  # calls of this module in one call of the workload
+    whole_energy_j: float  # its whole forward, summed over its calls
+    children_energy_j: float  # its direct child modules' whole forwards
+    operators_energy_j: float  # operators that run directly in it
+    overhead_energy_j: float  # whole - children - operators (negative: replays alone cost more than in place)
+    source: SourceLocation | None
+
+
+def _signature(module: torch.nn.Module, args: Any, kwargs: Any) -> str:
+    leaves, _ = tree_flatten((args, kwargs))
+    inputs = ",".join(TensorMeta.of(t).key() if isinstance(t, torch.Tensor) else repr(t)[:40] for t in leaves)
+    params = ",".join(str(tuple(p.shape)) for p in module.parameters(recurse=True))
+    return f"module:{type(module).__qualname__}({inputs})[{params}]"
+
+
+def _forward_source(module: torch.nn.Module) -> SourceLocation | None:
+    forward = inspect.unwrap(type(module).forward)  # decorators (deprecation shims) hide the real forward
+    try:
+        file = inspect.getsourcefile(forward)
+        _, line = inspect.getsourcelines(forward)
+    except (OSError, TypeError):
+        return None
+    if file is None:
+        return None
+    return SourceLocation(file, line, f"{type(module).__name__}.forward", "")
+
+
+def root_module(fn: Any) -> torch.nn.Module | None:
+    if isinstance(fn, torch.nn.Module):
+        return fn
+    owner = getattr(fn, "__self__", None)
+    return owner if isinstance(owner, torch.nn.Module) else None
+
+
+def record_module_calls(workload: Workload) -> list[ModuleCall] | None:
+    """Every module call of one eager run, with what it needs to be replayed; None when too large."""
+    root = root_module(workload.fn)
+    if root is None:
+        return None
+    names = {id(module): name for name, module in root.named_modules()}
+    stack: list[str] = []
+    calls: list[ModuleCall] = []
+    recorded_bytes = [0]
+
+    def pre(module: torch.nn.Module, args: Any, kwargs: Any) -> None:
+        path = names.get(id(module), "?")
+        leaves, _ = tree_flatten((args, kwargs))
+        recorded_bytes[0] += sum(t.numel() * t.element_size() for t in leaves if isinstance(t, torch.Tensor))
+
+        def run(module: torch.nn.Module = module, args: Any = args, kwargs: Any = kwargs) -> Any:
+            return module(*args, **kwargs)
+
+        calls.append(
+            ModuleCall(
+                path=path,
+                module_type=type(module).__name__,
+                parent=stack[-1] if stack else None,
+                signature=_signature(module, args, kwargs),
+                source=_forward_source(module),
+                run=run,
+            )
+        )
+        stack.append(path)
+
+    def post(module: torch.nn.Module, args: Any, kwargs: Any, output: Any) -> None:
+        if stack:
+            stack.pop()
+
+    handles = []
+    for module in root.modules():
+        handles.append(module.register_forward_pre_hook(pre, with_kwargs=True))
+        handles.append(module.register_forward_hook(post, with_kwargs=True))
+    try:
+        with torch.no_grad():
+            workload.fn(*workload.args, **workload.kwargs)
+    finally:
+        for handle in handles:
+            handle.remove()
+    if recorded_bytes[0] > MAX_RECORDED_BYTES:
+        return None
+    return calls
+
+
+def attribute_overhead(
+    graph: OpGraph,
+    calls: list[ModuleCall],
+    measured_j: dict[str, float],
+    node_energy_j: Callable[[str], float],
+    whole_pass_j: float,
+) -> list[ModuleOverhead]:
+    """Per module path: whole forward minus children minus direct operators, summed over its calls."""
+    whole: dict[str, float] = {}
+    children: dict[str, float] = {}
+    count: dict[str, int] = {}
+    types: dict[str, str] = {}
+    sources: dict[str, SourceLocation | None] = {}
+    for call in calls:
+        energy = measured_j[call.signature]
+        whole[call.path] = whole.get(call.path, 0.0) + energy
+        count[call.path] = count.get(call.path, 0) + 1
+        types[call.path], sources[call.path] = call.module_type, call.source
+        if call.parent is not None:
+            children[call.parent] = children.get(call.parent, 0.0) + energy
+    direct: dict[str, float] = {}
+    for node in graph.nodes:
+        path = node.module_path if node.module_path in whole else _nearest(node.module_path, whole)
+        direct[path] = direct.get(path, 0.0) + node_energy_j(node.id)
+    rows = [
+        ModuleOverhead(
+            path=path,
+            module_type=types[path],
+            calls=count[path],
+            whole_energy_j=whole[path],
+            children_energy_j=children.get(path, 0.0),
+            operators_energy_j=direct.get(path, 0.0),
+            overhead_energy_j=whole[path] - children.get(path, 0.0) - direct.get(path, 0.0),
+            source=sources[path],
+        )
+        for path in whole
+    ]
+    root_j = whole.get("", 0.0)
+    if whole_pass_j > 0 and count.get("", 0) != 1:  # generate and other callables: glue around the model
+        rows.append(
+            ModuleOverhead(
+                path="(outside the model)",
+                module_type="",
+                calls=1,
+                whole_energy_j=whole_pass_j,
+                children_energy_j=root_j,
+                operators_energy_j=direct.get("(outside the model)", 0.0),
+                overhead_energy_j=whole_pass_j - root_j,
+                source=None,
+            )
+        )
+    return sorted(rows, key=lambda row: -row.overhead_energy_j)
+
+
+def measure_module_calls(calls: list[ModuleCall], timer: Any, trials: int) -> dict[str, float]:
+    """Median energy per call of each distinct module signature, over interleaved trials."""
+    unique: dict[str, ModuleCall] = {}
+    for call in calls:
+        unique.setdefault(call.signature, call)
+    samples: dict[str, list[float]] = {signature: [] for signature in unique}
+    with torch.no_grad():
+        for _ in range(trials):
+            for signature, call in unique.items():
+                samples[signature].append(timer.measure(signature, call.run).energy_j)
+    return {signature: statistics.median(values) for signature, values in samples.items()}
+
+
+def _nearest(path: str, known: dict[str, float]) -> str:
+    """The closest enclosing module that was recorded (functional code inside a module keeps its path)."""
+    parts = path.split(".")
+    while parts:
+        parts.pop()
+        candidate = ".".join(parts)
+        if candidate in known:
+            return candidate
+    return ""

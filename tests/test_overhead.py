@@ -1,0 +1,83 @@
+"""Framework overhead per module: whole forwards minus children minus operators, with a finding when it dominates."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import torch
+from torch import nn
+
+from magneton.capture import capture
+from magneton.measure.overhead import attribute_overhead, record_module_calls
+from magneton.pipeline import AnalyzeOptions, analyze_workload
+from magneton.workload import Workload
+
+
+class Slow(nn.Module):
+    """Tiny arithmetic behind a lot of Python: overhead dominates."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = nn.Linear(4, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        deadline = time.perf_counter() + 0.002
+        while time.perf_counter() < deadline:  # Python busy work between operators  # glue
+            pass
+        return self.lin(x)
+
+
+class Net(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.b = Slow(), Slow()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.b(self.a(x))
+
+
+def test_module_calls_are_recorded_with_parents_and_sources() -> None:
+    calls = record_module_calls(Workload(Net().eval(), (torch.ones(2, 4),)))
+    assert calls is not None
+    assert [(c.path, c.parent) for c in calls] == [
+        ("", None),
+        ("a", ""),
+        ("a.lin", "a"),
+        ("b", ""),
+        ("b.lin", "b"),
+    ]
+    assert calls[1].signature == calls[3].signature  # a and b cost the same: measured once
+    assert calls[1].source is not None and calls[1].source.function == "Slow.forward"
+    assert record_module_calls(Workload(lambda x: x + 1, (torch.ones(2),))) is None
+
+
+def test_overhead_is_whole_minus_children_minus_operators() -> None:
+    workload = Workload(Net().eval(), (torch.ones(2, 4),))
+    graph = capture(workload)
+    calls = record_module_calls(workload)
+    assert calls is not None
+    measured = {c.signature: {"": 10.0, "a": 4.0, "b": 4.0, "a.lin": 1.0, "b.lin": 1.0}[c.path] for c in calls}
+    rows = {row.path: row for row in attribute_overhead(graph, calls, measured, lambda node_id: 0.5, 10.0)}
+    # Each Linear runs one operator at 0.5 J; a and b run none of their own.
+    assert rows["a.lin"].overhead_energy_j == pytest.approx(0.5)
+    assert rows["a"].overhead_energy_j == pytest.approx(3.0)  # 4 - 1 (its Linear)
+    assert rows[""].overhead_energy_j == pytest.approx(2.0)  # 10 - 4 - 4
+    total = sum(row.overhead_energy_j for row in rows.values()) + 0.5 * len(graph.nodes)
+    assert total == pytest.approx(10.0)  # operators plus overhead explain the root's forward
+
+
+def test_dominant_overhead_is_reported_with_a_finding() -> None:
+    options = AnalyzeOptions.from_flat(
+        backend="estimate", trials=3, min_window_s=0.01, forward_window_s=0.02, idle_s=0.01
+    )
+    report = analyze_workload(Workload(Net().eval(), (torch.ones(2, 4),)), "net", options)
+    assert report.overhead is not None and report.explained_coverage is not None
+    assert {row.module_path for row in report.overhead} == {"", "a", "b", "a.lin", "b.lin"}
+    assert report.coverage is not None and report.coverage < 0.5  # the busy loops are no operator
+    # The busy loops live in Slow.forward: a and b carry most of the overhead.
+    top = sorted(report.overhead, key=lambda r: -r.overhead_energy_j)[:2]
+    assert {row.module_path for row in top} == {"a", "b"}
+    finding = next(f for f in report.findings if f.title.startswith("framework overhead dominates"))
+    assert finding.category == "Misconfiguration" and "torch.compile" in finding.suggestion
+    assert finding.source is not None and finding.source.function == "Slow.forward"
