@@ -60,6 +60,7 @@ bench:
     python tests/bench/bench_allocator.py
     python tests/bench/bench_html.py
     python tests/bench/bench_diff.py
+    python tests/bench/bench_expected.py
 
 # The corpus benchmark: score analyze, diff, lint and fix on every slow/fast case (< 20 min on 2 cores; not CI,
 # which runs the quick subset through tests/test_corpus_quick.py). JSON in out/corpus-eval.json.

@@ -42,6 +42,8 @@ class AnalyzeOptions:
     allocator_check: bool = True
     # Attribute framework overhead to modules by replaying each module's whole forward.
     overhead: bool = True
+    expected: bool | None = None  # expected energy and anomalies; None: on unless $MAGNETON_EXPECTED=0
+    learn: bool = False  # add the measured nodes to the expected-energy model's training data
 
     @classmethod
     def option_owners(cls) -> dict[str, str]:
@@ -231,6 +233,11 @@ def _analyze_workload(
         if recorder is not None and options.record_trace is not None:
             recorder.write(options.record_trace)
         report = build_report(target_label, graph, result, choice, pass_options, extra_notes=notes)
+        from magneton.expected.pipeline import ExpectedOptions, add_expected_energy
+
+        expected = ExpectedOptions(enabled=options.expected, learn=options.learn)
+        if expected.is_enabled():
+            report = add_expected_energy(report, graph, workload, result, backend, pass_options, expected)
         if options.rules:
             from magneton.rules.analysis import add_rule_findings
 

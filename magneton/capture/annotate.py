@@ -8,6 +8,7 @@ from typing import Any
 
 import torch
 
+from magneton.capture.cost import FlopCounter, set_cost
 from magneton.capture.source import innermost_user_frame
 from magneton.capture.torch_compat import (
     EXPORT_GUARDS_MODULE,
@@ -126,7 +127,8 @@ class _Annotator(torch.fx.Interpreter):
         if not is_profiled(node):
             return super().run_node(node)
         args, kwargs = self.fetch_args_kwargs_from_env(node)
-        result = super().run_node(node)
+        with FlopCounter() as counted:
+            result = super().run_node(node)
         in_tensors = tensor_leaves((list(args), kwargs))
         out_tensors = tensor_leaves(result)
         module_path, module_type = _module_info(node, self.prefix)
@@ -153,6 +155,7 @@ class _Annotator(torch.fx.Interpreter):
         )
         if self.observer is not None:
             self.observer(self.op_graph.nodes[-1], result)
+        set_cost(self.op_graph.nodes[-1], counted.flops)
         return result
 
 

@@ -122,6 +122,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="FILE",
         help="record every measurement to FILE (JSON, a .json name) for --backend replay",
     )
+    parser.add_argument(
+        "--no-expected",
+        dest="expected",
+        action="store_false",
+        default=None,
+        help="skip expected energy and anomaly findings (no calibration, no counterfactual replays)",
+    )
+    parser.add_argument(
+        "--expected", dest="expected", action="store_true", help="predict expected energy even when MAGNETON_EXPECTED=0"
+    )
+    parser.add_argument(
+        "--learn", action="store_true", help="add this analysis' measured operators to the calibration's training data"
+    )
     parser.add_argument("--top", type=positive_int, default=15, help="operators shown in the terminal (default 15)")
     parser.add_argument(
         "--quiet",
@@ -201,6 +214,8 @@ def analyze_options(args: argparse.Namespace) -> AnalyzeOptions:
         rules=not getattr(args, "no_rules", False),
         rule_dirs=tuple(str(d) for d in getattr(args, "rules", [])),
         trace_events=args.trace_events,
+        expected=args.expected,
+        learn=args.learn,
     )
 
 
@@ -321,6 +336,9 @@ def run(args: argparse.Namespace) -> int:
             console.print(summary_line(item.report), highlight=False, soft_wrap=True)  # one line, never wrapped
         else:
             item.report.show(console, top=args.top)
+            from magneton.expected.terminal import render_expected
+
+            render_expected(item.report, console)
         if json_to_stdout:
             stdout.write(item.report.to_json())
             stdout.flush()

@@ -102,6 +102,8 @@ def build_report(
                 contended=measured.contended if measured else False,
                 run_delay_s_per_s=measured.run_delay_s_per_s if measured else None,
                 step=node.call,
+                flops=node.flops,
+                bytes=node.bytes,
             )
         )
     return Report(

@@ -112,6 +112,13 @@ class Node(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=False):
     run_delay_s_per_s: float | None = None  # median CPU wait of its windows' threads, seconds per second
     step: int | None = None  # the call of the model that ran it (generate: 1 = prefill, 2.. = decode steps)
 
+    flops: int = 0  # floating-point operations of one call (flop_counter or Magneton's formulas)
+    bytes: int = 0  # bytes read + written by one call; 0 for views
+    # Counterfactual replay on well-laid-out copies of badly laid-out inputs (measured, the backend's provenance).
+    ideal_layout_energy_j: float | None = None
+    ideal_layout_provenance: EnergyProvenance | None = None
+    ideal_layout_gap: float | None = None  # share of energy_j that well-laid-out inputs saved in the replay
+
 
 class PageFaults(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=False):
     """Page faults of the whole pass, and what share of its energy they explain (an estimate)."""
@@ -159,6 +166,33 @@ class MeasurementCost(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=F
     floor_s: float
     min_trials: int
     max_trials: int
+
+
+class HeldOutError(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=False):
+    """The expected-energy model's error on data it was not trained on."""
+
+    on: str  # "left-out shapes" | "real-model nodes"
+    mdape: float | None  # median absolute percentage error of joules, as a fraction
+    r2: float | None  # R² of log joules
+    points: int
+
+
+class ExpectedSummary(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=False):
+    """How the nodes' expected energies were predicted and anomalies found (``magneton calibrate``)."""
+
+    enabled: bool
+    model: str | None = None
+    held_out: list[HeldOutError] = msgspec.field(default_factory=list)
+    calibration_path: str | None = None
+    calibration_sweep: str | None = None  # "default" | "quick"
+    calibration_created_utc: str | None = None
+    device_fingerprint: str | None = None
+    training_points: int = 0
+    factor: float | None = None  # measured / expected above which the regression flags a node
+    min_share: float | None = None  # excess / total below which no anomaly is reported
+    min_gap: float | None = None  # counterfactual saving that flags a node
+    counterfactual_replays: int = 0
+    notes: list[str] = msgspec.field(default_factory=list)
 
 
 class RollupLine(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=False):
@@ -328,6 +362,7 @@ class Report(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=False):
     contention: Contention | None = None
     measurement_cost: MeasurementCost | None = None
     diff: DiffSummary | None = None  # a diff: both sides' totals, settings, matching, unmatched operators
+    expected: ExpectedSummary | None = None  # the expected-energy stage; None when it did not run
 
     # ------------------------------------------------------------------ views
 
@@ -402,8 +437,10 @@ __all__ = [
     "DiffSide",
     "DiffSummary",
     "EnergyProvenance",
+    "ExpectedSummary",
     "Finding",
     "FindingSource",
+    "HeldOutError",
     "Node",
     "NodeSource",
     "OperatorShare",
