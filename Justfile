@@ -17,6 +17,14 @@ lint:
     ruff format --check magneton tests rules corpus setup.py
     mypy
 
+# Regenerate the rule reference (docs/rules.md) from the rule classes; a test checks it for drift.
+docs:
+    python -m magneton.rules.docs docs/rules.md
+
+# Regenerate the golden files of `magneton lint` (terminal, JSON, SARIF) in tests/golden/.
+golden-lint:
+    MAGNETON_UPDATE_GOLDEN=1 python -m pytest tests/test_lint_golden.py -q
+
 # The torch_compat tests against the oldest torch that pyproject accepts, in a venv of its own
 # (.venv-oldest-torch, ~3 GB: PyPI's Linux wheels of old torch are CUDA builds; they import and run on a CPU).
 compat-oldest:
@@ -45,9 +53,23 @@ golden:
 # Benchmarks: wall time, coverage, memory and repeatability figures (printed, not asserted).
 bench:
     python tests/bench/bench_analyze.py
+    python tests/bench/bench_lint.py
+    python tests/bench/bench_report_model.py
     python tests/bench/bench_floor.py
     python tests/bench/bench_contention.py
     python tests/bench/bench_allocator.py
+    python tests/bench/bench_html.py
+    python tests/bench/bench_diff.py
+    python tests/bench/bench_expected.py
+
+# The corpus benchmark: score analyze, diff, lint and fix on every slow/fast case (< 20 min on 2 cores; not CI,
+# which runs the quick subset through tests/test_corpus_quick.py). JSON in out/corpus-eval.json.
+corpus *ARGS:
+    magneton corpus eval --json out/corpus-eval.json {{ARGS}}
+
+# Check every corpus case (same outputs, slow costs more here, expected lines hold code).
+corpus-validate *ARGS:
+    magneton corpus validate --json out/corpus-validate.json {{ARGS}}
 
 # On a CUDA machine: analyse a small GPT-2-like model with NVML twice (< 5 minutes).
 gpu-check:

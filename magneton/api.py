@@ -87,6 +87,53 @@ _CHECKS: dict[str, Callable[[str, Any], Any]] = {
 }
 
 
+def _by_type(name: str, value: Any, hint: Any) -> Any:
+    """Options without a specific check are checked against their declared type (bool, int, float, Literal)."""
+    import types
+    import typing
+
+    allowed = (
+        typing.get_args(hint)
+        if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union
+        else (hint,)
+    )
+    if value is None:
+        if type(None) in allowed:
+            return None
+        raise MagnetonError(f"option {name}=None: a value is required")
+    for kind in allowed:
+        if typing.get_origin(kind) is typing.Literal:
+            if value in typing.get_args(kind):
+                return value
+            choices = ", ".join(map(str, typing.get_args(kind)))
+            raise MagnetonError(f"option {name}={value!r}: choose one of {choices}")
+        if kind is bool:
+            if isinstance(value, bool):
+                return value
+            raise MagnetonError(f"option {name}={value!r}: must be True or False")
+        if kind is int:
+            return _non_negative_int(name, value)
+        if kind is float:
+            return _non_negative_float(name, value)
+        if kind is Path:
+            return _path(name, value)
+    return value
+
+
+def _declared_types() -> dict[str, Any]:
+    """Every flat option's type hint, from the options dataclasses (the one place they are declared)."""
+    import typing
+
+    from magneton.measure.backends import BackendOptions
+    from magneton.measure.options import PassOptions
+    from magneton.pipeline import AnalyzeOptions
+
+    hints: dict[str, Any] = {}
+    for cls in (BackendOptions, PassOptions, AnalyzeOptions):
+        hints.update(typing.get_type_hints(cls))
+    return hints
+
+
 def make_options(**options: Any) -> AnalyzeOptions:
     """Build validated :class:`~magneton.pipeline.AnalyzeOptions`; an unknown or bad option is a MagnetonError."""
     from magneton.pipeline import AnalyzeOptions
@@ -106,7 +153,10 @@ def make_options(**options: Any) -> AnalyzeOptions:
         if name in values:
             raise MagnetonError(f"option {name!r} given twice (as {given!r} too)")
         check = _CHECKS.get(name)
-        values[name] = check(given, value) if check else value
+        if check is not None:
+            values[name] = check(given, value)
+        else:
+            values[name] = _by_type(given, value, _declared_types().get(name))
     return AnalyzeOptions.from_flat(**values)
 
 

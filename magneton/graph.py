@@ -67,6 +67,8 @@ class OpNode:
     mutates: bool = False
     zero_cost_reason: str | None = None  # set for views and metadata-only ops, never measured
     call: int | None = None  # which call of the root module ran it (1-based): decoding step k of generate
+    flops: int = 0  # floating-point operations of one call (magneton.capture.cost)
+    bytes: int = 0  # bytes read + written by one call; 0 for views
 
     @property
     def signature(self) -> str:

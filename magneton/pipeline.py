@@ -34,12 +34,16 @@ class AnalyzeOptions:
     # The backend's settings; its ``device`` is always the workload's, filled in when the backend is made.
     backend_options: BackendOptions = field(default_factory=BackendOptions)
     record_trace: Path | None = None  # write what was measured, for --backend replay later
+    rules: bool = True  # run the rule catalog on the graph and the user's source (magneton.rules.analysis)
+    rule_dirs: tuple[str, ...] = ()  # extra rule folders (--rules DIR)
     trace_events: Path | None = None  # write a Chrome trace-event timeline of one forward pass here
     # Measure glibc malloc's thresholds as a knob in a child process (magneton.measure.allocator_knob);
     # needs a target the child can load, so analyses of in-memory workloads skip it.
     allocator_check: bool = True
     # Attribute framework overhead to modules by replaying each module's whole forward.
     overhead: bool = True
+    expected: bool | None = None  # expected energy and anomalies; None: on unless $MAGNETON_EXPECTED=0
+    learn: bool = False  # add the measured nodes to the expected-energy model's training data
 
     @classmethod
     def option_owners(cls) -> dict[str, str]:
@@ -87,23 +91,26 @@ def move_workload(workload: Workload, device: str, target: str = "<workload>") -
     return Workload(fn, tuple(args), kwargs)
 
 
-def replay_trials(backend: EnergyBackend, requested: int) -> tuple[int, list[str]]:
-    """Trials a replay can honestly give: no more than the trace holds, or samples would repeat.
+def replay_pass_options(backend: EnergyBackend, options: PassOptions) -> tuple[PassOptions, list[str]]:
+    """Energy-pass options a replay can honestly run with: every trace sample used at most once.
 
-    Cycling a 3-trial trace through 7 trials would report 7 trials and a confidence
-    interval built from copies of the same 3 samples.
+    Cycling a 3-trial trace through 7 trials would report 7 trials and a confidence interval
+    built from copies of the same 3 samples. Nothing runs inside a replayed window, so a
+    "contended" one is not measured again either: that would only draw the next sample.
     """
     from magneton.measure.backends.replay import ReplayBackend
 
     if not isinstance(backend, ReplayBackend):
-        return requested, []
+        return options, []
     available = backend.trials_available
-    if requested <= available:
-        return requested, []
-    return available, [
-        f"--trials {requested} lowered to {available}: trace {backend.path.name} holds {available} trial(s) "
-        "per measurement, and replaying a sample twice would fake a tighter interval"
-    ]
+    notes = []
+    if options.trials > available:
+        notes.append(
+            f"--trials {options.trials} lowered to {available}: trace {backend.path.name} holds {available} "
+            "trial(s) per measurement, and replaying a sample twice would fake a tighter interval"
+        )
+    trials = min(options.trials, available)
+    return replace(options, trials=trials, min_trials=min(options.min_trials, trials), remeasure_contended=False), notes
 
 
 def run_once(workload: Workload, target: str) -> list[str]:
@@ -203,8 +210,7 @@ def _analyze_workload(
         from magneton.measure.backends.replay import TraceRecorder
 
         backend = recorder = TraceRecorder(choice.backend)
-    trials, notes = replay_trials(choice.backend, options.energy_pass.trials)
-    pass_options = replace(options.energy_pass, trials=trials)
+    pass_options, notes = replay_pass_options(choice.backend, options.energy_pass)
     observer = None
     if progress is not None:
         report_to = progress
@@ -227,6 +233,15 @@ def _analyze_workload(
         if recorder is not None and options.record_trace is not None:
             recorder.write(options.record_trace)
         report = build_report(target_label, graph, result, choice, pass_options, extra_notes=notes)
+        from magneton.expected.pipeline import ExpectedOptions, add_expected_energy
+
+        expected = ExpectedOptions(enabled=options.expected, learn=options.learn)
+        if expected.is_enabled():
+            report = add_expected_energy(report, graph, workload, result, backend, pass_options, expected)
+        if options.rules:
+            from magneton.rules.analysis import add_rule_findings
+
+            report = add_rule_findings(report, graph, target_label, options.rule_dirs)
         if overhead_rows is not None:
             report = _with_overhead(report, overhead_rows)
         if overhead_note is not None:
@@ -244,7 +259,9 @@ def _analyze_workload(
         backend.close()
     if options.allocator_check and pass_options.allocator == "process":
         report = _check_allocator(report, options, reload_target, result.forward_fault_time_share)
-    return report
+    from magneton.diagnosis import attach_sources  # every finding, whichever detector: file:line + expression
+
+    return attach_sources(report, graph)
 
 
 OVERHEAD_FINDING_SHARE = 0.5  # framework overhead above this share of the whole pass makes a finding

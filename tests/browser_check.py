@@ -198,7 +198,7 @@ def real_report() -> Any:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from report_samples import sample_diff_report, sample_report
+    from report_samples import sample_diff_report, sample_engine_diff_report, sample_report
 
     from magneton.report.html import as_mapping, write_html
 
@@ -214,6 +214,7 @@ def main(argv: list[str] | None = None) -> int:
     pages = {
         "sample-analyze.html": sample_report(layers=4, phases=True),
         "sample-diff.html": sample_diff_report(),
+        "sample-engine-diff.html": sample_engine_diff_report(),
         "real-analysis.html": real_report(),
     }
     failed = 0

@@ -25,6 +25,21 @@ def _no_watts_override(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(ENV_WATTS, raising=False)
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _expected_energy_off_and_private_cache(tmp_path_factory: pytest.TempPathFactory):
+    """Analyses in tests skip the expected-energy stage unless a test asks for it (it would run a
+    calibration sweep), and no test reads or writes the user's calibration cache."""
+    saved = {key: os.environ.get(key) for key in ("MAGNETON_EXPECTED", "MAGNETON_CACHE_DIR")}
+    os.environ["MAGNETON_EXPECTED"] = "0"
+    os.environ["MAGNETON_CACHE_DIR"] = str(tmp_path_factory.mktemp("magneton-cache"))
+    yield
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
 @pytest.fixture
 def write_target(tmp_path: Path) -> Callable[..., str]:
     """Write a workload file into tmp_path and return the ``file.py:function`` target for it."""
@@ -135,6 +150,7 @@ def fake_backend_cls():
 
     class FakeBackend(EnergyBackend):
         name = "fake"
+        contention_sensitive = False  # deterministic readings: the machine's load must not change what is run
         TIME_PER_CALL_S = 2.0**-12  # binary fraction: t * rounds / rounds is exact
         IDLE = WindowReading(energy_j=0.5, time_s=0.25)
 

@@ -171,7 +171,7 @@ def sample_diff_report() -> dict[str, Any]:
         {"a_nodes": ["n4", "n9"], "b_nodes": ["bn4", "bn9"], "a_energy_j": 0.006, "b_energy_j": 0.002, "ratio": 3.0,
          "verdict": "waste", "a_energy_ci_j": [0.0058, 0.0062], "b_energy_ci_j": [0.0019, 0.0021]},
         {"a_nodes": ["n3"], "b_nodes": ["bn3"], "a_energy_j": 0.006, "b_energy_j": 0.0055, "ratio": 1.09,
-         "verdict": "same"},
+         "verdict": "same", "ratio_ci": [0.98, 1.2], "a_time_s": 0.001, "b_time_s": 0.0009},
         {"a_nodes": ["n1"], "b_nodes": ["bn1"], "a_energy_j": 0.010, "b_energy_j": 0.012, "ratio": 0.83,
          "verdict": "tradeoff"},
     ]  # fmt: skip
@@ -201,3 +201,41 @@ def sample_diff_report() -> dict[str, Any]:
         "regions": regions,
         "findings": [finding],
     }
+
+
+def sample_engine_diff_report() -> dict[str, Any]:
+    """A diff as the diff engine writes it: no top-level nodes; regions carry each side's per-operator split,
+    and a ``diff`` block holds both sides' totals, the settings that differ and the unmatched operators."""
+    report = sample_diff_report()
+    sides = report.pop("sides")
+    by_id = {n["id"]: n for side in sides for n in side["nodes"]}
+
+    def split(ids: list[str]) -> list[dict[str, Any]]:
+        return [
+            {"id": i, "op": by_id[i]["op"], "energy_j": by_id[i]["energy_j"], "zero_cost": False,
+             "source": by_id[i]["source"]}
+            for i in ids
+        ]  # fmt: skip
+
+    for index, region in enumerate(report["regions"]):
+        region.update(id=index, part="program", a_split=split(region["a_nodes"]), b_split=split(region["b_nodes"]))
+        region["reason"] = "side A runs <5 ops> where B runs one"
+    report["regions"][1]["knobs"] = {"float32_matmul_precision": "high", "closes_gap_share": 0.9}
+    report["nodes"] = []
+    report["total_energy_j"] = sides[0]["total_energy_j"]
+    report["diff"] = {
+        "sides": [
+            {"label": label, "target": side["target"], "total_energy_j": side["total_energy_j"],
+             "total_energy_ci_j": side["total_energy_ci_j"], "total_time_s": side["total_time_s"],
+             "region_energy_sum_j": side["total_energy_j"], "region_coverage": 0.97, "ops": 11,
+             "ops_in_matched_regions": 10, "matched_share": 10 / 11, "capture": {"method": "torch.export"}}
+            for label, side in zip("AB", sides, strict=True)
+        ],
+        "threshold": 0.1,
+        "setting_differences": [{"name": "torch.backends.<mkldnn>.enabled", "a": True, "b": False}],
+        "matching_time_s": 0.01,
+        "pairs": 12,
+        "unmatched": [{"part": "program", "a_nodes": ["n0"], "b_nodes": [], "a_ops": ["embedding"], "b_ops": [],
+                       "a_energy_j": 0.002, "b_energy_j": 0.0}],
+    }  # fmt: skip
+    return report

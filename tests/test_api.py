@@ -76,6 +76,10 @@ def test_kwargs_and_target_label(tmp_path: Path) -> None:
         ({"cpu_watts_per_core": "lots"}, "option cpu_watts_per_core='lots': must be a number > 0"),
         ({"trace": 3}, "option trace=3: must be a path"),
         ({"trace": "a.json", "trace_path": "b.json"}, "option 'trace_path' given twice"),
+        ({"remeasure_contended": "yes"}, "option remeasure_contended='yes': must be True or False"),
+        ({"max_rounds": -3}, "option max_rounds=-3: must be an integer >= 0"),
+        ({"noisy_relative_spread": "wide"}, "option noisy_relative_spread='wide': must be a number >= 0"),
+        ({"allocator": "jemalloc?"}, "option allocator='jemalloc?': choose one of"),
     ],
 )
 def test_bad_options_are_clear_errors(options: dict, message: str) -> None:

@@ -16,13 +16,27 @@ def test_markup_in_an_error_message_is_printed_and_the_batch_goes_on(
     from magneton.cli import main
 
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("COLUMNS", "160")
     (tmp_path / "raises.py").write_text(
         "def workload():\n    raise RuntimeError('no weights for self.layers[i] [/bold] [red]x[/red]')\n"
     )
-    code = main(["analyze", "raises.py:workload", f"{TINY_MLP}:workload", *FAST, "--quiet", "--json", "out"])
+    (tmp_path / "brackets.py").write_text(
+        "import torch\n"
+        "from torch import nn\n\n\n"
+        "class Model(nn.Module):\n"
+        "    def __init__(self):\n"
+        "        super().__init__()\n"
+        "        self.layers = nn.ModuleList([nn.Linear(16, 16)])\n\n"
+        "    def forward(self, x):\n"
+        "        return torch.relu(self.layers[0](x)[:, :8])  # [/bold] stays\n\n\n"
+        "def workload():\n"
+        "    return Model().eval(), (torch.randn(4, 16),)\n"
+    )
+    code = main(["analyze", "raises.py:workload", "brackets.py:workload", *FAST, "--json", "out"])
     captured = capsys.readouterr()
     assert code == 2
     assert "no weights for self.layers[i] [/bold] [red]x[/red]" in " ".join(captured.err.split())
+    assert "torch.relu(self.layers[0](x)[:, :8])  # [/bold] stays" in captured.out  # code column, by line
     assert captured.out.splitlines()[-1] == "analyzed 2 targets: 1 ok, 1 error, 0 findings"
     assert (tmp_path / "out").is_dir() and len(list((tmp_path / "out").iterdir())) == 1
 

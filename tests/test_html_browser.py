@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from browser_check import check_page, find_browser
-from report_samples import sample_diff_report, sample_report
+from report_samples import sample_diff_report, sample_engine_diff_report, sample_report
 
 from magneton.report.html import format_energy, write_html
 
@@ -19,11 +19,15 @@ pytestmark = pytest.mark.skipif(BROWSER is None, reason="no Chromium installed (
 
 @pytest.mark.parametrize(
     "name, report",
-    [("analyze", sample_report(layers=4, phases=True)), ("diff", sample_diff_report())],
+    [
+        ("analyze", sample_report(layers=4, phases=True)),
+        ("diff", sample_diff_report()),
+        ("diff", sample_engine_diff_report()),
+    ],
 )
 def test_report_renders_without_errors(tmp_path: Path, name: str, report: dict) -> None:
     assert BROWSER is not None
-    path = tmp_path / f"{name}.html"
+    path = tmp_path / "report.html"
     write_html(path, report)
     check = check_page(BROWSER, path, findings=len(report["findings"]))
     assert check.problems == []

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from report_samples import HOSTILE_CODE, sample_diff_report, sample_report
+from report_samples import HOSTILE_CODE, sample_diff_report, sample_engine_diff_report, sample_report
 
 from magneton.report.html import ReportFormatError, render_html, repr_html, script_json, write_html
 
@@ -199,6 +199,8 @@ def test_diff_view_aligns_regions_with_both_sides() -> None:
     assert "A/B 3.00×" in region0
     assert 'id="region-1" ' not in page_text  # ids are exact
     assert 'class="region verdict-same" id="region-1"' in page_text
+    region1 = page_text[page_text.index('id="region-1"') : page_text.index('id="region-2"')]
+    assert "ratio CI 0.98–1.20×" in region1 and "time A 1 ms / B 900 µs" in region1
     assert 'class="region verdict-tradeoff" id="region-2"' in page_text
     waterfall = page_text[page_text.index('id="waterfall"') : page_text.index("</svg>")]
     assert waterfall.count('class="wf-step') == 3 and "wf-total" in waterfall
@@ -348,3 +350,22 @@ def test_report_html_command_renders_a_saved_report(typed_report: Any, tmp_path:
     assert result.returncode == 2 and "bad.json" in result.stderr and not (tmp_path / "x.html").exists()
     result = run_cli("report", "html", str(tmp_path / "missing.json"))
     assert result.returncode == 2 and "does not exist" in result.stderr
+
+
+def test_diff_engine_report_shows_splits_summary_and_side_a_chart() -> None:
+    page_text = render_html(sample_engine_diff_report())
+    page = parse(page_text)
+    assert {"diff", "diff-summary", "unmatched", "regions-table", "region-0", "energy-A", "energy-B", "icicle"} <= (
+        page.ids
+    )
+    region0 = page_text[page_text.index('id="region-0"') : page_text.index('id="region-1"')]
+    assert "aten.mul.Tensor ×2 6 mJ" in region0 and "aten.gelu.default ×2 2 mJ" in region0  # per-operator split
+    assert "side A runs &lt;5 ops&gt; where B runs one" in region0
+    region1 = page_text[page_text.index('id="region-1"') : page_text.index('id="region-2"')]
+    assert "knobs: float32_matmul_precision=high, closes_gap_share=90.0%" in region1
+    visible = "".join(page.text)
+    assert "torch.backends.<mkldnn>.enabled: A True, B False" in visible
+    assert "90.9% of 11 operators in matched regions" in visible
+    assert "Where the energy goes (side A, from the regions' per-operator split)" in visible
+    island = data_island(page)
+    assert {node["op"] for node in island["nodes"]} == {"aten.mul.Tensor", "aten.softmax.int", "aten.addmm.default"}

@@ -49,7 +49,9 @@ def test_more_trials_than_the_trace_holds_are_not_claimed(tmp_path: Path, model_
     # Three distinct samples: [min, max] covers the median with p = 3/4, not the 98% of 7 samples.
     assert report.total_energy_ci_confidence == 0.75
     assert report.total_energy_ci_j == (1.0, 2.0)
+    assert report.total_energy_trials == 3
     assert {n.ci_confidence for n in report.nodes if n.energy_j > 0} == {0.75}
+    assert {n.trials for n in report.nodes if n.energy_j > 0} == {3}
     linear = next(n for n in report.nodes if n.op == "aten.linear.default")
     assert linear.energy_ci_j == (0.25, 0.75)
 

@@ -71,6 +71,7 @@ def test_interval_and_noisy_threshold_come_from_the_report() -> None:
     out = render(160, report)
     assert "94% CI over 5 trials: " in out
     assert "±25% of the median" in out
+    assert "94% CI over 3 trials: " in render(160, msgspec.structs.replace(report, total_energy_trials=3))
     stricter = msgspec.structs.replace(report, noisy_relative_spread=0.1, trials=1, total_energy_ci_confidence=0.0)
     out = render(160, stricter)
     assert "±10% of the median" in out and "±25%" not in out

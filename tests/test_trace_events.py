@@ -127,3 +127,11 @@ def test_analyze_writes_trace_events_and_html(run_cli, tmp_path: Path) -> None:
 def test_trace_events_takes_one_target(run_cli, tmp_path: Path) -> None:
     result = run_cli("analyze", TINY_MLP, TINY_MLP, "--trace-events", str(tmp_path / "t.json"))
     assert result.returncode == 2 and "--trace-events takes a single target" in result.stderr
+
+
+def test_output_paths_are_checked_before_the_analysis(run_cli, tmp_path: Path) -> None:
+    result = run_cli("analyze", TINY_MLP, "--html", str(tmp_path))
+    assert result.returncode == 2 and "--html" in result.stderr and "is a folder" in result.stderr
+    (tmp_path / "file").write_text("")
+    result = run_cli("analyze", TINY_MLP, "--trace-events", str(tmp_path / "file" / "t.json"))
+    assert result.returncode == 2 and "--trace-events" in result.stderr and "is not a folder" in result.stderr

@@ -169,6 +169,8 @@ def test_contended_window_is_measured_again_and_the_trace_keeps_the_kept_one(mon
     discarded = []
 
     class Recording(fake_backend_cls):
+        contention_sensitive = True  # as a sensor is: its contended windows are worth measuring again
+
         def discard_window(self, key, from_end):
             discarded.append((key, from_end))
 

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import operator
+from collections.abc import Callable
 from typing import Any
 
 import torch
 
+from magneton.capture.cost import FlopCounter, set_cost
 from magneton.capture.source import innermost_user_frame
 from magneton.capture.torch_compat import (
     EXPORT_GUARDS_MODULE,
@@ -111,17 +113,22 @@ def _zero_cost_reason(
     return None
 
 
+# Called once per operator with its node and real output during the annotation run (value fingerprints).
+ValueObserver = Callable[[OpNode, Any], None]
+
+
 class _Annotator(torch.fx.Interpreter):
-    def __init__(self, piece: GraphPiece, index: int, graph: OpGraph) -> None:
+    def __init__(self, piece: GraphPiece, index: int, graph: OpGraph, observer: ValueObserver | None = None) -> None:
         super().__init__(piece.module)
-        self.piece, self.index, self.op_graph = piece, index, graph
+        self.piece, self.index, self.op_graph, self.observer = piece, index, graph, observer
         self.prefix = "" if piece.name == "main" else f"{piece.name}."
 
     def run_node(self, node: torch.fx.Node) -> Any:
         if not is_profiled(node):
             return super().run_node(node)
         args, kwargs = self.fetch_args_kwargs_from_env(node)
-        result = super().run_node(node)
+        with FlopCounter() as counted:
+            result = super().run_node(node)
         in_tensors = tensor_leaves((list(args), kwargs))
         out_tensors = tensor_leaves(result)
         module_path, module_type = _module_info(node, self.prefix)
@@ -146,6 +153,9 @@ class _Annotator(torch.fx.Interpreter):
                 call=root_call(node),
             )
         )
+        if self.observer is not None:
+            self.observer(self.op_graph.nodes[-1], result)
+        set_cost(self.op_graph.nodes[-1], counted.flops)
         return result
 
 
@@ -154,11 +164,14 @@ def run_piece(interpreter: torch.fx.Interpreter, piece: GraphPiece) -> Any:
     return interpreter.run(*piece.flat_inputs, enable_io_processing=False)
 
 
-def annotate(graph: OpGraph) -> None:
-    """Run every piece once on its real inputs, recording each operator's tensors and source."""
+def annotate(graph: OpGraph, observer: ValueObserver | None = None) -> None:
+    """Run every piece once on its real inputs, recording each operator's tensors and source.
+
+    ``observer`` sees every operator's real output on the way (the diff's value fingerprints).
+    """
     graph.nodes.clear()
     for index, piece in enumerate(graph.pieces):
-        run_piece(_Annotator(piece, index, graph), piece)
+        run_piece(_Annotator(piece, index, graph, observer), piece)
     if not any(node.source for node in graph.nodes):
         graph.notes.append("no operator has a source location (the capture method recorded no stack traces)")
     graph.notes.extend(frozen_constant_notes(graph))
@@ -185,4 +198,4 @@ def frozen_constant_notes(graph: OpGraph) -> list[str]:
     ]
 
 
-__all__ = ["annotate", "is_profiled", "op_name", "run_piece"]
+__all__ = ["ValueObserver", "annotate", "is_profiled", "op_name", "run_piece"]

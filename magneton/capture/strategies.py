@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from magneton.capture.annotate import annotate
+from magneton.capture.annotate import ValueObserver, annotate
 from magneton.capture.torch_compat import (
     full_export_stack_traces,
     make_fx_data_dependent_ok,
@@ -94,8 +94,11 @@ CAPTURE_METHODS: tuple[tuple[str, Callable[[Workload], GraphPiece]], ...] = (
 )
 
 
-def capture(workload: Workload) -> OpGraph:
-    """Capture ``workload`` whole if any method can, else piecewise; raise CaptureError if nothing works."""
+def capture(workload: Workload, observer: ValueObserver | None = None) -> OpGraph:
+    """Capture ``workload`` whole if any method can, else piecewise; raise CaptureError if nothing works.
+
+    ``observer`` is handed every operator's real output during the annotation run.
+    """
     notes: list[str] = []
     inputs = InputSnapshot((workload.args, dict(workload.kwargs)))
     with torch.no_grad():
@@ -119,7 +122,7 @@ def capture(workload: Workload) -> OpGraph:
         piece_inputs = (
             InputSnapshot([piece.flat_inputs for piece in graph.pieces]) if graph.method == "piecewise" else None
         )
-        annotate(graph)
+        annotate(graph, observer)
     graph.mutates_inputs = inputs.changed() or (piece_inputs is not None and piece_inputs.changed())
     inputs.restore()
     if piece_inputs is not None:

@@ -127,6 +127,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="FILE",
         help="record every measurement to FILE (JSON, a .json name) for --backend replay",
     )
+    parser.add_argument(
+        "--no-expected",
+        dest="expected",
+        action="store_false",
+        default=None,
+        help="skip expected energy and anomaly findings (no calibration, no counterfactual replays)",
+    )
+    parser.add_argument(
+        "--expected", dest="expected", action="store_true", help="predict expected energy even when MAGNETON_EXPECTED=0"
+    )
+    parser.add_argument(
+        "--learn", action="store_true", help="add this analysis' measured operators to the calibration's training data"
+    )
     parser.add_argument("--top", type=positive_int, default=15, help="operators shown in the terminal (default 15)")
     parser.add_argument(
         "--quiet",
@@ -134,6 +147,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="no terminal report and no progress: one line per target (energy, backend, provenance), errors "
         "and the summary (progress is also off when stderr is not a terminal)",
     )
+    parser.add_argument(
+        "--rules", action="append", default=[], metavar="DIR", help="also run the rules in DIR (repeatable)"
+    )
+    parser.add_argument("--no-rules", action="store_true", help="do not run the rule catalog")
+    parser.add_argument(
+        "--peer",
+        metavar="TARGET_B",
+        help="diff against this peer computing the same thing (same as `magneton diff TARGET TARGET_B`)",
+    )
+    from magneton.commands.diff import add_diff_options
+
+    add_diff_options(parser)
     parser.add_argument("--debug", action="store_true", help="print the full traceback of internal errors")
 
 
@@ -154,22 +179,23 @@ def _nearest_existing(path: Path) -> Path:
     return path
 
 
-def check_json_path(path: Path, batch: bool) -> str | None:
-    """Why ``--json PATH`` cannot take the report(s), or None: checked before minutes of analysis."""
+def check_json_path(path: Path, batch: bool, flag: str = "--json", example: str = "report.json") -> str | None:
+    """Why ``--json PATH`` (or another output ``flag``) cannot take the report(s), or None: checked before minutes
+    of analysis."""
     if batch:
         if path.exists() and not path.is_dir():
-            return f"--json {path}: several targets write one report each into a folder, but {path} is a file"
+            return f"{flag} {path}: several targets write one report each into a folder, but {path} is a file"
         folder = path if path.exists() else _nearest_existing(path)
     else:
         if path.is_dir():
-            return f"--json {path} is a folder; with one target give a file name (e.g. {path / 'report.json'})"
+            return f"{flag} {path} is a folder; with one target give a file name (e.g. {path / example})"
         if path.exists() and not os.access(path, os.W_OK):
-            return f"--json {path}: the file is not writable"
+            return f"{flag} {path}: the file is not writable"
         folder = _nearest_existing(path.parent)
     if not folder.is_dir():
-        return f"--json {path}: {folder} is not a folder"
+        return f"{flag} {path}: {folder} is not a folder"
     if not os.access(folder, os.W_OK | os.X_OK):
-        return f"--json {path}: cannot create files in {folder} (permission denied)"
+        return f"{flag} {path}: cannot create files in {folder} (permission denied)"
     return None
 
 
@@ -191,7 +217,11 @@ def analyze_options(args: argparse.Namespace) -> AnalyzeOptions:
         watts_per_core=args.cpu_watts_per_core,
         trace_path=args.trace,
         record_trace=args.record_trace,
+        rules=not getattr(args, "no_rules", False),
+        rule_dirs=tuple(str(d) for d in getattr(args, "rules", [])),
         trace_events=args.trace_events,
+        expected=args.expected,
+        learn=args.learn,
     )
 
 
@@ -256,6 +286,13 @@ def run(args: argparse.Namespace) -> int:
     from magneton.pipeline import BatchItem, analyze_batch
     from magneton.report.terminal import summary_line
 
+    if args.peer is not None:
+        from magneton.commands.diff import run_diff
+
+        if len(args.targets) != 1:
+            Console(stderr=True).print("[red]error:[/] --peer takes a single target")
+            return EXIT_ERROR
+        return run_diff(args, args.targets[0], args.peer)
     errors = Console(stderr=True)
     json_to_stdout = args.json is not None and str(args.json) == "-"
     # With --json -, stdout carries the JSON and nothing else: the terminal report goes to stderr.
@@ -273,11 +310,16 @@ def run(args: argparse.Namespace) -> int:
         problem = "--json - takes a single target; give a folder for a batch" if batch else None
     elif args.json is not None:
         problem = check_json_path(args.json, batch)
+    if problem is None and args.html is not None:
+        problem = check_json_path(args.html, batch, "--html", "report.html")
+    if problem is None and args.trace_events is not None:
+        problem = (
+            "--trace-events takes a single target"
+            if batch
+            else check_json_path(args.trace_events, False, "--trace-events", "trace.json")
+        )
     if problem is not None:
         errors.print("[bold red]error:[/] " + escape(problem), highlight=False)
-        return EXIT_ERROR
-    if batch and args.trace_events:
-        errors.print("[red]error:[/] --trace-events takes a single target")
         return EXIT_ERROR
     try:
         options = analyze_options(args)
@@ -300,6 +342,9 @@ def run(args: argparse.Namespace) -> int:
             console.print(summary_line(item.report), highlight=False, soft_wrap=True)  # one line, never wrapped
         else:
             item.report.show(console, top=args.top)
+            from magneton.expected.terminal import render_expected
+
+            render_expected(item.report, console)
         if json_to_stdout:
             stdout.write(item.report.to_json())
             stdout.flush()

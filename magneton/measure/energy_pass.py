@@ -140,8 +140,29 @@ class EnergyPassResult:
         return self.node_sum_j / whole if whole > 0 else float("nan")
 
 
+# A layout-preserving copy may span at most this many times the tensor's elements (a thin slice of a
+# huge tensor is copied compactly instead, losing its strides).
+_MAX_LAYOUT_SPAN = 16
+
+
+def clone_preserving_layout(tensor: torch.Tensor) -> torch.Tensor:
+    """A copy with the same sizes and strides.
+
+    ``clone()`` keeps the strides of dense tensors (transposes) but makes strided slices and expanded
+    (broadcast) views contiguous, so replaying an operator on clones would measure it on better-laid-out
+    data than the program gave it, hiding exactly the layout costs Magneton looks for.
+    """
+    if tensor.layout != torch.strided or tensor.is_contiguous() or tensor.numel() == 0:
+        return tensor.clone()
+    span = 1 + sum((size - 1) * stride for size, stride in zip(tensor.shape, tensor.stride(), strict=True))
+    if span > _MAX_LAYOUT_SPAN * tensor.numel():
+        return tensor.clone()
+    memory = tensor.as_strided((span,), (1,)).clone()
+    return memory.as_strided(tensor.shape, tensor.stride())
+
+
 def _clone_tensors(value: Any) -> Any:
-    return tree_map(lambda v: v.clone() if isinstance(v, torch.Tensor) else v, value)
+    return tree_map(lambda v: clone_preserving_layout(v) if isinstance(v, torch.Tensor) else v, value)
 
 
 def _tensor_bytes(value: Any) -> int:
@@ -259,7 +280,9 @@ class _Timer:
 
     def _may_remeasure(self) -> bool:
         options = self.options
-        return options.remeasure_contended and self.remeasured < max(4, options.max_remeasure_share * self.windows)
+        if not (options.remeasure_contended and self.backend.contention_sensitive):
+            return False
+        return self.remeasured < max(4, options.max_remeasure_share * self.windows)
 
 
 Timer = _Timer  # for other measurements of the same kind (module forwards: magneton.measure.overhead)

@@ -84,6 +84,7 @@ def build_report(
                 active_energy_j=max(0.0, energy_j - result.idle_power_w * time_s),
                 energy_ci_j=(measured.energy_j.low, measured.energy_j.high) if measured else (0.0, 0.0),
                 ci_confidence=measured.energy_j.confidence if measured else None,
+                trials=len(measured.energy_j.samples) if measured else None,
                 noisy=bool(measured and measured.energy_j.relative_spread > options.noisy_relative_spread),
                 share=energy_j / node_sum_j if node_sum_j > 0 else 0.0,
                 rounds=measured.rounds if measured else 0,
@@ -101,6 +102,8 @@ def build_report(
                 contended=measured.contended if measured else False,
                 run_delay_s_per_s=measured.run_delay_s_per_s if measured else None,
                 step=node.call,
+                flops=node.flops,
+                bytes=node.bytes,
             )
         )
     return Report(
@@ -131,6 +134,7 @@ def build_report(
         total_energy_j=total_j,
         total_energy_ci_j=(result.forward_energy_j.low, result.forward_energy_j.high),
         total_energy_ci_confidence=result.forward_energy_j.confidence,
+        total_energy_trials=len(result.forward_energy_j.samples),
         total_time_s=result.forward_time_s.median,
         active_energy_j=max(0.0, total_j - result.idle_power_w * result.forward_time_s.median),
         idle_power_w=result.idle_power_w,

@@ -307,7 +307,8 @@ def render_header(report: Mapping[str, Any]) -> str:
     rows.append(_row("device", _e(device + (" — " + ", ".join(extras) if extras else ""))))
     backend_html = f"{_e(backend.get('name', '?'))} {_provenance_badge(provenance)} — {_e(backend.get('sensor', ''))}"
     rows.append(_row("backend", backend_html, "backend"))
-    if isinstance(report.get("energy_provenance"), Mapping):
+    # The backend row already says measured or estimated; a replayed report says more about its joules here.
+    if isinstance(report.get("energy_provenance"), Mapping) and provenance != backend.get("provenance"):
         rows.append(_row("energies", _e(describe_provenance(report["energy_provenance"])), "provenance"))
     expected = next((n["expected_provenance"] for n in report.get("nodes") or [] if n.get("expected_provenance")), None)
     if expected:
@@ -318,12 +319,17 @@ def render_header(report: Mapping[str, Any]) -> str:
         rows.append(_row("formula", formula))
     if backend.get("reason"):
         rows.append(_row("why", _e(backend["reason"])))
-    if not targets or "total_energy_j" in report:
+    diff: Mapping[str, Any] = report["diff"] if isinstance(report.get("diff"), Mapping) else {}
+    side_totals = [
+        side
+        for side in (report.get("sides") or diff.get("sides") or [])
+        if isinstance(side, Mapping) and side.get("total_energy_j") is not None
+    ]
+    if not targets or not side_totals:
         rows.append(_header_side(report))
-    for label, side in zip(("A", "B"), report.get("sides") or [], strict=False):
-        if isinstance(side, Mapping) and side.get("total_energy_j") is not None:
-            ci = f" ({_interval(side['total_energy_ci_j'])})" if side.get("total_energy_ci_j") else ""
-            rows.append(_row(f"energy {label}", _e(format_energy(side["total_energy_j"]) + ci)))
+    for label, side in zip(("A", "B"), side_totals, strict=False):
+        ci = f" ({_interval(side['total_energy_ci_j'])})" if side.get("total_energy_ci_j") else ""
+        rows.append(_row(f"energy {label}", _e(format_energy(side["total_energy_j"]) + ci), f"energy-{label}"))
     capture = report.get("capture") or {}
     if capture.get("method"):
         rows.append(_row("capture", _e(capture["method"])))
@@ -469,25 +475,85 @@ def _side_nodes(report: Mapping[str, Any], index: int) -> dict[str, Mapping[str,
     return {}
 
 
-def _region_side(node_ids: Sequence[str], nodes: Mapping[str, Mapping[str, Any]]) -> str:
-    """A region's operators and source lines on one side."""
-    if not node_ids:
+def _region_side(
+    node_ids: Sequence[str], nodes: Mapping[str, Mapping[str, Any]], split: Sequence[Mapping[str, Any]] = ()
+) -> str:
+    """A region's operators and source lines on one side: from its per-operator split when the diff gives one
+    (each operator with its energy), else from the side's nodes."""
+    entries: list[Mapping[str, Any]] = list(split) or [
+        nodes.get(str(node_id)) or {"op": str(node_id)} for node_id in node_ids
+    ]
+    if not entries:
         return '<span class="dim">no operators</span>'
-    ops: dict[str, int] = {}
+    ops: dict[str, list[float]] = {}
     lines: dict[str, str] = {}
-    for node_id in node_ids:
-        node = nodes.get(str(node_id))
-        if node is None:
-            ops[str(node_id)] = ops.get(str(node_id), 0) + 1
-            continue
-        ops[node["op"]] = ops.get(node["op"], 0) + 1
-        source = node.get("source")
+    for entry in entries:
+        ops.setdefault(str(entry.get("op", "?")), []).append(float(entry.get("energy_j") or 0.0))
+        source = entry.get("source")
         if source:
             where = f"{display_path(source['file'])}:{source['line']}"
             lines.setdefault(where, str(source.get("code", "")))
-    op_text = ", ".join(f"{op} ×{n}" if n > 1 else op for op, n in ops.items())
+    items = []
+    for op, energies in ops.items():
+        text = f"{op} ×{len(energies)}" if len(energies) > 1 else op
+        if split and sum(energies) > 0:
+            text += f" {format_energy(sum(energies))}"
+        items.append(text)
     line_html = "".join(f"<li><code>{_e(w)}</code> {_e(code)}</li>" for w, code in lines.items())
-    return f'<div class="ops">{_e(op_text)}</div>' + (f'<ul class="lines">{line_html}</ul>' if line_html else "")
+    return f'<div class="ops">{_e(", ".join(items))}</div>' + (
+        f'<ul class="lines">{line_html}</ul>' if line_html else ""
+    )
+
+
+def _diff_summary(report: Mapping[str, Any]) -> str:
+    """Both programs' totals, the settings that differ and the operators left unmatched (``diff`` block)."""
+    summary = report.get("diff")
+    if not isinstance(summary, Mapping):
+        return ""
+    rows = []
+    for side in summary.get("sides") or []:
+        ci = f" ({_interval(side['total_energy_ci_j'])})" if side.get("total_energy_ci_j") else ""
+        matched = side.get("matched_share")
+        matched_text = (
+            f", {format_share(matched)} of {side.get('ops', '?')} operators in matched regions"
+            if (isinstance(matched, (int, float)))
+            else ""
+        )
+        coverage = side.get("region_coverage")
+        coverage_text = f", regions cover {coverage:.2f} of it" if isinstance(coverage, (int, float)) else ""
+        rows.append(
+            _row(
+                f"side {side.get('label', '?')}",
+                f"<code>{_e(side.get('target', '?'))}</code> — "
+                + _e(f"{format_energy(side.get('total_energy_j'))}{ci}, {format_time(side.get('total_time_s'))}")
+                + _e(coverage_text + matched_text),
+            )
+        )
+    if summary.get("threshold") is not None:
+        rows.append(_row("waste threshold", _e(format_share(summary["threshold"]))))
+    differences = summary.get("setting_differences") or []
+    if differences:
+        items = "".join(
+            f"<li><code>{_e(d.get('name'))}</code>: A {_e(d.get('a'))}, B {_e(d.get('b'))}</li>" for d in differences
+        )
+        rows.append(_row("settings that differ", f"<ul>{items}</ul>"))
+    if summary.get("outputs_largest_relative_difference") is not None:
+        where = f" at {summary['outputs_where']}" if summary.get("outputs_where") else ""
+        rows.append(
+            _row(
+                "outputs",
+                _e(f"largest relative difference {summary['outputs_largest_relative_difference']:.3g}{where}"),
+            )
+        )
+    unmatched = summary.get("unmatched") or []
+    if unmatched:
+        items = "".join(
+            f"<li>A: {_e(', '.join(u.get('a_ops') or []) or '—')} ({_e(format_energy(u.get('a_energy_j')))}) · "
+            f"B: {_e(', '.join(u.get('b_ops') or []) or '—')} ({_e(format_energy(u.get('b_energy_j')))})</li>"
+            for u in unmatched
+        )
+        rows.append(_row("unmatched operators", f'<ul id="unmatched">{items}</ul>'))
+    return f'<table class="kv" id="diff-summary">{"".join(rows)}</table>'
 
 
 def _waterfall_svg(regions: Sequence[Mapping[str, Any]]) -> str:
@@ -552,20 +618,33 @@ def render_diff(report: Mapping[str, Any]) -> str:
             for side, key in (("A", "a_energy_ci_j"), ("B", "b_energy_ci_j"))
             if region.get(key)
         )
+        ratio_ci = region.get("ratio_ci")
+        if isinstance(ratio_ci, Sequence) and len(ratio_ci) == 2:
+            intervals += f"<div class='dim'>ratio CI {ratio_ci[0]:.2f}–{ratio_ci[1]:.2f}×</div>"
+        if region.get("a_time_s") is not None and region.get("b_time_s") is not None:
+            times = f"time A {format_time(region['a_time_s'])} / B {format_time(region['b_time_s'])}"
+            intervals += f"<div class='dim'>{_e(times)}</div>"
+        if region.get("reason"):
+            intervals += f"<div class='reason'>{_e(region['reason'])}</div>"
+        if isinstance(region.get("knobs"), Mapping):
+            knobs = ", ".join(f"{k}={_format_value(str(k), v)}" for k, v in region["knobs"].items())
+            intervals += f"<div class='dim'>knobs: {_e(knobs)}</div>"
+        label = region.get("id", index)
+        part = " (constants)" if region.get("part") == "constants" else ""
         rows.append(
-            f'<tr class="region verdict-{_e(verdict)}" id="region-{index}"><td>{index}</td>'
-            f"<td>{_region_side(region.get('a_nodes') or [], side_a)}</td>"
+            f'<tr class="region verdict-{_e(verdict)}" id="region-{index}"><td>{_e(label)}{_e(part)}</td>'
+            f"<td>{_region_side(region.get('a_nodes') or [], side_a, region.get('a_split') or ())}</td>"
             f'<td class="num">{_e(format_energy(a_j))}</td>'
             f'<td class="verdict"><span class="badge verdict-{_e(verdict)}">{_e(verdict)}</span>'
             f"<div>A/B {_e(ratio_text)}</div>{intervals}</td>"
             f'<td class="num">{_e(format_energy(b_j))}</td>'
-            f"<td>{_region_side(region.get('b_nodes') or [], side_b)}</td></tr>"
+            f"<td>{_region_side(region.get('b_nodes') or [], side_b, region.get('b_split') or ())}</td></tr>"
         )
     return (
         f'<section id="diff"><h2>Diff: regions side by side</h2><p>{summary} — A = <code>{_e(targets[0])}</code>, '
         f"B = <code>{_e(targets[-1])}</code>. Waste: A spends clearly more with no loss of speed or accuracy; "
         "trade-off: the cheaper side is slower or less accurate; same: within the threshold.</p>"
-        f"<h3>Excess energy per region (A − B, cumulative)</h3>{_waterfall_svg(regions)}"
+        f"{_diff_summary(report)}<h3>Excess energy per region (A − B, cumulative)</h3>{_waterfall_svg(regions)}"
         '<table class="regions" id="regions-table"><thead><tr><th>#</th><th>side A operators and lines</th>'
         "<th>A energy</th><th>verdict</th><th>B energy</th><th>side B operators and lines</th></tr></thead>"
         f"<tbody>{''.join(rows)}</tbody></table></section>"
@@ -649,6 +728,10 @@ def render_html(report: Any) -> str:
     sides = data.get("sides") or data.get("reports") or [data.get("a")]
     if not data.get("nodes") and isinstance(sides[0], Mapping) and sides[0].get("nodes"):
         chart_report, side_note = sides[0], " (side A)"
+    elif not data.get("nodes") and any(r.get("a_split") for r in data.get("regions") or []):
+        split = [entry for r in data["regions"] for entry in r.get("a_split") or []]
+        chart_report = {**data, "nodes": [{**entry, "module_path": "", "inputs": [], "outputs": []} for entry in split]}
+        side_note = " (side A, from the regions' per-operator split)"
     has_nodes = bool(chart_report.get("nodes"))
     energy_sections = (
         f'<section id="energy"><h2>Where the energy goes{side_note}</h2><div class="controls">'

@@ -93,6 +93,7 @@ class Node(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=False):
     active_energy_j: float = 0.0  # energy_j minus idle power x time_s
     energy_ci_j: tuple[float, float] = (0.0, 0.0)
     ci_confidence: float | None = None  # achieved coverage of energy_ci_j for the median; None: not measured
+    trials: int | None = None  # samples behind energy_ci_j (adaptive trials stop tight signatures early)
     noisy: bool = False  # CI half-width / median above the report's noisy_relative_spread
     share: float = 0.0  # energy_j / node_energy_sum_j
     rounds: int = 0
@@ -110,6 +111,13 @@ class Node(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=False):
     contended: bool = False  # most of its windows waited for a CPU (other processes): energy_j is over-counted
     run_delay_s_per_s: float | None = None  # median CPU wait of its windows' threads, seconds per second
     step: int | None = None  # the call of the model that ran it (generate: 1 = prefill, 2.. = decode steps)
+
+    flops: int = 0  # floating-point operations of one call (flop_counter or Magneton's formulas)
+    bytes: int = 0  # bytes read + written by one call; 0 for views
+    # Counterfactual replay on well-laid-out copies of badly laid-out inputs (measured, the backend's provenance).
+    ideal_layout_energy_j: float | None = None
+    ideal_layout_provenance: EnergyProvenance | None = None
+    ideal_layout_gap: float | None = None  # share of energy_j that well-laid-out inputs saved in the replay
 
 
 class PageFaults(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=False):
@@ -160,6 +168,33 @@ class MeasurementCost(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=F
     max_trials: int
 
 
+class HeldOutError(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=False):
+    """The expected-energy model's error on data it was not trained on."""
+
+    on: str  # "left-out shapes" | "real-model nodes"
+    mdape: float | None  # median absolute percentage error of joules, as a fraction
+    r2: float | None  # R² of log joules
+    points: int
+
+
+class ExpectedSummary(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=False):
+    """How the nodes' expected energies were predicted and anomalies found (``magneton calibrate``)."""
+
+    enabled: bool
+    model: str | None = None
+    held_out: list[HeldOutError] = msgspec.field(default_factory=list)
+    calibration_path: str | None = None
+    calibration_sweep: str | None = None  # "default" | "quick"
+    calibration_created_utc: str | None = None
+    device_fingerprint: str | None = None
+    training_points: int = 0
+    factor: float | None = None  # measured / expected above which the regression flags a node
+    min_share: float | None = None  # excess / total below which no anomaly is reported
+    min_gap: float | None = None  # counterfactual saving that flags a node
+    counterfactual_replays: int = 0
+    notes: list[str] = msgspec.field(default_factory=list)
+
+
 class RollupLine(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=False):
     """All operators one source line produced."""
 
@@ -190,6 +225,16 @@ class Rollups(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=False):
     by_op: list[RollupOp] = msgspec.field(default_factory=list)
 
 
+class OperatorShare(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=False):
+    """One operator inside a diff region, with its energy from its side's per-operator pass."""
+
+    id: str
+    op: str
+    energy_j: float  # 0 when the per-operator pass was skipped (--no-op-split) or the op is free
+    zero_cost: bool = False
+    source: NodeSource | None = None
+
+
 class Region(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=False):
     """A matched region of a diff: the same computation on side A and side B."""
 
@@ -205,6 +250,68 @@ class Region(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=False):
     ci_confidence: float | None = None  # achieved coverage of ratio_ci
     a_time_s: float | None = None
     b_time_s: float | None = None
+    # Added by the diff engine (magneton/diff): which region, what runs on each side, why this verdict.
+    id: int | None = None
+    part: str = "program"  # "program" or "constants" (values computed from parameters/constants alone)
+    a_ops: list[str] = msgspec.field(default_factory=list)  # short operator names, program order
+    b_ops: list[str] = msgspec.field(default_factory=list)
+    a_energy_ci_j: tuple[float, float] | None = None  # per-trial interval of the region replay
+    b_energy_ci_j: tuple[float, float] | None = None
+    costly_side: Literal["A", "B"] | None = None
+    excess_energy_j: float = 0.0
+    reason: str = ""
+    a_split: list[OperatorShare] = msgspec.field(default_factory=list)  # per-operator split inside the region
+    b_split: list[OperatorShare] = msgspec.field(default_factory=list)
+    knobs: dict[str, Any] | None = None  # configuration-knob diagnosis (same operators at different cost)
+
+
+class DiffSide(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=False):
+    """One program of a diff: its total, capture, share of operators matched, settings."""
+
+    label: Literal["A", "B"]
+    target: str
+    total_energy_j: NonNegative  # one forward pass, measured interleaved with the other side
+    total_energy_ci_j: tuple[float, float] | None = None
+    total_time_s: NonNegative
+    region_energy_sum_j: float  # the side's region replays added up
+    region_coverage: float | None  # region_energy_sum_j / total_energy_j
+    operator_pass_total_j: float | None = None  # whole pass from the per-operator energy pass
+    capture: CaptureSummary
+    ops: int
+    ops_in_matched_regions: int
+    matched_share: float
+    settings: dict[str, Any] = msgspec.field(default_factory=dict)  # global torch settings its build left
+
+
+class SettingDifference(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=False):
+    name: str
+    a: Any
+    b: Any
+
+
+class UnmatchedRegion(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=False):
+    """Operators whose results pair with nothing on the other side (never dropped)."""
+
+    part: str
+    a_nodes: list[str]
+    b_nodes: list[str]
+    a_ops: list[str]
+    b_ops: list[str]
+    a_energy_j: float
+    b_energy_j: float
+
+
+class DiffSummary(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=False):
+    """What a diff adds to a report: both sides, the settings that differ, the matching."""
+
+    sides: list[DiffSide]
+    threshold: float
+    setting_differences: list[SettingDifference] = msgspec.field(default_factory=list)
+    matching_time_s: float
+    pairs: int
+    unmatched: list[UnmatchedRegion] = msgspec.field(default_factory=list)
+    outputs_largest_relative_difference: float | None = None
+    outputs_where: str | None = None
 
 
 class Report(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=False):
@@ -226,12 +333,13 @@ class Report(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=False):
     total_energy_j: NonNegative
     total_energy_ci_j: tuple[float, float] | None = None
     total_energy_ci_confidence: float | None = None  # achieved coverage of total_energy_ci_j
+    total_energy_trials: int | None = None  # samples behind total_energy_ci_j
     total_time_s: NonNegative
     active_energy_j: float | None = None
     idle_power_w: float | None = None
     node_energy_sum_j: float = 0.0
     coverage: float | None  # node_energy_sum_j / total_energy_j; None when undefined
-    trials: int = 0  # distinct samples behind each interval
+    trials: int = 0  # the most trials any measurement got (each interval says its own: trials, total_energy_trials)
     ci_method: str = ""  # how the intervals were built, e.g. "order-statistic CI of the median over trials"
     noisy_relative_spread: float | None = None  # the threshold behind every node's ``noisy``
     min_window_s: float | None = None
@@ -243,6 +351,7 @@ class Report(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=False):
     nodes: list[Node]
     rollups: Rollups = msgspec.field(default_factory=Rollups)
     findings: list[Finding]
+    rule_notes: list[str] = msgspec.field(default_factory=list)  # files the rules could not parse, rules that failed
     regions: list[Region] | None = None  # a diff's matched regions
     overhead: list[ModuleOverheadRow] | None = None  # most overhead first; None when not attributed
     overhead_energy_j: float | None = None  # net: sum of every module's overhead (negative ones included)
@@ -252,6 +361,8 @@ class Report(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=False):
     page_faults: PageFaults | None = None
     contention: Contention | None = None
     measurement_cost: MeasurementCost | None = None
+    diff: DiffSummary | None = None  # a diff: both sides' totals, settings, matching, unmatched operators
+    expected: ExpectedSummary | None = None  # the expected-energy stage; None when it did not run
 
     # ------------------------------------------------------------------ views
 
@@ -284,6 +395,11 @@ class Report(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=False):
         """Print the rich terminal view (to stdout, or to ``console``)."""
         from rich.console import Console
 
+        if self.diff is not None:
+            from magneton.report.diff_terminal import render_diff_report
+
+            render_diff_report(self, console or Console(), top=top)
+            return
         from magneton.report.terminal import render_report
 
         render_report(self, console or Console(), top=top)
@@ -318,16 +434,23 @@ __all__ = [
     "MeasurementCost",
     "ModuleOverheadRow",
     "PageFaults",
+    "DiffSide",
+    "DiffSummary",
     "EnergyProvenance",
+    "ExpectedSummary",
     "Finding",
     "FindingSource",
+    "HeldOutError",
     "Node",
     "NodeSource",
+    "OperatorShare",
     "Region",
     "Report",
     "RollupLine",
     "RollupOp",
     "Rollups",
+    "SettingDifference",
     "TensorInfo",
+    "UnmatchedRegion",
     "Verdict",
 ]

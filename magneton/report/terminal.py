@@ -24,6 +24,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from magneton.findings import Finding
 from magneton.report.model import Node, Report
 
 ELLIPSIS = "…"
@@ -228,10 +229,11 @@ def fold_paths(paths: Sequence[str]) -> str:
 def _interval(report: Report) -> str:
     """What the total's interval is: its confidence, its method, over how many samples."""
     confidence = report.total_energy_ci_confidence
-    if report.total_energy_ci_j is None or report.trials < 2 or not confidence:
-        return f"no interval ({report.trials} trial{'s' if report.trials != 1 else ''})"
+    trials = report.total_energy_trials if report.total_energy_trials is not None else report.trials
+    if report.total_energy_ci_j is None or trials < 2 or not confidence:
+        return f"no interval ({trials} trial{'s' if trials != 1 else ''})"
     low, high = report.total_energy_ci_j
-    return f"{confidence:.0%} CI over {report.trials} trials: {format_energy(low)}–{format_energy(high)}"
+    return f"{confidence:.0%} CI over {trials} trials: {format_energy(low)}–{format_energy(high)}"
 
 
 def _provenance_text(report: Report) -> Text:
@@ -473,18 +475,28 @@ def summary_line(report: Report) -> Text:
     return text
 
 
+def findings_text(findings: Sequence[Finding]) -> Text:
+    from magneton.report.findings_terminal import findings_text as render
+
+    return render(findings)
+
+
 def render_report(report: Report, console: Console, top: int = 15) -> None:
     layout = Layout.for_width(console.width)
     parts: list[RenderableType] = [_header(report), _operators_table(report, top, layout)]
     if report.rollups.by_line:  # no table at all when no operator has a source (e.g. all inside torch)
         parts.append(_line_table(report, min(top, 10), layout))
-    parts += [_op_table(report, min(top, 10), layout), _footer(report)]
+    parts.append(_op_table(report, min(top, 10), layout))
+    if report.findings:
+        parts.append(findings_text(report.findings))
+    parts.append(_footer(report))
     console.print(Group(*parts), soft_wrap=False)
 
 
 __all__ = [
     "fold_nodes",
     "fold_paths",
+    "findings_text",
     "format_energy",
     "format_time",
     "one_line",

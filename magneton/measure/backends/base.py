@@ -57,6 +57,9 @@ class EnergyBackend(ABC):
     """A source of joules. Subclasses implement the three abstract methods."""
 
     name: str = "abstract"
+    # Whether a window's reading changes when other processes compete for the CPU. Sensors and
+    # CPU-time estimates do; a replayed trace does not, so re-measuring its contended windows is moot.
+    contention_sensitive: bool = True
 
     @abstractmethod
     def info(self) -> BackendInfo:

@@ -163,6 +163,7 @@ class TraceRecorder(EnergyBackend):
     """Wraps a backend, passes everything through, and remembers every keyed measurement."""
 
     def __init__(self, inner: EnergyBackend) -> None:
+        self.contention_sensitive = inner.contention_sensitive
         self.inner = inner
         self.name = inner.name
         self._measurements: dict[str, list[WindowReading]] = {}
@@ -235,6 +236,7 @@ class ReplayBackend(EnergyBackend):
     """Plays a trace back: the i-th request for a key gets trial i (cycling); nothing is run."""
 
     name = "replay"
+    contention_sensitive = False
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)

@@ -1,0 +1,26 @@
+"""transformers #14450 recreated: BERT in float32 with TF32 matmuls off, PyTorch's default (slow variant, CUDA).
+
+A BERT built from a config with random weights (transformers, the ``hf`` extra).
+"""
+
+import torch
+from torch import nn
+from transformers import BertConfig, BertModel
+
+CONFIG = dict(hidden_size=512, num_hidden_layers=4, num_attention_heads=8, intermediate_size=2048, vocab_size=1000)
+
+
+class Encoder(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.model = BertModel(BertConfig(**CONFIG))
+
+    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+        return self.model(input_ids).last_hidden_state
+
+
+def workload():
+    torch.backends.cuda.matmul.allow_tf32 = False  # PyTorch's default since 1.12
+    torch.manual_seed(0)
+    model = Encoder().eval().cuda()
+    return model, (torch.randint(0, CONFIG["vocab_size"], (16, 256), device="cuda"),)

@@ -1,0 +1,1 @@
+"""Expected energy with no peer: features, calibration, regression, counterfactual replays, anomalies."""

@@ -1,0 +1,275 @@
+"""Per-node features for the expected-energy regression, and their "well laid out" ideal values.
+
+A node's :class:`NodeFeatures` are plain data (strings and numbers) so that
+calibration points can be cached as JSON and the model retrained from them.
+The regression sees the op's family and name, how much work it does (FLOPs,
+bytes, output elements), its dtype width and its inputs' layout (non-contiguous,
+expanded/broadcast, channels-last). *Expected* energy is what the op should cost
+when its inputs are laid out well, so predictions use :meth:`NodeFeatures.ideal`:
+layout features at their best values and float64 replaced by the device's usual
+float32. Layout features explain an excess; they never excuse it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, replace
+from typing import TYPE_CHECKING, Any
+
+from magneton.capture.cost import (
+    ATTENTION_OPS,
+    EVAL_BATCH_NORM_OPS,
+    NORM_OPS,
+    REDUCTION_OPS,
+    SOFTMAX_OPS,
+    aten_base_name,
+    dtype_width,
+)
+
+if TYPE_CHECKING:
+    from magneton.graph import OpNode, TensorMeta
+
+FEATURE_VERSION = 1  # bump when the meaning of a stored feature changes: caches from older versions are rebuilt
+
+MATMUL_OPS = frozenset(
+    {"mm", "addmm", "bmm", "baddbmm", "addbmm", "matmul", "linear", "_addmm_activation", "mv", "dot", "einsum"}
+)
+CONV_OPS = frozenset(
+    {"convolution", "_convolution", "conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d"}
+)
+COPY_OPS = frozenset(
+    {
+        "clone",
+        "contiguous",
+        "_to_copy",
+        "to",
+        "copy",
+        "copy_",
+        "expand_copy",
+        "repeat",
+        "repeat_interleave",
+        "tile",
+        "constant_pad_nd",
+        "pad",
+        "flip",
+        "roll",
+        "_unsafe_view",
+        "permute_copy",
+        "transpose_copy",
+        "clone_",
+    }
+)
+CAT_OPS = frozenset({"cat", "stack", "concat", "concatenate", "hstack", "vstack"})
+GATHER_FAMILY_OPS = frozenset({"index_select", "gather", "index", "take", "index_put", "scatter"})
+FACTORY_OPS = frozenset(
+    {"arange", "zeros", "ones", "full", "empty", "zeros_like", "ones_like", "full_like", "scalar_tensor"}
+)
+MODULE_FAMILIES = {
+    "linear": "matmul",
+    "conv1d": "conv",
+    "conv2d": "conv",
+    "conv3d": "conv",
+    "layernorm": "norm",
+    "groupnorm": "norm",
+    "rmsnorm": "norm",
+    "batchnorm1d": "norm",
+    "batchnorm2d": "norm",
+    "embedding": "embedding",
+    "softmax": "softmax",
+    "multiheadattention": "attention",
+}
+LAYOUT_FEATURES = ("noncontiguous_inputs", "expanded_inputs", "channels_last_inputs")
+USUAL_FLOAT_WIDTH = 4  # float32: the usual dtype on CPUs and, for the default math mode, on GPUs too
+
+
+def op_family(op: str, inputs: int = 1) -> str:
+    """Coarse kind of an op: matmul, conv, attention, norm, softmax, reduction, unary, binary, copy, ..."""
+    name = aten_base_name(op)
+    lowered = name.lower()
+    if op.startswith("module:"):
+        return MODULE_FAMILIES.get(lowered, "module")
+    name = name.rstrip("_") if name.endswith("_") and name != "copy_" else name
+    if name in MATMUL_OPS:
+        return "matmul"
+    if name in CONV_OPS:
+        return "conv"
+    if name in ATTENTION_OPS:
+        return "attention"
+    if name in NORM_OPS or name in EVAL_BATCH_NORM_OPS or name == "rms_norm":
+        return "norm"
+    if name in SOFTMAX_OPS:
+        return "softmax"
+    if name in REDUCTION_OPS:
+        return "reduction"
+    if name == "embedding":
+        return "embedding"
+    if name in GATHER_FAMILY_OPS:
+        return "gather"
+    if name in CAT_OPS:
+        return "cat"
+    if name in COPY_OPS:
+        return "copy"
+    if name in FACTORY_OPS:
+        return "factory"
+    return "binary" if inputs >= 2 else "unary"
+
+
+def is_expanded(meta: TensorMeta) -> bool:
+    """A broadcast view: some dimension of size > 1 has stride 0."""
+    return any(stride == 0 and size > 1 for size, stride in zip(meta.shape, meta.stride, strict=False))
+
+
+def is_channels_last(meta: TensorMeta) -> bool:
+    """A 4-D tensor stored NHWC (channel stride 1) rather than PyTorch's default NCHW."""
+    if len(meta.shape) != 4 or len(meta.stride) != 4 or meta.contiguous:
+        return False
+    _, channels, height, width = meta.shape
+    return channels > 1 and meta.stride[1] == 1 and height * width > 1
+
+
+def is_badly_laid_out(meta: TensorMeta) -> bool:
+    """Non-contiguous (a strided or transposed view), expanded, or channels-last."""
+    return bool(meta.stride) and math.prod(meta.shape) > 1 and not meta.contiguous
+
+
+def _primary_dtype(node: OpNode) -> str:
+    for meta in list(node.inputs) + list(node.outputs):
+        if meta.dtype.startswith(("float", "bfloat", "complex")):
+            return meta.dtype
+    metas = node.outputs or node.inputs
+    return metas[0].dtype if metas else "float32"
+
+
+@dataclass(frozen=True)
+class NodeFeatures:
+    """What the regression knows about one operator call; JSON-safe (see ``to_json``)."""
+
+    op: str  # ATen base name ("addmm") or module name
+    family: str
+    flops: int
+    bytes: int
+    out_numel: int
+    dtype: str
+    dtype_width: int
+    noncontiguous_inputs: int  # how many tensor inputs are non-contiguous views (transposed, strided)
+    expanded_inputs: int  # how many are expanded broadcast views (a stride-0 dimension)
+    channels_last_inputs: int  # how many 4-D inputs are stored channels-last
+    device_type: str  # "cpu" or "cuda"
+    threads: int
+
+    @classmethod
+    def of(cls, node: OpNode, threads: int) -> NodeFeatures:
+        dtype = _primary_dtype(node)
+        device = (node.outputs or node.inputs)[0].device if (node.outputs or node.inputs) else "cpu"
+        return cls(
+            op=aten_base_name(node.op),
+            family=op_family(node.op, len(node.inputs)),
+            flops=int(node.flops),
+            bytes=int(node.bytes),
+            out_numel=sum(math.prod(meta.shape) for meta in node.outputs),
+            dtype=dtype,
+            dtype_width=dtype_width(dtype),
+            noncontiguous_inputs=sum(1 for m in node.inputs if is_badly_laid_out(m) and not is_expanded(m)),
+            expanded_inputs=sum(1 for m in node.inputs if is_expanded(m)),
+            channels_last_inputs=sum(1 for m in node.inputs if is_channels_last(m)),
+            device_type=device.split(":")[0],
+            threads=threads,
+        )
+
+    def ideal(self) -> NodeFeatures:
+        """The same op and shape, well laid out: contiguous inputs, no broadcast views, the usual float width."""
+        width = self.dtype_width
+        moved = self.bytes
+        if self.dtype.startswith("float") and width > USUAL_FLOAT_WIDTH:  # float64 -> float32
+            moved = self.bytes * USUAL_FLOAT_WIDTH // width
+            width = USUAL_FLOAT_WIDTH
+        return replace(
+            self,
+            bytes=moved,
+            dtype_width=width,
+            dtype="float32" if width != self.dtype_width else self.dtype,
+            noncontiguous_inputs=0,
+            expanded_inputs=0,
+            channels_last_inputs=0,
+        )
+
+    @property
+    def well_laid_out(self) -> bool:
+        return self == self.ideal()
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> NodeFeatures:
+        return cls(
+            op=str(data["op"]),
+            family=str(data["family"]),
+            flops=int(data["flops"]),
+            bytes=int(data["bytes"]),
+            out_numel=int(data["out_numel"]),
+            dtype=str(data["dtype"]),
+            dtype_width=int(data["dtype_width"]),
+            noncontiguous_inputs=int(data["noncontiguous_inputs"]),
+            expanded_inputs=int(data["expanded_inputs"]),
+            channels_last_inputs=int(data["channels_last_inputs"]),
+            device_type=str(data["device_type"]),
+            threads=int(data["threads"]),
+        )
+
+
+NUMERIC_COLUMNS = (
+    "log_flops",
+    "log_bytes",
+    "log_out_numel",
+    "log_work",
+    "dtype_width",
+    "noncontiguous_inputs",
+    "expanded_inputs",
+    "channels_last_inputs",
+    "is_cuda",
+    "threads",
+)
+# Work only ever adds cost: the model is constrained to be non-decreasing in these.
+MONOTONIC_COLUMNS = ("log_flops", "log_bytes", "log_out_numel", "log_work")
+
+
+@dataclass(frozen=True)
+class Throughput:
+    """This machine's best observed rates, so flops and bytes can be summed as seconds of work."""
+
+    flops_per_s: float
+    bytes_per_s: float
+
+    def work_s(self, features: NodeFeatures) -> float:
+        return features.flops / self.flops_per_s + features.bytes / self.bytes_per_s
+
+
+def numeric_row(features: NodeFeatures, throughput: Throughput) -> list[float]:
+    return [
+        math.log1p(features.flops),
+        math.log1p(features.bytes),
+        math.log1p(features.out_numel),
+        math.log(throughput.work_s(features) + 1e-9),
+        float(features.dtype_width),
+        float(features.noncontiguous_inputs),
+        float(features.expanded_inputs),
+        float(features.channels_last_inputs),
+        1.0 if features.device_type == "cuda" else 0.0,
+        float(features.threads),
+    ]
+
+
+__all__ = [
+    "FEATURE_VERSION",
+    "LAYOUT_FEATURES",
+    "MONOTONIC_COLUMNS",
+    "NUMERIC_COLUMNS",
+    "NodeFeatures",
+    "Throughput",
+    "is_badly_laid_out",
+    "is_channels_last",
+    "is_expanded",
+    "numeric_row",
+    "op_family",
+]

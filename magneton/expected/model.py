@@ -1,0 +1,278 @@
+"""The expected-energy regression: what an operator of this kind and shape should cost here.
+
+Choice: scikit-learn's ``HistGradientBoostingRegressor`` on log features,
+predicting log energy (joules per call). Why:
+
+- operator cost is piecewise in size (launch/dispatch overhead for small ops,
+  cache regimes, BLAS blocking for large ones) and differs by op family; boosted
+  trees fit such interactions without hand-made basis functions, where a linear
+  model in log space cannot bend at the overhead-to-throughput knee;
+- it takes the op family and op name as native categorical features and
+  supports monotonic constraints: predictions never fall as FLOPs, bytes,
+  output size or work grow (``MONOTONIC_COLUMNS``), which keeps a sparse sweep
+  from producing a cheaper prediction for a bigger matmul;
+- it trains in well under a second on a few hundred to a few thousand points,
+  so the cache stores measurements (plain JSON) and the model is retrained on load:
+  nothing is ever unpickled.
+
+Trees predict flat outside their training range; operators bigger than any
+calibrated one of their family are extrapolated with slope 1 in log work
+(cost proportional to work), the roofline's large-size limit.
+"""
+
+from __future__ import annotations
+
+import math
+import zlib
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from magneton.expected.features import MONOTONIC_COLUMNS, NUMERIC_COLUMNS, NodeFeatures, Throughput, numeric_row
+
+MODEL_NAME = "hist-gradient-boosting log-energy regression"
+MODEL_VERSION = 1
+HELDOUT_FRACTION_BUCKETS = 5  # one shape group in five is left out for the held-out figure
+_MAX_CATEGORIES = 250
+# Squared error of log joules; six points per leaf so one noisy window cannot own a leaf. (On a busy
+# 2-core VM, absolute-error loss, shallower trees and slower learning all did worse on held-out data.)
+REGRESSOR: dict[str, Any] = {
+    "loss": "squared_error",
+    "learning_rate": 0.08,
+    "max_iter": 300,
+    "max_leaf_nodes": 15,
+    "min_samples_leaf": 6,
+    "l2_regularization": 0.1,
+}  # HistGradientBoosting's categorical limit (255 bins) with room for missing
+
+
+@dataclass(frozen=True)
+class Point:
+    """One measured operator call: its features and its joules (per call), and where it came from."""
+
+    features: NodeFeatures
+    energy_j: float
+    time_s: float
+    group: str  # shape group: layout and dtype variants of one shape are left out together
+    origin: str  # "sweep", "model:<name>" (evaluation only, never trained on), "learned:<target>"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "features": self.features.to_json(),
+            "energy_j": self.energy_j,
+            "time_s": self.time_s,
+            "group": self.group,
+            "origin": self.origin,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Point:
+        point = cls(
+            features=NodeFeatures.from_json(data["features"]),
+            energy_j=float(data["energy_j"]),
+            time_s=float(data["time_s"]),
+            group=str(data["group"]),
+            origin=str(data["origin"]),
+        )
+        if not (point.energy_j > 0 and math.isfinite(point.energy_j)):
+            raise ValueError(f"energy_j must be a positive number, got {data['energy_j']!r}")
+        return point
+
+    @property
+    def trainable(self) -> bool:
+        return not self.origin.startswith("model:")
+
+
+@dataclass(frozen=True)
+class Accuracy:
+    """Held-out error: median absolute percentage error of joules, and R² of log joules."""
+
+    mdape: float  # fraction: 0.12 is 12%
+    r2: float
+    points: int
+    on: str  # what was held out
+
+    def describe(self) -> str:
+        if self.points == 0:
+            return f"{self.on}: no points"
+        return f"{self.on}: MdAPE {self.mdape:.1%}, R² {self.r2:.2f} ({self.points} points)"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "on": self.on,
+            "mdape": _finite(self.mdape),
+            "r2": _finite(self.r2),
+            "points": self.points,
+        }
+
+
+def _finite(value: float) -> float | None:
+    return value if math.isfinite(value) else None
+
+
+def accuracy(predicted_j: Sequence[float], measured_j: Sequence[float], on: str) -> Accuracy:
+    import numpy as np
+
+    if not measured_j:
+        return Accuracy(float("nan"), float("nan"), 0, on)
+    predicted = np.asarray(predicted_j, dtype=float)
+    measured = np.asarray(measured_j, dtype=float)
+    mdape = float(np.median(np.abs(predicted - measured) / measured))
+    log_p, log_m = np.log(predicted), np.log(measured)
+    total = float(np.sum((log_m - log_m.mean()) ** 2))
+    r2 = 1.0 - float(np.sum((log_m - log_p) ** 2)) / total if total > 0 else float("nan")
+    return Accuracy(mdape, r2, len(measured), on)
+
+
+def heldout_group(group: str) -> bool:
+    """Deterministic: the same shape group is held out on every machine and every run."""
+    return zlib.crc32(group.encode()) % HELDOUT_FRACTION_BUCKETS == 0
+
+
+def _throughput(points: Sequence[Point]) -> Throughput:
+    import numpy as np
+
+    flop_rates = [p.features.flops / p.time_s for p in points if p.features.flops > 0 and p.time_s > 0]
+    byte_rates = [p.features.bytes / p.time_s for p in points if p.features.bytes > 0 and p.time_s > 0]
+    flops_per_s = float(np.percentile(flop_rates, 95)) if flop_rates else 1e9
+    bytes_per_s = float(np.percentile(byte_rates, 95)) if byte_rates else 1e9
+    return Throughput(max(flops_per_s, 1.0), max(bytes_per_s, 1.0))
+
+
+class ExpectedModel:
+    """A fitted regression; ``predict_j`` takes features as given, ``expected_j`` their ideal layout."""
+
+    def __init__(self, points: Sequence[Point], fingerprint_key: str = "") -> None:
+        import numpy as np
+        from sklearn.ensemble import HistGradientBoostingRegressor
+
+        train = [p for p in points if p.trainable]
+        if len(train) < 8:
+            raise ValueError(f"the expected-energy model needs at least 8 calibration points, got {len(train)}")
+        self.points = len(train)
+        self.learned_points = sum(1 for p in train if p.origin.startswith("learned:"))
+        self.throughput = _throughput(train)
+        self.families = _vocabulary(p.features.family for p in train)
+        self.ops = _vocabulary(p.features.op for p in train)
+        rows = self._rows([p.features for p in train])
+        target = np.log([p.energy_j for p in train])
+        columns = ("family", "op", *NUMERIC_COLUMNS)
+        monotonic = [1 if column in MONOTONIC_COLUMNS else 0 for column in columns]
+        self.regressor = HistGradientBoostingRegressor(
+            categorical_features=[0, 1], monotonic_cst=monotonic, early_stopping=False, random_state=0, **REGRESSOR
+        )
+        with _one_thread():
+            self.regressor.fit(rows, target)
+        # The largest work of each family seen in training, for extrapolation beyond it.
+        self.max_log_work: dict[str, float] = {}
+        for features, row in zip((p.features for p in train), rows, strict=True):
+            log_work = float(row[2 + NUMERIC_COLUMNS.index("log_work")])
+            self.max_log_work[features.family] = max(self.max_log_work.get(features.family, -math.inf), log_work)
+        self.family_points = dict(Counter(p.features.family for p in train))
+        # This machine's best observed rates per family (95th percentile), to say how far below them a node runs.
+        self.family_flops_per_s: dict[str, float] = {}
+        self.family_bytes_per_s: dict[str, float] = {}
+        for family in self.family_points:
+            points_of = [p for p in train if p.features.family == family and p.time_s > 0]
+            flop_rates = [p.features.flops / p.time_s for p in points_of if p.features.flops > 0]
+            byte_rates = [p.features.bytes / p.time_s for p in points_of if p.features.bytes > 0]
+            if flop_rates:
+                self.family_flops_per_s[family] = float(np.percentile(flop_rates, 95))
+            if byte_rates:
+                self.family_bytes_per_s[family] = float(np.percentile(byte_rates, 95))
+        self.identity = (
+            f"{MODEL_NAME} v{MODEL_VERSION} (scikit-learn HistGradientBoostingRegressor; "
+            f"{self.points} calibration points, {self.learned_points} learned"
+            + (f"; device {fingerprint_key}" if fingerprint_key else "")
+            + ")"
+        )
+
+    def _rows(self, features: Sequence[NodeFeatures]) -> Any:
+        import numpy as np
+
+        return np.array(
+            [
+                [self.families.get(f.family, np.nan), self.ops.get(f.op, np.nan), *numeric_row(f, self.throughput)]
+                for f in features
+            ],
+            dtype=float,
+        )
+
+    def predict_j(self, features: Sequence[NodeFeatures]) -> list[float]:
+        """Joules per call for these features exactly as given (layout included)."""
+        import numpy as np
+
+        if not features:
+            return []
+        rows = self._rows(features)
+        with _one_thread():
+            log_j = self.regressor.predict(rows)
+        work_index = 2 + NUMERIC_COLUMNS.index("log_work")
+        for i, f in enumerate(features):
+            beyond = rows[i, work_index] - self.max_log_work.get(f.family, math.inf)
+            if beyond > 0:
+                log_j[i] += beyond
+        return [float(v) for v in np.exp(log_j)]
+
+    def expected_j(self, features: Sequence[NodeFeatures]) -> list[float]:
+        """What the op should cost with its inputs well laid out (see ``NodeFeatures.ideal``)."""
+        return self.predict_j([f.ideal() for f in features])
+
+
+def _one_thread() -> Any:
+    """One OpenMP thread for sklearn: the model is tiny, and on a busy machine threads fighting
+    torch's (and other processes') for cores made one fit 50x slower (10 s instead of 0.2 s)."""
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(limits=1)
+
+
+def _vocabulary(values: Any) -> dict[str, int]:
+    names = sorted(set(values))[:_MAX_CATEGORIES]
+    return {name: index for index, name in enumerate(names)}
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """A model fitted on every trainable point, with its held-out figures."""
+
+    model: ExpectedModel
+    shapes: Accuracy  # shapes left out of the sweep (a model refitted without them)
+    models: Accuracy  # nodes of real models never in training
+
+    def describe(self) -> str:
+        return f"{self.shapes.describe()}; {self.models.describe()}"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"model": self.model.identity, "shapes": self.shapes.to_json(), "models": self.models.to_json()}
+
+
+def fit_and_evaluate(points: Sequence[Point], fingerprint_key: str = "") -> Evaluation:
+    """Fit on every trainable point; held-out error from a refit without one shape group in five."""
+    trainable = [p for p in points if p.trainable]
+    kept = [p for p in trainable if not heldout_group(p.group)]
+    left_out = [p for p in trainable if heldout_group(p.group) and p.origin == "sweep"]
+    if left_out and len(kept) >= 8:
+        partial = ExpectedModel(kept)
+        shapes = accuracy(
+            partial.predict_j([p.features for p in left_out]), [p.energy_j for p in left_out], "left-out shapes"
+        )
+    else:
+        shapes = accuracy([], [], "left-out shapes")
+    model = ExpectedModel(points, fingerprint_key)
+    real = [p for p in points if not p.trainable]
+    models = accuracy(model.predict_j([p.features for p in real]), [p.energy_j for p in real], "real-model nodes")
+    return Evaluation(model, shapes, models)
+
+
+__all__ = [
+    "MODEL_NAME",
+    "Accuracy",
+    "Evaluation",
+    "ExpectedModel",
+    "Point",
+    "accuracy",
+    "fit_and_evaluate",
+    "heldout_group",
+]
