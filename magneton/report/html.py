@@ -728,7 +728,9 @@ def render_html(report: Any) -> str:
     sides = data.get("sides") or data.get("reports") or [data.get("a")]
     if not data.get("nodes") and isinstance(sides[0], Mapping) and sides[0].get("nodes"):
         chart_report, side_note = sides[0], " (side A)"
-    elif not data.get("nodes") and any(r.get("a_split") for r in data.get("regions") or []):
+    elif not data.get("nodes") and any(
+        (entry.get("energy_j") or 0) > 0 for r in data.get("regions") or [] for entry in r.get("a_split") or []
+    ):  # the split has energies unless the diff skipped its per-operator pass (--no-op-split)
         split = [entry for r in data["regions"] for entry in r.get("a_split") or []]
         chart_report = {**data, "nodes": [{**entry, "module_path": "", "inputs": [], "outputs": []} for entry in split]}
         side_note = " (side A, from the regions' per-operator split)"
