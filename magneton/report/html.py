@@ -165,8 +165,8 @@ def _node_view(node: Mapping[str, Any], source_index: dict[tuple[str, int], int]
     optional = {
         "x": node.get("expected_energy_j"),
         "ci": node.get("energy_ci_j"),
-        "fl": node.get("flops"),
-        "by": node.get("bytes"),
+        "fl": node.get("flops") or None,  # 0: not counted (views, ops without a formula)
+        "by": node.get("bytes") or None,
         "ph": node.get("phase"),
         "z": node.get("zero_cost_reason"),
         "noisy": node.get("noisy") or None,
@@ -281,8 +281,13 @@ def _header_side(report: Mapping[str, Any]) -> str:
         note = "per-operator sum / whole run" + ("" if ok else " — outside 0.8–1.25: energy outside measured operators")
         value = f'<span class="{"ok" if ok else "bad"}">{_e(text)}</span> <span class="dim">{_e(note)}</span>'
         rows.append(_row("coverage", value))
-    if report.get("explained_energy") is not None:
-        rows.append(_row("explained energy", _e(format_share(report["explained_energy"]))))
+    explained = report.get("explained_coverage")
+    if isinstance(explained, (int, float)):
+        overhead = report.get("overhead_energy_j")
+        detail = f" (operators + {format_energy(overhead)} framework overhead) / whole run" if overhead else ""
+        rows.append(_row("explained energy", _e(f"{explained:.2f}{detail}"), "explained"))
+    if report.get("steps"):
+        rows.append(_row("model calls", _e(f"{report['steps']} per call of the workload")))
     return "".join(rows)
 
 
@@ -313,6 +318,9 @@ def render_header(report: Mapping[str, Any]) -> str:
     expected = next((n["expected_provenance"] for n in report.get("nodes") or [] if n.get("expected_provenance")), None)
     if expected:
         rows.append(_row("expected energy", _e(describe_provenance(expected))))
+    elif isinstance(report.get("expected"), Mapping) and report["expected"].get("enabled") is False:
+        why_not = "; ".join(map(str, report["expected"].get("notes") or [])) or "not run"
+        rows.append(_row("expected energy", _e(f"not predicted: {why_not}")))
     if backend.get("formula"):
         constants = ", ".join(f"{k}={v}" for k, v in (backend.get("constants") or {}).items())
         formula = f"<code>{_e(backend['formula'])}</code> <span class='dim'>[{_e(constants)}]</span>"
@@ -651,6 +659,40 @@ def render_diff(report: Mapping[str, Any]) -> str:
     )
 
 
+# ---------------------------------------------------------------- framework overhead
+
+
+def render_overhead(report: Mapping[str, Any], rows_shown: int = 15) -> str:
+    """Energy spent in modules outside their operators (Python glue, dispatch), most first."""
+    rows = [row for row in report.get("overhead") or [] if isinstance(row, Mapping)]
+    if not rows:
+        return ""
+    body = []
+    for row in rows[:rows_shown]:
+        source = row.get("source")
+        where = f"{display_path(source['file'])}:{source['line']}" if source else ""
+        body.append(
+            f"<tr><td><code>{_e(row.get('module_path') or '(root)')}</code> {_e(row.get('module_type', ''))}</td>"
+            f"<td><code>{_e(where)}</code></td><td class='num'>{_e(row.get('calls', ''))}</td>"
+            f"<td class='num'>{_e(format_energy(row.get('overhead_energy_j')))}</td>"
+            f"<td class='num'>{_e(format_share(row.get('share')))}</td>"
+            f"<td class='num'>{_e(format_energy(row.get('whole_energy_j')))}</td></tr>"
+        )
+    more = (
+        f"<p class='dim'>… {len(rows) - rows_shown} more modules in the JSON report</p>"
+        if len(rows) > rows_shown
+        else ""
+    )
+    return (
+        '<section id="overhead"><h2>Framework overhead by module</h2><p class="dim">Each module\'s whole forward '
+        "replayed on its recorded inputs, minus its child modules and its own operators: Python and dispatch "
+        "between operators. Negative when its parts cost more replayed alone than in place.</p>"
+        '<table class="ops" id="overhead-table"><thead><tr><th>module</th><th>forward defined at</th>'
+        '<th class="num">calls</th><th class="num">overhead</th><th class="num">share</th>'
+        f'<th class="num">whole module</th></tr></thead><tbody>{"".join(body)}</tbody></table>{more}</section>'
+    )
+
+
 # ---------------------------------------------------------------- training view
 
 
@@ -756,6 +798,7 @@ def render_html(report: Any) -> str:
         + render_findings(data)
         + render_diff(data)
         + energy_sections
+        + render_overhead(data)
         + render_training(data)
     )
     chart = chart_data(chart_report) if has_nodes else {"nodes": [], "sources": []}
