@@ -383,3 +383,15 @@ def test_overhead_explained_coverage_and_contention_from_the_model_fields() -> N
     assert "0.97 (operators + 4 mJ framework overhead) / whole run" in visible
     assert "Attention<T>" in visible and "model.py:7" in visible
     assert "fl" not in data_island(page)["nodes"][1]
+
+
+def test_the_same_finding_in_every_layer_is_one_card_with_its_total() -> None:
+    report = sample_report(layers=1)
+    first = report["findings"][0]
+    report["findings"] = [{**first, "nodes": [f"n{i}"]} for i in range(4)] + [report["findings"][1]]
+    page_text = render_html(report)
+    page = parse(page_text)
+    assert {"finding-0", "finding-1"} <= page.ids and "finding-2" not in page.ids
+    card = page_text[page_text.index('id="finding-0"') : page_text.index('id="finding-1"')]
+    assert 'data-count="4"' in card and "×4 (repeated layers)" in card
+    assert "excess 28 mJ" in card and "operators: n0, n1, n2, n3" in card

@@ -418,8 +418,15 @@ def render_findings(report: Mapping[str, Any]) -> str:
             '<section id="findings"><h2>Findings</h2><p class="none" id="no-findings">No findings: no rule, anomaly '
             "or diff detector flagged waste in this report.</p></section>"
         )
+    # The same finding in every repeated layer (one rule, one source line) is one card with its total.
+    groups: dict[tuple[Any, ...], list[Mapping[str, Any]]] = {}
+    for finding in findings:
+        source = finding.get("source") or {}
+        key = (finding.get("kind"), finding.get("rule"), finding.get("title"), source.get("file"), source.get("line"))
+        groups.setdefault(key, []).append(finding)
     cards = []
-    for index, finding in enumerate(findings):
+    for index, group in enumerate(groups.values()):
+        finding = group[0]
         kind = str(finding.get("kind", "?"))
         rule = finding.get("rule")
         category = finding.get("category")
@@ -430,31 +437,36 @@ def render_findings(report: Mapping[str, Any]) -> str:
             tags += f' <span class="badge cat">{_e(category)}</span>'
         if finding.get("potential"):
             tags += ' <span class="badge potential">potential (never ran)</span>'
-        excess = finding.get("excess_energy_j")
-        share = finding.get("share")
-        share_text = format_share(share) if share is not None else "n/a"
+        if len(group) > 1:
+            tags += f' <span class="badge repeat">×{len(group)} (repeated layers)</span>'
+        excess = sum(float(f.get("excess_energy_j") or 0.0) for f in group)
+        held = sum(float(f.get("energy_j") or 0.0) for f in group)
+        shares = [f.get("share") for f in group]
+        numeric = [float(v) for v in shares if isinstance(v, (int, float))]
+        share_text = format_share(sum(numeric)) if len(numeric) == len(shares) else "n/a"
         energy_line = (
             f'<div class="energy"><b>excess {_e(format_energy(excess))}</b> ({_e(share_text)} of '
             f"{_e(format_energy(total))}) <span class='dim'>[{_e(finding.get('excess_provenance', '?'))}]</span> · "
-            f"held by its operators {_e(format_energy(finding.get('energy_j')))} "
+            f"held by its operators {_e(format_energy(held))} "
             f"<span class='dim'>[{_e(finding.get('energy_provenance', '?'))}]</span></div>"
         )
         parts = [
-            f'<article class="finding" id="finding-{index}"><h3>{tags} {_e(finding.get("title", ""))}</h3>',
+            f'<article class="finding" id="finding-{index}" data-count="{len(group)}">'
+            f"<h3>{tags} {_e(finding.get('title', ''))}</h3>",
             energy_line,
             _source_block(finding.get("source")),
         ]
-        for label, key in (("counterpart on side B", "peer_source"), ("called from your code", "call_site")):
-            if finding.get(key):
-                parts.append(f'<div class="sub">{_e(label)}</div>{_source_block(finding[key])}')
+        for label, field in (("counterpart on side B", "peer_source"), ("called from your code", "call_site")):
+            if finding.get(field):
+                parts.append(f'<div class="sub">{_e(label)}</div>{_source_block(finding[field])}')
         if finding.get("explanation"):
             parts.append(f'<p class="explanation">{_e(finding["explanation"])}</p>')
         if finding.get("suggestion"):
             parts.append(f'<p class="suggestion"><b>suggestion:</b> {_e(finding["suggestion"])}</p>')
         parts.append(_fix_block(finding.get("fix")))
         parts.append(_verification(finding))
-        if finding.get("nodes"):
-            nodes = list(finding["nodes"])
+        nodes = [node for f in group for node in f.get("nodes") or []]
+        if nodes:
             shown = ", ".join(str(n) for n in nodes[:12]) + (f", … ({len(nodes)} in all)" if len(nodes) > 12 else "")
             parts.append(f'<div class="dim nodes">operators: {_e(shown)}</div>')
         parts.append("</article>")
