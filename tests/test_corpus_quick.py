@@ -38,7 +38,7 @@ def test_quick_cases_validate(quick_cases) -> None:  # type: ignore[no-untyped-d
 
 def test_quick_eval_end_to_end(tmp_path: Path, quick_cases) -> None:  # type: ignore[no-untyped-def]
     out = tmp_path / "eval.json"
-    code = main(["corpus", "eval", "--root", str(CORPUS), "--quick", "--trials", "2", "--json", str(out)])
+    code = main(["corpus", "eval", "--root", str(CORPUS), "--quick", "--trials", "4", "--json", str(out)])
     assert code == 0
     data = json.loads(out.read_text())
     assert data["schema"] == "magneton.corpus-eval/1"

@@ -127,7 +127,7 @@ def diff_pair(case: Case, options: EvalOptions) -> StepResult:
         report = build_diff_report(result)
     finally:
         apply_settings(before)
-    sides = list(getattr(report, "sides", None) or [])
+    sides = list(report.diff.sides) if report.diff is not None else []
     gap = sides[0].total_energy_j - sides[1].total_energy_j if len(sides) == 2 else None
     waste = [f for f in report.findings if f.kind == "diff"]
     return StepResult(
