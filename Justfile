@@ -42,7 +42,7 @@ compat-oldest:
 browser-test:
     python tests/browser_check.py --screenshot docs/html-report.png
 
-# Regenerate magneton/schemas/report-1.schema.json from the typed report model (never edit it by hand).
+# Regenerate magneton/schemas/report-1.schema.json and docs/report.md from the typed report model (never by hand).
 schema:
     python -m magneton.report.schema
 
@@ -70,6 +70,8 @@ corpus *ARGS:
 # Check every corpus case (same outputs, slow costs more here, expected lines hold code).
 corpus-validate *ARGS:
     magneton corpus validate --json out/corpus-validate.json {{ARGS}}
+    python tests/bench/bench_report_model.py
+    python tests/bench/bench_lint.py
 
 # On a CUDA machine: analyse a small GPT-2-like model with NVML twice (< 5 minutes).
 gpu-check:

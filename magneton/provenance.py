@@ -26,16 +26,16 @@ class EnergyProvenance(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=
     - ``replayed``: ``trace_path``, and ``original``, the provenance the trace says it was recorded with.
     """
 
-    kind: ProvenanceKind
-    sensor: str | None = None
-    formula: str | None = None
-    constants: dict[str, Any] = msgspec.field(default_factory=dict)
-    model: str | None = None
-    training_set_size: int | None = None
-    held_out_error: float | None = None
+    kind: ProvenanceKind  # measured | estimated | predicted | replayed
+    sensor: str | None = None  # measured: the counter that was read
+    formula: str | None = None  # estimated: how the joules were computed
+    constants: dict[str, Any] = msgspec.field(default_factory=dict)  # estimated: every constant of the formula
+    model: str | None = None  # predicted: which model
+    training_set_size: int | None = None  # predicted: samples it was trained on
+    held_out_error: float | None = None  # predicted: its error on samples it did not see
     held_out_metric: str | None = None  # e.g. "median absolute relative error", so the number can be read
-    trace_path: str | None = None
-    original: EnergyProvenance | None = None
+    trace_path: str | None = None  # replayed: the trace file
+    original: EnergyProvenance | None = None  # replayed: how the trace says its joules were obtained
     # False for a trace that Magneton did not record (hand-written or edited): its "measured" is only a claim.
     recorded_by_magneton: bool | None = None
 

@@ -54,12 +54,24 @@ def test_checked_in_schema_is_generated_from_the_model() -> None:
     assert SCHEMA_PATH.read_text(encoding="utf-8") == schema_text(), "schema drifted: run `just schema`"
 
 
+def test_checked_in_field_reference_is_generated_from_the_model() -> None:
+    from magneton.report.docs import DOCS_PATH, docs_text
+
+    text = DOCS_PATH.read_text(encoding="utf-8")
+    assert text == docs_text(), "docs/report.md drifted: run `just schema`"
+    assert "| `energy_provenance` | `EnergyProvenance` | required | of the totals;" in text
+    assert "| `held_out_error` | `float \\| None` | `null` | predicted: its error on samples it did not see |" in text
+
+
 def test_schema_check_command_reports_drift(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import magneton.report.schema as schema
 
     stale = tmp_path / "report-1.schema.json"
     stale.write_text("{}\n")
     monkeypatch.setattr(schema, "SCHEMA_PATH", stale)
+    import magneton.report.docs as docs
+
+    monkeypatch.setattr(docs, "DOCS_PATH", tmp_path / "report.md")
     assert schema.main(["--check"]) == 1
     assert schema.main([]) == 0
     assert schema.main(["--check"]) == 0

@@ -44,28 +44,32 @@ Verdict = Literal["waste", "tradeoff", "same"]
 class BackendSummary(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=False):
     """The energy backend that produced the report's joules, and why it was chosen."""
 
-    name: BackendName
+    name: BackendName  # estimate | rapl | nvml | replay
     provenance: BackendProvenance  # what the joules are; for replay, what the trace recorded
-    sensor: Annotated[str, msgspec.Meta(min_length=1)]
-    min_window_s: float | None = None
-    resolution_j: float | None = None
-    update_period_s: float | None = None
-    formula: str | None = None
-    constants: dict[str, Any] = msgspec.field(default_factory=dict)
-    notes: list[str] = msgspec.field(default_factory=list)
+    sensor: Annotated[str, msgspec.Meta(min_length=1)]  # what was read, in words (or that nothing was)
+    min_window_s: float | None = None  # the shortest window the sensor can read
+    resolution_j: float | None = None  # the smallest energy step the sensor reports
+    update_period_s: float | None = None  # how often the counter refreshes; None: read on demand
+    formula: str | None = None  # an estimate's formula
+    constants: dict[str, Any] = msgspec.field(default_factory=dict)  # every constant the formula used
+    notes: list[str] = msgspec.field(default_factory=list)  # what the backend wants known
     reason: str = ""  # why this backend (auto's choice or the user's)
-    warnings: list[str] = msgspec.field(default_factory=list)
+    warnings: list[str] = msgspec.field(default_factory=list)  # e.g. why auto fell back to the estimate
 
 
 class CaptureSummary(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=False):
+    """How the operator graph was captured."""
+
     method: str  # torch.export | make_fx | torch.fx.symbolic_trace | piecewise
-    notes: list[str] = msgspec.field(default_factory=list)
+    notes: list[str] = msgspec.field(default_factory=list)  # why other capture methods failed, what was lost
 
 
 class TensorInfo(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=False):
+    """An operator's input or output tensor."""
+
     shape: list[int]
-    dtype: str
-    stride: list[int]
+    dtype: str  # torch dtype without the ``torch.`` prefix
+    stride: list[int]  # empty for sparse or nested tensors
     contiguous: bool
     device: str
 
@@ -82,12 +86,12 @@ class NodeSource(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=False)
 class Node(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=False):
     """One operator call: joules and seconds per call of the workload, with where they came from."""
 
-    id: str
-    op: str
-    energy_j: NonNegative
-    time_s: NonNegative
+    id: str  # unique within the report
+    op: str  # ATen overload (aten.addmm.default), or module/function name for fx fallbacks
+    energy_j: NonNegative  # per call of the workload (median over trials)
+    time_s: NonNegative  # wall time per call (median over trials)
     expected_energy_j: float | None  # the expected-energy regression's prediction; None until it is trained
-    source: NodeSource | None
+    source: NodeSource | None  # None when every frame was inside torch
     provenance: EnergyProvenance  # of energy_j, energy_ci_j and active_energy_j
     expected_provenance: EnergyProvenance | None = None  # of expected_energy_j (kind "predicted")
     active_energy_j: float = 0.0  # energy_j minus idle power x time_s
@@ -96,12 +100,12 @@ class Node(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=False):
     trials: int | None = None  # samples behind energy_ci_j (adaptive trials stop tight signatures early)
     noisy: bool = False  # CI half-width / median above the report's noisy_relative_spread
     share: float = 0.0  # energy_j / node_energy_sum_j
-    rounds: int = 0
+    rounds: int = 0  # calls per measurement window
     measured_as: str | None = None  # the node whose replay carried this measurement (equal signatures)
     replayed_as: str | None = None  # "cuda_graph", or "eager" (with why no graph, on CUDA); None: not measured
-    zero_cost_reason: str | None = None
-    module_path: str = ""
-    module_type: str = ""
+    zero_cost_reason: str | None = None  # views and metadata ops: not measured, energy 0
+    module_path: str = ""  # nn.Module path ("" for the root)
+    module_type: str = ""  # that module's class name
     inputs: list[TensorInfo] = msgspec.field(default_factory=list)
     outputs: list[TensorInfo] = msgspec.field(default_factory=list)
     samples: int = 0  # windows behind energy_ci_j (adaptive trials: fewer where the interval was tight)
@@ -201,26 +205,28 @@ class RollupLine(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=False)
     file: str
     line: int
     function: str
-    code: str
-    energy_j: float
+    code: str  # the source line, stripped
+    energy_j: float  # sum of its nodes' energy_j
     time_s: float
-    share: float
-    nodes: list[str]
-    provenance: EnergyProvenance | None = None
+    share: float  # of node_energy_sum_j
+    nodes: list[str]  # node ids
+    provenance: EnergyProvenance | None = None  # the nodes' provenance
 
 
 class RollupOp(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=False):
     """All operators of one ATen kind."""
 
     op: str
-    energy_j: float
+    energy_j: float  # sum of its nodes' energy_j
     time_s: float
-    share: float
-    count: int
-    provenance: EnergyProvenance | None = None
+    share: float  # of node_energy_sum_j
+    count: int  # nodes of this op
+    provenance: EnergyProvenance | None = None  # the nodes' provenance
 
 
 class Rollups(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=False):
+    """The nodes' energies grouped two ways, most energy first."""
+
     by_line: list[RollupLine] = msgspec.field(default_factory=list)
     by_op: list[RollupOp] = msgspec.field(default_factory=list)
 
@@ -317,40 +323,40 @@ class DiffSummary(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=False
 class Report(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=False):
     """A ``magneton.report/1`` report. Joules are per call of the workload (see ``energy_scope``)."""
 
-    schema: Literal["magneton.report/1"] = SCHEMA
-    magneton_version: str = __version__
+    schema: Literal["magneton.report/1"] = SCHEMA  # the contract this report follows
+    magneton_version: str = __version__  # the writer's version
     target: str | None = None  # one target; a diff has ``targets`` instead
     targets: list[str] | None = None  # a diff: [A, B]
-    device: str
-    device_description: str = ""
+    device: str  # torch device of the workload
+    device_description: str = ""  # GPU name, or CPU model and architecture
     torch_version: str = ""
-    threads: int | None = None
-    backend: BackendSummary
+    threads: int | None = None  # torch intra-op threads during the analysis
+    backend: BackendSummary  # the energy source
     energy_provenance: EnergyProvenance  # of the totals; every node and roll-up carries its own
     capture: CaptureSummary | None = None
-    measurement_notes: list[str] = msgspec.field(default_factory=list)
-    energy_scope: str = "one forward pass of the workload"
-    total_energy_j: NonNegative
-    total_energy_ci_j: tuple[float, float] | None = None
+    measurement_notes: list[str] = msgspec.field(default_factory=list)  # what Magneton changed or noticed
+    energy_scope: str = "one forward pass of the workload"  # what one joule figure covers
+    total_energy_j: NonNegative  # the whole run, measured as a whole (median over trials)
+    total_energy_ci_j: tuple[float, float] | None = None  # confidence interval of total_energy_j
     total_energy_ci_confidence: float | None = None  # achieved coverage of total_energy_ci_j
     total_energy_trials: int | None = None  # samples behind total_energy_ci_j
-    total_time_s: NonNegative
-    active_energy_j: float | None = None
-    idle_power_w: float | None = None
-    node_energy_sum_j: float = 0.0
+    total_time_s: NonNegative  # wall time of the whole run
+    active_energy_j: float | None = None  # total_energy_j minus idle power x total_time_s
+    idle_power_w: float | None = None  # measured while the process slept
+    node_energy_sum_j: float = 0.0  # sum of the nodes' energy_j
     coverage: float | None  # node_energy_sum_j / total_energy_j; None when undefined
     trials: int = 0  # the most trials any measurement got (each interval says its own: trials, total_energy_trials)
     ci_method: str = ""  # how the intervals were built, e.g. "order-statistic CI of the median over trials"
     noisy_relative_spread: float | None = None  # the threshold behind every node's ``noisy``
-    min_window_s: float | None = None
-    unique_signatures: int = 0
+    min_window_s: float | None = None  # the shortest measurement window used
+    unique_signatures: int = 0  # operator signatures measured (equal signatures share one measurement)
     # A program that writes into its inputs gets them copied back before every whole-pass run; that copy is
     # measured alone and already subtracted from total_energy_j (this is the subtracted median, per run).
     # None: the inputs were not restored, nothing was subtracted.
     input_restore_energy_j: float | None = None
-    nodes: list[Node]
-    rollups: Rollups = msgspec.field(default_factory=Rollups)
-    findings: list[Finding]
+    nodes: list[Node]  # every captured operator, in program order
+    rollups: Rollups = msgspec.field(default_factory=Rollups)  # the nodes grouped by source line and by op
+    findings: list[Finding]  # most excess energy first
     rule_notes: list[str] = msgspec.field(default_factory=list)  # files the rules could not parse, rules that failed
     regions: list[Region] | None = None  # a diff's matched regions
     overhead: list[ModuleOverheadRow] | None = None  # most overhead first; None when not attributed

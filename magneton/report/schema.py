@@ -1,4 +1,7 @@
-"""Generate ``schemas/report-1.schema.json`` from the typed model (``just schema``; a test checks drift)."""
+"""Generate ``schemas/report-1.schema.json`` and ``docs/report.md`` from the typed model (``just schema``).
+
+A test fails when either checked-in file drifts from the model.
+"""
 
 from __future__ import annotations
 
@@ -46,18 +49,20 @@ def schema_text() -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Write the schema file (or with ``--check``, exit 1 when the checked-in file differs)."""
+    from magneton.report.docs import DOCS_PATH, docs_text
+
     argv = sys.argv[1:] if argv is None else argv
-    text = schema_text()
+    outputs = ((SCHEMA_PATH, schema_text()), (DOCS_PATH, docs_text()))
     if "--check" in argv:
-        current = SCHEMA_PATH.read_text(encoding="utf-8") if SCHEMA_PATH.exists() else ""
-        if current != text:
-            print(f"{SCHEMA_PATH} is out of date: run `just schema`", file=sys.stderr)
-            return 1
-        return 0
+        stale = [path for path, text in outputs if (path.read_text(encoding="utf-8") if path.exists() else "") != text]
+        for path in stale:
+            print(f"{path} is out of date: run `just schema`", file=sys.stderr)
+        return 1 if stale else 0
     from magneton.atomic import write_text_atomic
 
-    write_text_atomic(SCHEMA_PATH, text)
-    print(f"wrote {SCHEMA_PATH}")
+    for path, text in outputs:
+        write_text_atomic(path, text)
+        print(f"wrote {path}")
     return 0
 
 
