@@ -126,7 +126,7 @@ def diff_workloads(
     from magneton.capture import capture, workload_device
     from magneton.diff.fingerprint import FingerprintRecorder
     from magneton.measure.backends import BackendOptions, create_backend
-    from magneton.pipeline import move_workload
+    from magneton.workload import move_workload
 
     say = progress or (lambda _message: None)
     (target_a, workload_a, settings_a), (target_b, workload_b, settings_b) = loaded
