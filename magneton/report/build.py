@@ -95,7 +95,6 @@ def build_report(
                 module_type=node.module_type,
                 inputs=[_tensor(meta) for meta in node.inputs],
                 outputs=[_tensor(meta) for meta in node.outputs],
-                samples=len(measured.energy_j.samples) if measured else 0,
                 minor_faults_per_call=measured.minor_faults_per_call if measured else 0.0,
                 major_faults_per_call=measured.major_faults_per_call if measured else 0.0,
                 fault_energy_share=measured.fault_time_share if measured else 0.0,
