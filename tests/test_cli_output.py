@@ -47,7 +47,9 @@ def test_quiet_keeps_one_line_naming_backend_and_provenance(
     from magneton.cli import main
 
     monkeypatch.setenv("COLUMNS", "300")
-    code = main(["analyze", f"{TINY_MLP}:workload", "--trials", "1", "--min-window-s", "0.002", "--quiet"])
+    code = main(
+        ["analyze", f"{TINY_MLP}:workload", "--trials", "1", "--min-window-s", "0.002", "--quiet", "--no-overhead"]
+    )
     out = capsys.readouterr().out.splitlines()
     assert code == 0
     assert len(out) == 2, out

@@ -311,7 +311,8 @@ def test_restoring_mutated_inputs_is_kept_out_of_the_whole_pass(fake_backend_cls
     workload = Workload(ScalesInput(), (torch.ones(4),))
     graph = capture(workload)
     backend = fake_backend_cls(energy_per_call=per_call)
-    result = run_energy_pass(graph, workload, backend, PassOptions(trials=2, min_window_s=0.001, idle_s=0.0))
+    options = PassOptions(trials=2, min_window_s=0.001, forward_window_s=0.001, idle_s=0.0, remeasure_contended=False)
+    result = run_energy_pass(graph, workload, backend, options)
     keys = [key for key, _ in backend.measured]
     assert keys.count(energy_pass.RESTORE_KEY) == keys.count(energy_pass.FORWARD_KEY) >= 1  # beside each pass
     assert result.forward_energy_j.median == 900.0

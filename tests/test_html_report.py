@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from report_samples import HOSTILE_CODE, sample_diff_report, sample_engine_diff_report, sample_report
+from report_samples import FILE, HOSTILE_CODE, sample_diff_report, sample_engine_diff_report, sample_report
 
 from magneton.report.html import ReportFormatError, render_html, repr_html, script_json, write_html
 
@@ -313,7 +313,14 @@ def typed_report() -> Any:
 
     model = torch.nn.Sequential(torch.nn.Linear(16, 32), torch.nn.ReLU(), torch.nn.Linear(32, 8)).eval()
     return magneton.analyze(
-        model, torch.randn(4, 16), backend="estimate", trials=2, min_window_s=0.002, idle_s=0.01, target="tests:<mlp>"
+        model,
+        torch.randn(4, 16),
+        backend="estimate",
+        trials=2,
+        min_window_s=0.002,
+        idle_s=0.01,
+        target="tests:<mlp>",
+        overhead=False,  # a tiny MLP is mostly framework overhead: that finding is tested in test_overhead
     )
 
 
@@ -362,3 +369,36 @@ def test_diff_engine_report_shows_splits_summary_and_side_a_chart() -> None:
     assert "Where the energy goes (side A, from the regions' per-operator split)" in visible
     island = data_island(page)
     assert {node["op"] for node in island["nodes"]} == {"aten.mul.Tensor", "aten.softmax.int", "aten.addmm.default"}
+
+
+def test_overhead_explained_coverage_and_contention_from_the_model_fields() -> None:
+    report = sample_report(layers=1)
+    report["explained_coverage"] = 0.97
+    report["overhead_energy_j"] = 0.004
+    report["overhead"] = [
+        {"module_path": "h.0.attn", "module_type": "Attention<T>", "calls": 1, "whole_energy_j": 0.02,
+         "children_energy_j": 0.01, "operators_energy_j": 0.006, "overhead_energy_j": 0.004, "share": 0.1,
+         "source": {"file": FILE, "line": 7, "function": "forward", "code": ""}},
+    ]  # fmt: skip
+    report["contention"] = {"windows": 40, "contended_windows": 0, "remeasured_windows": 0, "warning": None}
+    report["nodes"][1]["flops"] = 0  # not counted: no FLOPs shown for it
+    page_text = render_html(report)
+    page = parse(page_text)
+    assert {"overhead", "overhead-table", "explained", "contention"} <= page.ids
+    assert "contention-warning" not in page.ids  # no warning: details only
+    visible = "".join(page.text)
+    assert "0.97 (operators + 4 mJ framework overhead) / whole run" in visible
+    assert "Attention<T>" in visible and "model.py:7" in visible
+    assert "fl" not in data_island(page)["nodes"][1]
+
+
+def test_the_same_finding_in_every_layer_is_one_card_with_its_total() -> None:
+    report = sample_report(layers=1)
+    first = report["findings"][0]
+    report["findings"] = [{**first, "nodes": [f"n{i}"]} for i in range(4)] + [report["findings"][1]]
+    page_text = render_html(report)
+    page = parse(page_text)
+    assert {"finding-0", "finding-1"} <= page.ids and "finding-2" not in page.ids
+    card = page_text[page_text.index('id="finding-0"') : page_text.index('id="finding-1"')]
+    assert 'data-count="4"' in card and "×4 (repeated layers)" in card
+    assert "excess 28 mJ" in card and "operators: n0, n1, n2, n3" in card

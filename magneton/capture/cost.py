@@ -137,7 +137,7 @@ class FlopCounter:
         self._mode: Any = None
 
     def __enter__(self) -> FlopCounter:
-        from torch.utils._python_dispatch import TorchDispatchMode
+        from magneton.capture.torch_compat import TorchDispatchMode
 
         counter = self
 

@@ -82,6 +82,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"fewest trials per operator (default {defaults.min_trials}; with 2 the median is only a mean)",
     )
     parser.add_argument(
+        "--no-overhead",
+        action="store_true",
+        help="do not attribute framework overhead to modules (saves one window per distinct module per trial)",
+    )
+    parser.add_argument(
         "--no-allocator-check",
         action="store_true",
         help="do not measure glibc malloc's thresholds as a knob in a child process",
@@ -205,6 +210,7 @@ def analyze_options(args: argparse.Namespace) -> AnalyzeOptions:
         min_trials=min(args.min_trials, args.trials),
         allocator=args.allocator,
         allocator_check=not args.no_allocator_check,
+        overhead=not args.no_overhead,
         warmup_calls=args.warmup_calls,
         min_window_s=args.min_window_s,
         idle_s=args.idle_s,

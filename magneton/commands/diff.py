@@ -55,6 +55,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backend", choices=BACKEND_NAMES, default="auto", help="energy source (default: auto)")
     parser.add_argument("--device", help="move both workloads to this torch device first")
     parser.add_argument("--json", type=Path, metavar="PATH", help="write the diff report JSON here")
+    parser.add_argument(
+        "--html", type=Path, metavar="PATH", help="write a self-contained HTML report of the diff here (opens offline)"
+    )
     parser.add_argument("--trials", type=positive_int, default=5, help="interleaved trials (default 5)")
     parser.add_argument("--min-window-s", type=positive_float, help="shortest measurement window in seconds")
     parser.add_argument("--cpu-watts-per-core", type=positive_float, metavar="W", help="per-core power for estimate")
@@ -110,6 +113,14 @@ def run_diff(args: argparse.Namespace, target_a: str, target_b: str) -> int:
             errors.print(f"[bold red]error:[/] cannot write {escape(str(args.json))}: {escape(str(err))}")
             return EXIT_ERROR
         console.print(f"JSON report written to {args.json}", highlight=False)
+    html_path = getattr(args, "html", None)  # analyze --peer passes analyze's options, which have --html too
+    if html_path is not None:
+        try:
+            report.write_html(html_path)
+        except OSError as err:
+            errors.print(f"[bold red]error:[/] cannot write {escape(str(html_path))}: {escape(str(err))}")
+            return EXIT_ERROR
+        console.print(f"HTML report written to {escape(str(html_path))}", highlight=False)
     waste = len(report.findings)
     regions = len(report.regions or []) + (len(report.diff.unmatched) if report.diff else 0)
     console.print(

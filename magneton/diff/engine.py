@@ -452,7 +452,7 @@ def _title(index: int, side: str, energy_j: float, excess_j: float) -> str:
 def _suggestion(region: RegionResult, category: str, cheap: Side) -> str:
     if region.knob is not None and region.knob.closing is not None:
         best = region.knob.closing
-        return f"set {best.knob} to {best.value}, as side {region.knob.costly_side} -> peer does"
+        return f"set {best.knob} to {best.value} for this code on side {region.knob.costly_side} (measured above)"
     if category == "Redundant computation":
         return f"drop the extra computation; {cheap.target} gets the same values without it"
     return f"use what {cheap.target} uses for this region"

@@ -42,9 +42,17 @@ class KnobDiagnosis:
     trials: tuple[KnobTrial, ...]
     skipped: tuple[tuple[str, str], ...]  # (knob, why it does not apply here)
     provenance: str = "measured"
+    threshold: float = 0.10
+
+    @property
+    def reproduced(self) -> bool:
+        """The gap showed again in the diagnosis' own baseline replays (else no knob can be blamed)."""
+        return self.baseline_costly_j > self.baseline_cheap_j * (1 + self.threshold)
 
     @property
     def closing(self) -> KnobTrial | None:
+        if not self.reproduced:
+            return None
         closing = [t for t in self.trials if t.closes_gap]
         return min(closing, key=lambda t: t.energy_j) if closing else None
 
@@ -56,10 +64,16 @@ class KnobDiagnosis:
         best = self.closing
         tried = ", ".join(self.tried) or "none"
         skipped = ", ".join(name for name, _ in self.skipped) or "none"
+        if not self.reproduced:
+            return (
+                f"the gap did not reproduce in the diagnosis replays ({self.baseline_costly_j:.3g} J vs peer "
+                f"{self.baseline_cheap_j:.3g} J per call): likely noise, no knob blamed (tried: {tried})"
+            )
         if best is None:
             return f"no knob closes the gap (tried: {tried}; not applicable here: {skipped})"
+        caveat = " (lower precision: the region's outputs change)" if best.knob == "autocast dtype" else ""
         return (
-            f"setting {best.knob} = {best.value} on side {self.costly_side} closes the gap: "
+            f"setting {best.knob} = {best.value}{caveat} on side {self.costly_side} closes the gap: "
             f"{self.baseline_costly_j:.3g} J -> {best.energy_j:.3g} J per call "
             f"(peer {self.baseline_cheap_j:.3g} J; tried: {tried}; not applicable here: {skipped})"
         )
@@ -71,6 +85,7 @@ class KnobDiagnosis:
             "baseline_costly_j": self.baseline_costly_j,
             "baseline_cheap_j": self.baseline_cheap_j,
             "closing": best.to_json() if best else None,
+            "reproduced": self.reproduced,
             "trials": [t.to_json() for t in self.trials],
             "tried": list(self.tried),
             "skipped": [{"knob": k, "reason": r} for k, r in self.skipped],
@@ -164,15 +179,14 @@ def candidate_knobs(program: RegionProgram, device: str) -> list[Knob]:
     else:
         knobs.append(Knob("TF32", None, [], "CUDA only; the workload runs on the CPU"))
         knobs.append(Knob("cuDNN benchmark", None, [], "CUDA only; the workload runs on the CPU"))
-    conv4d = _has(program, ("conv",)) and any(
-        isinstance(v, torch.Tensor) and v.dim() == 4 for v in program.values.values()
-    )
+    # Convolutions, pooling, upsampling and norms all have channels_last kernels: any 4-D operand qualifies.
+    four_d = any(isinstance(v, torch.Tensor) and v.dim() == 4 for v in program.values.values())
     knobs.append(
         Knob(
             "memory format",
             None,
-            [KnobValue("channels_last", transform=_channels_last)] if conv4d else [],
-            None if conv4d else "no 4-D convolution in the region",
+            [KnobValue("channels_last", transform=_channels_last)] if four_d else [],
+            None if four_d else "no 4-D tensor enters the region",
         )
     )
     if _has(program, ("scaled_dot_product",)):
@@ -260,7 +274,7 @@ def diagnose(
         energy_j = statistics.median(samples)
         results.append(KnobTrial(name, label, energy_j, energy_j <= cheap_j * (1 + threshold / 2)))
     skipped = tuple((k.name, k.skip_reason or "no other value to try") for k in knobs if not k.values)
-    return KnobDiagnosis(costly.side.label, costly_j, cheap_j, tuple(results), skipped)
+    return KnobDiagnosis(costly.side.label, costly_j, cheap_j, tuple(results), skipped, threshold=threshold)
 
 
 __all__ = ["Knob", "KnobDiagnosis", "KnobTrial", "KnobValue", "candidate_knobs", "diagnose"]

@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from torch.utils._pytree import tree_map
 
 from magneton.capture import InputSnapshot, is_profiled, run_piece
+from magneton.capture.torch_compat import tree_map
 from magneton.expected.features import is_badly_laid_out
 from magneton.graph import GraphPiece, OpGraph, OpNode
 from magneton.measure.backends.base import EnergyBackend

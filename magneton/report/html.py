@@ -143,8 +143,8 @@ def _node_view(node: Mapping[str, Any], source_index: dict[tuple[str, int], int]
     optional = {
         "x": node.get("expected_energy_j"),
         "ci": node.get("energy_ci_j"),
-        "fl": node.get("flops"),
-        "by": node.get("bytes"),
+        "fl": node.get("flops") or None,  # 0: not counted (views, ops without a formula)
+        "by": node.get("bytes") or None,
         "ph": node.get("phase"),
         "z": node.get("zero_cost_reason"),
         "noisy": node.get("noisy") or None,
@@ -259,8 +259,13 @@ def _header_side(report: Mapping[str, Any]) -> str:
         note = "per-operator sum / whole run" + ("" if ok else " — outside 0.8–1.25: energy outside measured operators")
         value = f'<span class="{"ok" if ok else "bad"}">{_e(text)}</span> <span class="dim">{_e(note)}</span>'
         rows.append(_row("coverage", value))
-    if report.get("explained_energy") is not None:
-        rows.append(_row("explained energy", _e(format_share(report["explained_energy"]))))
+    explained = report.get("explained_coverage")
+    if isinstance(explained, (int, float)):
+        overhead = report.get("overhead_energy_j")
+        detail = f" (operators + {format_energy(overhead)} framework overhead) / whole run" if overhead else ""
+        rows.append(_row("explained energy", _e(f"{explained:.2f}{detail}"), "explained"))
+    if report.get("steps"):
+        rows.append(_row("model calls", _e(f"{report['steps']} per call of the workload")))
     return "".join(rows)
 
 
@@ -291,6 +296,9 @@ def render_header(report: Mapping[str, Any]) -> str:
     expected = next((n["expected_provenance"] for n in report.get("nodes") or [] if n.get("expected_provenance")), None)
     if expected:
         rows.append(_row("expected energy", _e(describe_provenance(expected))))
+    elif isinstance(report.get("expected"), Mapping) and report["expected"].get("enabled") is False:
+        why_not = "; ".join(map(str, report["expected"].get("notes") or [])) or "not run"
+        rows.append(_row("expected energy", _e(f"not predicted: {why_not}")))
     if backend.get("formula"):
         constants = ", ".join(f"{k}={v}" for k, v in (backend.get("constants") or {}).items())
         formula = f"<code>{_e(backend['formula'])}</code> <span class='dim'>[{_e(constants)}]</span>"
@@ -388,8 +396,15 @@ def render_findings(report: Mapping[str, Any]) -> str:
             '<section id="findings"><h2>Findings</h2><p class="none" id="no-findings">No findings: no rule, anomaly '
             "or diff detector flagged waste in this report.</p></section>"
         )
+    # The same finding in every repeated layer (one rule, one source line) is one card with its total.
+    groups: dict[tuple[Any, ...], list[Mapping[str, Any]]] = {}
+    for finding in findings:
+        source = finding.get("source") or {}
+        key = (finding.get("kind"), finding.get("rule"), finding.get("title"), source.get("file"), source.get("line"))
+        groups.setdefault(key, []).append(finding)
     cards = []
-    for index, finding in enumerate(findings):
+    for index, group in enumerate(groups.values()):
+        finding = group[0]
         kind = str(finding.get("kind", "?"))
         rule = finding.get("rule")
         category = finding.get("category")
@@ -400,31 +415,36 @@ def render_findings(report: Mapping[str, Any]) -> str:
             tags += f' <span class="badge cat">{_e(category)}</span>'
         if finding.get("potential"):
             tags += ' <span class="badge potential">potential (never ran)</span>'
-        excess = finding.get("excess_energy_j")
-        share = finding.get("share")
-        share_text = format_share(share) if share is not None else "n/a"
+        if len(group) > 1:
+            tags += f' <span class="badge repeat">×{len(group)} (repeated layers)</span>'
+        excess = sum(float(f.get("excess_energy_j") or 0.0) for f in group)
+        held = sum(float(f.get("energy_j") or 0.0) for f in group)
+        shares = [f.get("share") for f in group]
+        numeric = [float(v) for v in shares if isinstance(v, (int, float))]
+        share_text = format_share(sum(numeric)) if len(numeric) == len(shares) else "n/a"
         energy_line = (
             f'<div class="energy"><b>excess {_e(format_energy(excess))}</b> ({_e(share_text)} of '
             f"{_e(format_energy(total))}) <span class='dim'>[{_e(finding.get('excess_provenance', '?'))}]</span> · "
-            f"held by its operators {_e(format_energy(finding.get('energy_j')))} "
+            f"held by its operators {_e(format_energy(held))} "
             f"<span class='dim'>[{_e(finding.get('energy_provenance', '?'))}]</span></div>"
         )
         parts = [
-            f'<article class="finding" id="finding-{index}"><h3>{tags} {_e(finding.get("title", ""))}</h3>',
+            f'<article class="finding" id="finding-{index}" data-count="{len(group)}">'
+            f"<h3>{tags} {_e(finding.get('title', ''))}</h3>",
             energy_line,
             _source_block(finding.get("source")),
         ]
-        for label, key in (("counterpart on side B", "peer_source"), ("called from your code", "call_site")):
-            if finding.get(key):
-                parts.append(f'<div class="sub">{_e(label)}</div>{_source_block(finding[key])}')
+        for label, field in (("counterpart on side B", "peer_source"), ("called from your code", "call_site")):
+            if finding.get(field):
+                parts.append(f'<div class="sub">{_e(label)}</div>{_source_block(finding[field])}')
         if finding.get("explanation"):
             parts.append(f'<p class="explanation">{_e(finding["explanation"])}</p>')
         if finding.get("suggestion"):
             parts.append(f'<p class="suggestion"><b>suggestion:</b> {_e(finding["suggestion"])}</p>')
         parts.append(_fix_block(finding.get("fix")))
         parts.append(_verification(finding))
-        if finding.get("nodes"):
-            nodes = list(finding["nodes"])
+        nodes = [node for f in group for node in f.get("nodes") or []]
+        if nodes:
             shown = ", ".join(str(n) for n in nodes[:12]) + (f", … ({len(nodes)} in all)" if len(nodes) > 12 else "")
             parts.append(f'<div class="dim nodes">operators: {_e(shown)}</div>')
         parts.append("</article>")
@@ -629,6 +649,40 @@ def render_diff(report: Mapping[str, Any]) -> str:
     )
 
 
+# ---------------------------------------------------------------- framework overhead
+
+
+def render_overhead(report: Mapping[str, Any], rows_shown: int = 15) -> str:
+    """Energy spent in modules outside their operators (Python glue, dispatch), most first."""
+    rows = [row for row in report.get("overhead") or [] if isinstance(row, Mapping)]
+    if not rows:
+        return ""
+    body = []
+    for row in rows[:rows_shown]:
+        source = row.get("source")
+        where = f"{short_path(source['file'])}:{source['line']}" if source else ""
+        body.append(
+            f"<tr><td><code>{_e(row.get('module_path') or '(root)')}</code> {_e(row.get('module_type', ''))}</td>"
+            f"<td><code>{_e(where)}</code></td><td class='num'>{_e(row.get('calls', ''))}</td>"
+            f"<td class='num'>{_e(format_energy(row.get('overhead_energy_j')))}</td>"
+            f"<td class='num'>{_e(format_share(row.get('share')))}</td>"
+            f"<td class='num'>{_e(format_energy(row.get('whole_energy_j')))}</td></tr>"
+        )
+    more = (
+        f"<p class='dim'>… {len(rows) - rows_shown} more modules in the JSON report</p>"
+        if len(rows) > rows_shown
+        else ""
+    )
+    return (
+        '<section id="overhead"><h2>Framework overhead by module</h2><p class="dim">Each module\'s whole forward '
+        "replayed on its recorded inputs, minus its child modules and its own operators: Python and dispatch "
+        "between operators. Negative when its parts cost more replayed alone than in place.</p>"
+        '<table class="ops" id="overhead-table"><thead><tr><th>module</th><th>forward defined at</th>'
+        '<th class="num">calls</th><th class="num">overhead</th><th class="num">share</th>'
+        f'<th class="num">whole module</th></tr></thead><tbody>{"".join(body)}</tbody></table>{more}</section>'
+    )
+
+
 # ---------------------------------------------------------------- training view
 
 
@@ -706,7 +760,9 @@ def render_html(report: Any) -> str:
     sides = data.get("sides") or data.get("reports") or [data.get("a")]
     if not data.get("nodes") and isinstance(sides[0], Mapping) and sides[0].get("nodes"):
         chart_report, side_note = sides[0], " (side A)"
-    elif not data.get("nodes") and any(r.get("a_split") for r in data.get("regions") or []):
+    elif not data.get("nodes") and any(
+        (entry.get("energy_j") or 0) > 0 for r in data.get("regions") or [] for entry in r.get("a_split") or []
+    ):  # the split has energies unless the diff skipped its per-operator pass (--no-op-split)
         split = [entry for r in data["regions"] for entry in r.get("a_split") or []]
         chart_report = {**data, "nodes": [{**entry, "module_path": "", "inputs": [], "outputs": []} for entry in split]}
         side_note = " (side A, from the regions' per-operator split)"
@@ -732,6 +788,7 @@ def render_html(report: Any) -> str:
         + render_findings(data)
         + render_diff(data)
         + energy_sections
+        + render_overhead(data)
         + render_training(data)
     )
     chart = chart_data(chart_report) if has_nodes else {"nodes": [], "sources": []}

@@ -73,13 +73,18 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="smoke run: quick sweep, fewer cases")
     parser.add_argument("--trials", type=int, default=5, help="trials per operator in the analyses (default 5)")
+    parser.add_argument(
+        "--reuse-cache",
+        action="store_true",
+        help="use the calibration already cached for this machine in $MAGNETON_CACHE_DIR instead of measuring one",
+    )
     args = parser.parse_args()
     os.environ.setdefault("MAGNETON_CACHE_DIR", tempfile.mkdtemp(prefix="magneton-bench-expected-"))
     sys.path.insert(0, str(HERE))
 
     from planted import WORKLOADS
 
-    from magneton.expected.calibrate import calibrate
+    from magneton.expected.calibrate import calibrate, fingerprint, load_calibration
     from magneton.measure.backends import BackendOptions, create_backend
     from magneton.pipeline import AnalyzeOptions, analyze_workload
     from magneton.workload import Workload
@@ -88,7 +93,11 @@ def main() -> int:
     print("Expected-energy benchmark (estimate backend: energies are CPU time x watts per core)")
     print("NOTE: figures from a shared or busy machine are distorted; compare runs on a quiet one.\n")
     started = time.perf_counter()
-    calibration, notes = calibrate(backend, "cpu", quick=args.quick, real_models=not args.quick)
+    cached = load_calibration(fingerprint(backend, "cpu")) if args.reuse_cache else None
+    if cached is not None:
+        calibration, notes = cached, [f"reused the calibration measured {cached.created_utc} ({cached.path})"]
+    else:
+        calibration, notes = calibrate(backend, "cpu", quick=args.quick, real_models=not args.quick)
     backend.close()
     sweep_s = time.perf_counter() - started
     evaluation = calibration.evaluation()

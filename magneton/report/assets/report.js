@@ -44,7 +44,7 @@
   /* ---------------------------------------------------------------- navigation */
   var nav = document.getElementById("nav");
   [["header", "Summary"], ["findings", "Findings"], ["diff", "Diff"], ["energy", "Where the energy goes"],
-   ["operators", "Operators"], ["training", "Training"]].forEach(function (pair) {
+   ["operators", "Operators"], ["overhead", "Overhead"], ["training", "Training"]].forEach(function (pair) {
     if (document.getElementById(pair[0])) nav.appendChild(el("a", { href: "#" + pair[0] }, pair[1]));
   });
   if (!nodes.length) return;
