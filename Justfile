@@ -71,8 +71,6 @@ corpus *ARGS:
 # Check every corpus case (same outputs, slow costs more here, expected lines hold code).
 corpus-validate *ARGS:
     magneton corpus validate --json out/corpus-validate.json {{ARGS}}
-    python tests/bench/bench_report_model.py
-    python tests/bench/bench_lint.py
 
 # On a CUDA machine: analyse a small GPT-2-like model with NVML twice (< 5 minutes).
 gpu-check:

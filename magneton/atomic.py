@@ -24,18 +24,21 @@ def _current_umask() -> int:
     return mask
 
 
-def write_text_atomic(path: Path, text: str) -> None:
+def write_text_atomic(
+    path: Path, text: str, *, encoding: str = "utf-8", newline: str | None = None, mode: int | None = None
+) -> None:
     """Write to a temporary file beside ``path`` and rename it over; on any error the old file stays.
 
-    The file gets the permissions any new file of the user gets (0666 less the umask), not the
-    private 0600 of a temporary file.
+    The file gets ``mode`` (a fixed file keeps its own), else the permissions any new file of the user
+    gets (0666 less the umask), not the private 0600 of a temporary file. ``encoding`` and ``newline``
+    are ``open()``'s (``newline=""`` writes line endings as they are in ``text``).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        os.fchmod(fd, 0o666 & ~_current_umask())
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        os.fchmod(fd, 0o666 & ~_current_umask() if mode is None else mode)
+        with os.fdopen(fd, "w", encoding=encoding, newline=newline) as handle:
             handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())

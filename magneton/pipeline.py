@@ -1,11 +1,15 @@
-"""The analysis pipeline: target -> capture -> energy pass -> report, for one target or a batch.
+"""The analysis pipeline, for one target or a batch: it orchestrates, each step's logic lives in its own module.
+
+run once (:func:`run_once`) -> capture (magneton.capture) -> energy pass (magneton.measure.energy_pass) and
+overhead per module (magneton.measure.overhead) -> report (magneton.report.build) -> detectors: expected
+energy (magneton.expected.pipeline), rules (magneton.rules.analysis), overhead and allocator
+(magneton.pass_findings) -> diagnosis (magneton.diagnosis).
 
 (The public entry point is :func:`magneton.analyze`; this module is what it and the CLI run.)
 """
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -13,14 +17,11 @@ from typing import TYPE_CHECKING, Any
 
 from magneton.errors import InternalError, MagnetonError, WorkloadError
 from magneton.measure.backends import BackendOptions
-from magneton.measure.backends.base import EnergyBackend
-from magneton.measure.options import PassOptions
+from magneton.measure.options import PassOptions, replay_pass_options
 from magneton.progress import ProgressEvent, ProgressObserver
-from magneton.workload import TrainStep, Workload, load_any_target, train_step_of
+from magneton.workload import TrainStep, Workload, load_any_target, move_workload, train_step_of
 
 if TYPE_CHECKING:
-    from magneton.findings import Finding
-    from magneton.measure.allocator_knob import KnobResult
     from magneton.report.model import Report
 
 
@@ -75,45 +76,6 @@ class AnalyzeOptions:
             energy_pass=PassOptions(**parts["energy_pass"]),
             backend_options=BackendOptions(**parts["backend_options"]),
         )
-
-
-def move_workload(workload: Workload, device: str, target: str = "<workload>") -> Workload:
-    import torch
-
-    from magneton.capture.torch_compat import tree_map
-
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        why = "this torch build has no CUDA" if torch.version.cuda is None else "no CUDA device is visible"
-        raise WorkloadError(target, f"--device {device} requested, but {why}; run on the CPU (--device cpu)")
-
-    def move(value: Any) -> Any:
-        return value.to(device) if isinstance(value, torch.Tensor) else value
-
-    fn = workload.fn.to(device) if isinstance(workload.fn, torch.nn.Module) else workload.fn
-    args, kwargs = tree_map(move, (workload.args, dict(workload.kwargs)))
-    return Workload(fn, tuple(args), kwargs)
-
-
-def replay_pass_options(backend: EnergyBackend, options: PassOptions) -> tuple[PassOptions, list[str]]:
-    """Energy-pass options a replay can honestly run with: every trace sample used at most once.
-
-    Cycling a 3-trial trace through 7 trials would report 7 trials and a confidence interval
-    built from copies of the same 3 samples. Nothing runs inside a replayed window, so a
-    "contended" one is not measured again either: that would only draw the next sample.
-    """
-    from magneton.measure.backends.replay import ReplayBackend
-
-    if not isinstance(backend, ReplayBackend):
-        return options, []
-    available = backend.trials_available
-    notes = []
-    if options.trials > available:
-        notes.append(
-            f"--trials {options.trials} lowered to {available}: trace {backend.path.name} holds {available} "
-            "trial(s) per measurement, and replaying a sample twice would fake a tighter interval"
-        )
-    trials = min(options.trials, available)
-    return replace(options, trials=trials, min_trials=min(options.min_trials, trials), remeasure_contended=False), notes
 
 
 def run_once(workload: Workload, target: str) -> list[str]:
@@ -206,6 +168,8 @@ def _analyze_workload(
     from magneton.capture import capture, workload_device
     from magneton.measure.backends import create_backend
     from magneton.measure.energy_pass import run_energy_pass
+    from magneton.measure.overhead import measure_overhead
+    from magneton.pass_findings import add_allocator_check, add_module_overhead
     from magneton.report.build import build_report
 
     options = options or AnalyzeOptions()
@@ -260,7 +224,7 @@ def _analyze_workload(
             raise classify(target_label, err, "measuring the workload") from err
         # Module overhead replays each module's inference forward: not a training step's cost (not done yet).
         overhead_rows, overhead_note = (
-            _module_overhead(graph, workload, backend, pass_options, result)
+            measure_overhead(graph, workload, backend, pass_options, result)
             if options.overhead and isinstance(workload, Workload)
             else (None, None)
         )
@@ -280,7 +244,7 @@ def _analyze_workload(
 
             report = add_rule_findings(report, graph, target_label, options.rule_dirs)
         if overhead_rows is not None:
-            report = _with_overhead(report, overhead_rows)
+            report = add_module_overhead(report, overhead_rows)
         if overhead_note is not None:
             report = msgspec.structs.replace(report, measurement_notes=[*report.measurement_notes, overhead_note])
         report = msgspec.structs.replace(
@@ -295,179 +259,16 @@ def _analyze_workload(
     finally:
         backend.close()
     if options.allocator_check and pass_options.allocator == "process" and step is None:
-        report = _check_allocator(report, options, reload_target, result.forward_fault_time_share)
+        report = add_allocator_check(
+            report,
+            options.energy_pass,
+            options.backend_options.watts_per_core,
+            reload_target,
+            result.forward_fault_time_share,
+        )
     from magneton.diagnosis import attach_sources  # every finding, whichever detector: file:line + expression
 
     return attach_sources(report, graph)
-
-
-OVERHEAD_FINDING_SHARE = 0.5  # framework overhead above this share of the whole pass makes a finding
-
-
-def _module_overhead(graph: Any, workload: Workload, backend: Any, pass_options: PassOptions, result: Any) -> Any:
-    """Per-module overhead rows (magneton.measure.overhead), or None and a note saying why not."""
-    import torch
-
-    from magneton.measure.energy_pass import Timer
-    from magneton.measure.overhead import attribute_overhead, measure_module_calls, record_module_calls
-
-    if backend.name == "replay":
-        return None, "overhead per module not attributed: a replayed trace holds operator windows only"
-    if graph.mutates_inputs:
-        return None, "overhead per module not attributed: the program writes into its inputs"
-    calls = record_module_calls(workload)
-    if calls is None:
-        return None, "overhead per module not attributed: the workload is not an nn.Module (or its method)"
-    timer = Timer(backend, pass_options, result.min_window_s)
-    with torch.no_grad():
-        measured = measure_module_calls(calls, timer, max(1, result.min_trials))
-    rows = attribute_overhead(graph, calls, measured, result.node_energy_j, result.forward_energy_j.median)
-    return rows, None
-
-
-def _with_overhead(report: Report, rows: list[Any]) -> Report:
-    import msgspec
-
-    from magneton.findings import Finding, FindingSource, sort_findings
-    from magneton.report.model import ModuleOverheadRow, NodeSource
-
-    total = report.total_energy_j
-    model_rows = [
-        ModuleOverheadRow(
-            module_path=row.path,
-            module_type=row.module_type,
-            calls=row.calls,
-            whole_energy_j=row.whole_energy_j,
-            children_energy_j=row.children_energy_j,
-            operators_energy_j=row.operators_energy_j,
-            overhead_energy_j=row.overhead_energy_j,
-            share=row.overhead_energy_j / total if total > 0 else 0.0,
-            source=NodeSource(file=row.source.file, line=row.source.line, function=row.source.function, code="")
-            if row.source
-            else None,
-            provenance=report.energy_provenance,
-        )
-        for row in rows
-    ]
-    # Net overhead: a module whose parts cost more replayed alone than in place has negative overhead,
-    # and explained coverage then stays honest instead of counting only the positive side.
-    overhead_j = sum(row.overhead_energy_j for row in rows)
-    explained = (report.node_energy_sum_j + overhead_j) / total if total > 0 else None
-    findings = list(report.findings)
-    if total > 0 and overhead_j / total >= OVERHEAD_FINDING_SHARE:
-        top = model_rows[0]
-        remedies = "a larger batch (the overhead is paid per call, not per sample), torch.compile"
-        if report.device.startswith("cuda"):
-            remedies += ", CUDA graphs"
-        findings.append(
-            Finding(
-                kind="anomaly",
-                rule=None,
-                category="Misconfiguration",
-                title="framework overhead dominates: most energy is spent between operators",
-                energy_j=total,
-                excess_energy_j=overhead_j,
-                share=overhead_j / total,
-                source=FindingSource(file=top.source.file, line=top.source.line, function=top.source.function)
-                if top.source
-                else None,
-                suggestion=f"amortise or remove the per-call overhead: {remedies}",
-                explanation=(
-                    f"{overhead_j / total:.0%} of the whole pass is Python and framework overhead outside the "
-                    f"operators, most in {top.module_path or '(root)'} [{top.module_type}] "
-                    f"({top.share:.0%}); the remedies' savings were not measured"
-                ),
-                energy_provenance=report.energy_provenance.kind,
-                excess_provenance=report.energy_provenance.kind,
-                details={"overhead_energy_j": overhead_j, "explained_coverage": explained},
-            )
-        )
-    return msgspec.structs.replace(
-        report,
-        overhead=model_rows,
-        overhead_energy_j=overhead_j,
-        explained_coverage=explained,
-        findings=sort_findings(findings),
-    )
-
-
-def _check_allocator(report: Report, options: AnalyzeOptions, target: str | None, fault_share: float) -> Report:
-    """Measure the allocator knob in a child when it can matter; add the finding or say why not."""
-    import msgspec
-
-    from magneton.measure.allocator_knob import measure_in_child, should_check
-
-    if target is None:
-        skipped: str | None = "allocator check skipped: an in-memory workload cannot be reloaded in a child process"
-    else:
-        skipped = should_check(report.device, report.allocator, fault_share, report.backend.name)
-    if skipped is not None:
-        return msgspec.structs.replace(report, measurement_notes=[*report.measurement_notes, skipped])
-    assert target is not None
-    pass_options = options.energy_pass
-    try:
-        knob = measure_in_child(
-            target,
-            report.backend.name,
-            report.device,
-            pass_options.forward_window_s,
-            max(3, pass_options.min_trials),
-            max(3, pass_options.forward_warmup_calls),
-            options.backend_options.watts_per_core,
-        )
-    except (OSError, RuntimeError, ValueError, TypeError, subprocess.TimeoutExpired) as err:
-        note = f"allocator check failed: {err}"
-        return msgspec.structs.replace(report, measurement_notes=[*report.measurement_notes, note])
-    note = (
-        f"allocator check (child process): fixing glibc malloc's thresholds changes the whole pass by "
-        f"{-knob.relative_change:+.0%} ({knob.default_faults_per_call:,.0f} -> {knob.steady_faults_per_call:,.0f} "
-        "page faults per call)"
-    )
-    finding = allocator_finding(knob, report.total_energy_j, report.energy_provenance.kind)
-    findings = [*report.findings, finding] if finding is not None else report.findings
-    from magneton.findings import sort_findings
-
-    return msgspec.structs.replace(
-        report, measurement_notes=[*report.measurement_notes, note], findings=sort_findings(findings)
-    )
-
-
-def allocator_finding(result: KnobResult, total_energy_j: float, provenance: str) -> Finding | None:
-    """A Misconfiguration finding when fixing malloc's thresholds saves FINDING_THRESHOLD or more."""
-    from magneton.findings import Finding
-    from magneton.measure.allocator_knob import FINDING_THRESHOLD, REMEDY
-
-    change = result.relative_change
-    if change < FINDING_THRESHOLD:
-        return None
-    excess_j = change * total_energy_j  # the same relative saving, on this analysis' whole pass
-    return Finding(
-        kind="anomaly",
-        rule=None,
-        category="Misconfiguration",
-        title="glibc malloc returns and re-faults large temporaries on every call",
-        energy_j=total_energy_j,
-        excess_energy_j=excess_j,
-        share=change,
-        source=None,
-        suggestion=REMEDY,
-        explanation=(
-            f"measured in a fresh child process: the whole pass took {result.default_median_j:.3g} J per call "
-            f"under glibc's default thresholds ({result.default_faults_per_call:,.0f} page faults per call) and "
-            f"{result.steady_median_j:.3g} J with the thresholds fixed ({result.steady_faults_per_call:,.0f} "
-            f"faults per call): {change:.0%} less"
-        ),
-        energy_provenance=provenance,
-        excess_provenance=provenance,
-        details={
-            "default_energy_j": result.default_energy_j,
-            "steady_energy_j": result.steady_energy_j,
-            "default_faults_per_call": result.default_faults_per_call,
-            "steady_faults_per_call": result.steady_faults_per_call,
-            "method": "child process: default windows, then mallopt(M_MMAP_THRESHOLD, M_TRIM_THRESHOLD), then "
-            "steady windows; medians compared",
-        },
-    )
 
 
 def analyze_target(

@@ -296,3 +296,22 @@ def _input_name(path: Any) -> str:
     from magneton.capture.torch_compat import keystr
 
     return ("args" if path[0].idx == 0 else "kwargs") + keystr(path[1:])
+
+
+def move_workload(workload: Workload, device: str, target: str = "<workload>") -> Workload:
+    """The workload with its module and tensor inputs moved to ``device``; a CUDA device this process lacks is a
+    WorkloadError naming ``target``."""
+    import torch
+
+    from magneton.capture.torch_compat import tree_map
+
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        why = "this torch build has no CUDA" if torch.version.cuda is None else "no CUDA device is visible"
+        raise WorkloadError(target, f"--device {device} requested, but {why}; run on the CPU (--device cpu)")
+
+    def move(value: Any) -> Any:
+        return value.to(device) if isinstance(value, torch.Tensor) else value
+
+    fn = workload.fn.to(device) if isinstance(workload.fn, torch.nn.Module) else workload.fn
+    args, kwargs = tree_map(move, (workload.args, dict(workload.kwargs)))
+    return Workload(fn, tuple(args), kwargs)

@@ -49,6 +49,11 @@ class SortThenSlice(Rule):
             expected_fix="import torch\nsmallest = torch.topk(logits, 3, dim=-1, largest=False).values\n",
         ),
         Invalid("import torch\ntop = torch.sort(x, descending=True).values[:, :k]\n"),
+        Invalid(
+            "import torch\n\n\ndef top(logits, k):\n    values, indices = torch.sort(logits, dim=-1, descending=True)\n"
+            "    return values[:, :k], indices[:, :k]\n",
+            line=5,
+        ),
     )
 
     def check_source(self, node: cst.CSTNode, ctx: SourceContext) -> Iterator[SourceHit]:
@@ -70,6 +75,9 @@ class SortThenSlice(Rule):
         if descending is not None and not isinstance(descending, cst.Name):
             return
         largest = isinstance(descending, cst.Name) and descending.value == "True"
+        if ctx.unpacked_from(node.value) is not None:
+            yield SourceHit(call)  # values, indices = sort(...): point at the sort; the fix needs both uses
+            return
         replacement = None
         if exact:
             topk = ctx.ref("torch.topk")
@@ -95,7 +103,10 @@ def _leading_slice(node: cst.Subscript) -> tuple[cst.BaseExpression | None, bool
 def _sorted_source(ctx: SourceContext, node: cst.BaseExpression) -> tuple[cst.BaseExpression, cst.Call, str] | None:
     """(tensor, sort call, "values"|"indices") for ``sort(x).values``, ``sort(x)[0]``, ``argsort(x)``."""
     field = None
-    if isinstance(node, cst.Attribute) and node.attr.value in ("values", "indices"):
+    unpacked = ctx.unpacked_from(node)
+    if unpacked is not None and unpacked[1] in (0, 1):  # values, indices = torch.sort(...)
+        field, node = ("values" if unpacked[1] == 0 else "indices"), unpacked[0]
+    elif isinstance(node, cst.Attribute) and node.attr.value in ("values", "indices"):
         field, node = node.attr.value, node.value
     elif isinstance(node, cst.Subscript) and len(node.slice) == 1 and isinstance(node.slice[0].slice, cst.Index):
         index = ctx.number(node.slice[0].slice.value)

@@ -14,7 +14,7 @@ from magneton.measure.allocator_knob import (
     measure_in_child,
     should_check,
 )
-from magneton.pipeline import allocator_finding
+from magneton.pass_findings import allocator_finding
 
 GLIBC = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
 DEFAULT_GLIBC = "glibc malloc 2.35 with default thresholds (mmap threshold adapts from 128 KiB, heap top trimmed)"

@@ -105,13 +105,15 @@ def aten_flops(func: Any, args: Sequence[Any], kwargs: dict[str, Any], out: Any)
     import torch
     from torch.utils.flop_counter import flop_registry
 
+    from magneton.capture.values import tensor_leaves
+
     packet = func.overloadpacket
     formula = flop_registry.get(packet)
     if formula is not None:
         return int(formula(*args, **kwargs, out_val=out))
     name = packet.__name__
     tensors = [a for a in args if isinstance(a, torch.Tensor)]
-    outputs = _tensors(out)
+    outputs = tensor_leaves(out)
     if name in ATTENTION_OPS and len(tensors) >= 3:
         return attention_flops(tensors[0].shape, tensors[1].shape, tensors[2].shape)
     if name in SOFTMAX_OPS and tensors:
@@ -127,16 +129,6 @@ def aten_flops(func: Any, args: Sequence[Any], kwargs: dict[str, Any], out: Any)
     return 0
 
 
-def _tensors(value: Any) -> list[Any]:
-    import torch
-
-    if isinstance(value, torch.Tensor):
-        return [value]
-    if isinstance(value, (list, tuple)):
-        return [t for item in value for t in _tensors(item)]
-    return []
-
-
 class FlopCounter:
     """Counts the FLOPs of every ATen op run inside ``with FlopCounter() as counter:``."""
 
@@ -145,7 +137,7 @@ class FlopCounter:
         self._mode: Any = None
 
     def __enter__(self) -> FlopCounter:
-        from torch.utils._python_dispatch import TorchDispatchMode
+        from magneton.capture.torch_compat import TorchDispatchMode
 
         counter = self
 

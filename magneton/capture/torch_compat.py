@@ -17,6 +17,11 @@ from typing import Any
 
 import torch
 
+# --- dispatch modes ------------------------------------------------------------------------------------------------
+# Missing public API: the base class of ``__torch_dispatch__`` modes has no public module (the extending-torch
+# notes document it at ``torch.utils._python_dispatch``); capture.cost counts FLOPs per ATen op with one.
+from torch.utils._python_dispatch import TorchDispatchMode
+
 # --- pytrees -------------------------------------------------------------------------------------------------------
 # Missing public API: torch has no public pytree module (``torch.utils.pytree`` does not exist through torch 2.13);
 # ``torch.utils._pytree`` is what torch.export and torch.func use themselves, and it is in every torch >= 2.0.
@@ -189,6 +194,7 @@ __all__ = [
     "preserve_node_meta",
     "tag_backward_with_forward_seq_nr",
     "ROOT_MODULE_PREFIXES",
+    "TorchDispatchMode",
     "full_export_stack_traces",
     "is_op_overload",
     "keystr",

@@ -155,7 +155,7 @@ def diff_workloads(
     from magneton.capture import workload_device
     from magneton.diff.fingerprint import FingerprintRecorder
     from magneton.measure.backends import BackendOptions, create_backend
-    from magneton.pipeline import move_workload
+    from magneton.workload import move_workload
 
     say = progress or (lambda _message: None)
     (target_a, workload_a, settings_a), (target_b, workload_b, settings_b) = loaded
@@ -313,27 +313,11 @@ def _finding_source(location: SourceLocation | None) -> FindingSource | None:
     return FindingSource(file=location.file, line=location.line, code=location.code, function=location.function)
 
 
-def _in_library(path: str) -> bool:
-    import os
-
-    return any(part in ("site-packages", "dist-packages") for part in os.path.realpath(path).split(os.sep))
-
-
 def call_site(side: Side, node: OpNode) -> SourceLocation | None:
     """The innermost frame in the user's own files above a library frame (None when the op is in user code)."""
-    from magneton.capture.source import is_user_file, parse_stack_trace
+    from magneton.diagnosis import call_site as graph_call_site
 
-    if node.source is None or not _in_library(node.source.file):
-        return None
-    piece = side.graph.pieces[node.piece]
-    fx_node = next((n for n in piece.module.graph.nodes if n.name == node.fx_name), None)
-    trace = fx_node.meta.get("stack_trace") if fx_node is not None else None
-    if not trace:
-        return None
-    for frame in reversed(parse_stack_trace(trace)):
-        if is_user_file(frame.file) and not _in_library(frame.file):
-            return frame
-    return None
+    return graph_call_site(side.graph, node)
 
 
 def _costing(side_result: SideResult, ops: tuple[int, ...]) -> list[tuple[OpNode, float]]:

@@ -9,7 +9,6 @@ from magneton.diff.engine import DiffResult, RegionResult, SideResult, short_op
 from magneton.provenance import provenance_of_backend
 from magneton.report.model import (
     SCHEMA,
-    BackendSummary,
     CaptureSummary,
     DiffSide,
     DiffSummary,
@@ -88,7 +87,7 @@ def build_diff_report(result: DiffResult) -> Report:
     """The typed report of a diff; ``Report.to_dict()`` gives the JSON."""
     import torch
 
-    from magneton.report.build import device_description
+    from magneton.report.build import backend_summary, device_description
 
     info = result.backend_info.to_json()
     provenance = provenance_of_backend(info)
@@ -140,19 +139,7 @@ def build_diff_report(result: DiffResult) -> Report:
         device_description=device_description(a.side.graph.device),
         torch_version=str(torch.__version__),
         threads=torch.get_num_threads(),
-        backend=BackendSummary(
-            name=info["name"],
-            provenance=info["provenance"],
-            sensor=info["sensor"],
-            min_window_s=info["min_window_s"],
-            resolution_j=info["resolution_j"],
-            update_period_s=info["update_period_s"],
-            formula=info["formula"],
-            constants=info["constants"],
-            notes=info["notes"],
-            reason=result.backend_reason,
-            warnings=list(result.backend_warnings),
-        ),
+        backend=backend_summary(info, result.backend_reason, result.backend_warnings),
         energy_provenance=provenance,
         capture=CaptureSummary(method=a.side.graph.method, notes=list(a.side.graph.notes)),
         measurement_notes=list(result.notes),

@@ -138,12 +138,14 @@ def add_expected_energy(
     threads = torch.get_num_threads()
 
     energies: dict[str, tuple[float, float]] = {}
+    energy_low: dict[str, float] = {}
     features: dict[str, NodeFeatures] = {}
     for node in graph.nodes:
         measured = result.nodes.get(node.id)
         if node.zero_cost or measured is None:
             continue
         energies[node.id] = (measured.energy_j.median, measured.time_s.median)
+        energy_low[node.id] = measured.energy_j.low
         features[node.id] = NodeFeatures.of(node, threads)
     ids = list(features)
     expected = dict(zip(ids, model.expected_j([features[i] for i in ids]), strict=True))
@@ -186,12 +188,13 @@ def add_expected_energy(
 
     findings = find_anomalies(
         graph,
-        evidence_for(graph, energies, features, expected, counterfactuals),
+        evidence_for(graph, energies, features, expected, counterfactuals, energy_low),
         total_j,
         model,
         options.anomaly,
         measured_provenance.kind,
         model.identity,
+        model_error=heldout.mdape if math.isfinite(heldout.mdape) else 0.0,
     )
     if options.learn:
         added = calibration.add_learned(points_from_pass(graph, result, f"learned:{report.target or ''}"))

@@ -7,11 +7,9 @@ permissions, encoding and line endings. Fixing a fixed file changes nothing.
 
 from __future__ import annotations
 
-import contextlib
 import difflib
 import os
 import stat
-import tempfile
 import tokenize
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -19,6 +17,7 @@ from pathlib import Path
 
 import libcst as cst
 
+from magneton.atomic import write_text_atomic
 from magneton.errors import MagnetonError
 from magneton.rules.base import Rule
 
@@ -188,19 +187,7 @@ def write_fixed(path: Path, original: str, fixed: str) -> None:
     with open(path, encoding=encoding, newline="") as handle:
         if handle.read() != original:
             raise FixError(f"{path}: the file changed while it was being fixed; run magneton fix again")
-    mode = stat.S_IMODE(os.stat(path).st_mode)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding=encoding, newline="") as handle:
-            handle.write(fixed)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp_name, mode)
-        os.replace(tmp_name, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp_name)
-        raise
+    write_text_atomic(path, fixed, encoding=encoding, newline="", mode=stat.S_IMODE(os.stat(path).st_mode))
 
 
 def fix_file(path: str, rules: Sequence[type[Rule]]) -> FixResult:

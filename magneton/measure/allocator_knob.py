@@ -13,7 +13,7 @@ It runs only where it can matter: a CPU workload, glibc without tuning, and page
 explaining at least ``MIN_FAULT_SHARE`` of the whole pass (faults are what the thresholds
 change). A change of ``FINDING_THRESHOLD`` or more becomes a Misconfiguration finding
 (kind ``anomaly``: no catalog rule; the counterfactual measurement is the evidence), built by
-``magneton.pipeline`` (measurement code knows nothing of findings).
+``magneton.pass_findings`` (measurement code knows nothing of findings).
 """
 
 from __future__ import annotations
@@ -113,8 +113,7 @@ def _child(spec: dict[str, Any]) -> None:
 
     from magneton.measure.allocator import steady_allocator
     from magneton.measure.backends import BackendOptions, create_backend
-    from magneton.pipeline import move_workload
-    from magneton.workload import load_target
+    from magneton.workload import load_target, move_workload
 
     workload = load_target(spec["target"])
     workload = move_workload(workload, spec["device"], spec["target"])

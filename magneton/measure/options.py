@@ -5,8 +5,11 @@ Kept free of torch so the CLI can show the defaults in ``--help`` without import
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Literal
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    from magneton.measure.backends.base import EnergyBackend
 
 Allocator = Literal["process", "steady"]
 
@@ -37,3 +40,25 @@ class PassOptions:
     @property
     def steady_allocator(self) -> bool:
         return self.allocator == "steady"
+
+
+def replay_pass_options(backend: EnergyBackend, options: PassOptions) -> tuple[PassOptions, list[str]]:
+    """Energy-pass options a replay can honestly run with: every trace sample used at most once.
+
+    Cycling a 3-trial trace through 7 trials would report 7 trials and a confidence interval
+    built from copies of the same 3 samples. Nothing runs inside a replayed window, so a
+    "contended" one is not measured again either: that would only draw the next sample.
+    """
+    from magneton.measure.backends.replay import ReplayBackend  # lazily: this module stays free of torch
+
+    if not isinstance(backend, ReplayBackend):
+        return options, []
+    available = backend.trials_available
+    notes = []
+    if options.trials > available:
+        notes.append(
+            f"--trials {options.trials} lowered to {available}: trace {backend.path.name} holds {available} "
+            "trial(s) per measurement, and replaying a sample twice would fake a tighter interval"
+        )
+    trials = min(options.trials, available)
+    return replace(options, trials=trials, min_trials=min(options.min_trials, trials), remeasure_contended=False), notes

@@ -16,13 +16,18 @@ import inspect
 import statistics
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from magneton.capture.torch_compat import tree_flatten
 from magneton.graph import OpGraph, SourceLocation, TensorMeta
 from magneton.workload import Workload
+
+if TYPE_CHECKING:
+    from magneton.measure.backends.base import EnergyBackend
+    from magneton.measure.energy_pass import EnergyPassResult
+    from magneton.measure.options import PassOptions
 
 MAX_RECORDED_BYTES = 1 << 30  # module inputs kept for replay; beyond this the attribution is skipped
 
@@ -189,6 +194,29 @@ def measure_module_calls(calls: list[ModuleCall], timer: Any, trials: int) -> di
             for signature, call in unique.items():
                 samples[signature].append(timer.measure(signature, call.run).energy_j)
     return {signature: statistics.median(values) for signature, values in samples.items()}
+
+
+def measure_overhead(
+    graph: OpGraph, workload: Workload, backend: EnergyBackend, pass_options: PassOptions, result: EnergyPassResult
+) -> tuple[list[ModuleOverhead] | None, str | None]:
+    """Per-module overhead rows of one analysis, or None and a note saying why they were not attributed.
+
+    Module forwards are measured like the energy pass' operators: same backend, same self-timed windows.
+    """
+    from magneton.measure.energy_pass import Timer
+
+    if backend.name == "replay":
+        return None, "overhead per module not attributed: a replayed trace holds operator windows only"
+    if graph.mutates_inputs:
+        return None, "overhead per module not attributed: the program writes into its inputs"
+    calls = record_module_calls(workload)
+    if calls is None:
+        return None, "overhead per module not attributed: the workload is not an nn.Module (or its method)"
+    timer = Timer(backend, pass_options, result.min_window_s)
+    with torch.no_grad():
+        measured = measure_module_calls(calls, timer, max(1, result.min_trials))
+    rows = attribute_overhead(graph, calls, measured, result.node_energy_j, result.forward_energy_j.median)
+    return rows, None
 
 
 def _nearest(path: str, known: dict[str, float]) -> str:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from magneton import __version__
 from magneton.graph import OpGraph, SourceLocation, TensorMeta
@@ -55,6 +56,23 @@ def _source(source: SourceLocation | None) -> NodeSource | None:
     return NodeSource(file=source.file, line=source.line, function=source.function, code=source.code)
 
 
+def backend_summary(info: Mapping[str, Any], reason: str, warnings: Sequence[str]) -> BackendSummary:
+    """The report's backend block from ``BackendInfo.to_json()`` and why that backend was chosen."""
+    return BackendSummary(
+        name=info["name"],
+        provenance=info["provenance"],
+        sensor=info["sensor"],
+        min_window_s=info["min_window_s"],
+        resolution_j=info["resolution_j"],
+        update_period_s=info["update_period_s"],
+        formula=info["formula"],
+        constants=info["constants"],
+        notes=info["notes"],
+        reason=reason,
+        warnings=list(warnings),
+    )
+
+
 def build_report(
     target: str,
     graph: OpGraph,
@@ -100,7 +118,6 @@ def build_report(
                 outputs=[_tensor(meta) for meta in node.outputs],
                 phase=node.phase,  # type: ignore[arg-type]  # OpNode holds one of PHASES
                 forward_node=node.forward_node,
-                samples=len(measured.energy_j.samples) if measured else 0,
                 minor_faults_per_call=measured.minor_faults_per_call if measured else 0.0,
                 major_faults_per_call=measured.major_faults_per_call if measured else 0.0,
                 fault_energy_share=measured.fault_time_share if measured else 0.0,
@@ -120,19 +137,7 @@ def build_report(
         device_description=device_description(graph.device),
         torch_version=str(torch.__version__),
         threads=torch.get_num_threads(),
-        backend=BackendSummary(
-            name=info["name"],
-            provenance=info["provenance"],
-            sensor=info["sensor"],
-            min_window_s=info["min_window_s"],
-            resolution_j=info["resolution_j"],
-            update_period_s=info["update_period_s"],
-            formula=info["formula"],
-            constants=info["constants"],
-            notes=info["notes"],
-            reason=choice.reason,
-            warnings=list(choice.warnings),
-        ),
+        backend=backend_summary(info, choice.reason, choice.warnings),
         energy_provenance=provenance,
         capture=CaptureSummary(method=graph.method, notes=list(graph.notes)),
         measurement_notes=[*result.notes, *extra_notes],

@@ -2,53 +2,53 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 from rich.text import Text
 
+from magneton.findings import Finding, FindingSource
 
-def _where(source: Mapping[str, Any] | None) -> str:
-    if not source:
+
+def _where(source: FindingSource | None) -> str:
+    if source is None:
         return "(no source location)"
-    return f"{source['file']}:{source['line']}"
+    return f"{source.file}:{source.line}"
 
 
-def findings_text(findings: Sequence[Any], top: int = 10) -> Text:
-    """Plain rich Text (no markup parsing), so user code and paths print as they are."""
-    import msgspec
+def findings_text(findings: Sequence[Finding], top: int = 10) -> Text:
+    """Plain rich Text (no markup parsing), so user code and paths print as they are.
 
+    Each excess figure says where it came from in the finding's own words (``excess_provenance``): a rule's
+    is an upper bound, an anomaly's may be predicted, a diff's or a knob's is measured.
+    """
     from magneton.report.terminal import format_energy
 
-    findings = [f if isinstance(f, Mapping) else msgspec.to_builtins(f) for f in findings]
     text = Text()
     if not findings:
         return text
     text.append(f"Findings ({len(findings)}), most excess energy first:\n", style="bold")
     for finding in findings[:top]:
-        label = finding.get("rule") or finding.get("kind", "")
-        text.append(f"  {label} ", style="bold yellow")
-        text.append(str(finding.get("title", "")))
-        if finding.get("potential"):
+        text.append(f"  {finding.rule or finding.kind} ", style="bold yellow")
+        text.append(finding.title)
+        if finding.potential:
             text.append("  [potential: these lines did not run]", style="dim")
         else:
             text.append(
-                f"  {format_energy(finding.get('excess_energy_j', 0.0))} "
-                f"({finding.get('share', 0.0):.1%}, upper bound)",
+                f"  {format_energy(finding.excess_energy_j)} ({finding.share:.1%}, {finding.excess_provenance})",
                 style="cyan",
             )
         text.append("\n")
-        source = finding.get("source")
+        source = finding.source
         text.append(f"      at {_where(source)}", style="dim")
-        if source and (source.get("expression") or source.get("code")):
-            text.append(f"  {' '.join(str(source.get('expression') or source.get('code')).split())[:160]}")
+        if source is not None and (source.expression or source.code):
+            text.append(f"  {' '.join((source.expression or source.code).split())[:160]}")
         text.append("\n")
-        if finding.get("call_site"):
-            text.append(f"      called from {_where(finding['call_site'])}  ", style="dim")
-            text.append(str(finding["call_site"].get("code", "")))
+        if finding.call_site is not None:
+            text.append(f"      called from {_where(finding.call_site)}  ", style="dim")
+            text.append(finding.call_site.code)
             text.append("\n")
-        if finding.get("suggestion"):
-            text.append(f"      instead: {finding['suggestion']}\n", style="green")
+        if finding.suggestion:
+            text.append(f"      instead: {finding.suggestion}\n", style="green")
     if len(findings) > top:
         text.append(f"  ... and {len(findings) - top} more (see the JSON report)\n", style="dim")
     return text

@@ -32,6 +32,8 @@ from pathlib import Path
 from typing import Any
 
 from magneton.errors import MagnetonError
+from magneton.report import units
+from magneton.report.units import short_path
 
 VERDICTS = ("waste", "tradeoff", "same")
 PHASES = ("forward", "backward", "optimizer")
@@ -46,40 +48,16 @@ class ReportFormatError(MagnetonError):
 
 
 def format_energy(joules: float | None) -> str:
-    """Joules with an SI prefix and three significant digits."""
-    if joules is None or not math.isfinite(joules):
-        return "n/a"
-    magnitude = abs(joules)
-    for factor, unit in ((1.0, "J"), (1e-3, "mJ"), (1e-6, "µJ"), (1e-9, "nJ")):
-        if magnitude >= factor:
-            return f"{joules / factor:.3g} {unit}"
-    return "0 J" if joules == 0 else f"{joules:.3g} J"
+    """Joules with an SI prefix and three significant digits; "n/a" for a missing or non-finite value."""
+    return "n/a" if joules is None or not math.isfinite(joules) else units.format_energy(joules)
 
 
 def format_time(seconds: float | None) -> str:
-    if seconds is None or not math.isfinite(seconds):
-        return "n/a"
-    magnitude = abs(seconds)
-    for factor, unit in ((1.0, "s"), (1e-3, "ms"), (1e-6, "µs")):
-        if magnitude >= factor:
-            return f"{seconds / factor:.3g} {unit}"
-    return "0 s" if seconds == 0 else f"{seconds * 1e9:.3g} ns"
+    return "n/a" if seconds is None or not math.isfinite(seconds) else units.format_time(seconds)
 
 
 def format_share(share: float | None) -> str:
     return "n/a" if share is None or not math.isfinite(share) else f"{100 * share:.1f}%"
-
-
-def display_path(path: str) -> str:
-    """Library files by their import path (transformers/...), the user's relative to the cwd."""
-    for marker in (f"site-packages{os.sep}", f"dist-packages{os.sep}"):
-        if marker in path:
-            return path.split(marker, 1)[1]
-    try:
-        rel = os.path.relpath(path)
-    except ValueError:
-        return path
-    return path if rel.startswith("..") else rel
 
 
 def _format_value(key: str, value: Any) -> str:
@@ -189,7 +167,7 @@ def chart_data(report: Mapping[str, Any]) -> dict[str, Any]:
             if key not in source_index:
                 source_index[key] = len(sources)
                 sources.append(
-                    [display_path(source["file"]), source["line"], source.get("function", ""), source.get("code", "")]
+                    [short_path(source["file"]), source["line"], source.get("function", ""), source.get("code", "")]
                 )
     backend = report.get("backend") or {}
     return {
@@ -374,7 +352,7 @@ def _source_block(source: Mapping[str, Any] | None) -> str:
         return ""
     file, line = str(source.get("file", "")), int(source.get("line", 0) or 0)
     end_line = int(source.get("end_line") or line)
-    where = f"{display_path(file)}:{line}" + (f" in {source['function']}" if source.get("function") else "")
+    where = f"{short_path(file)}:{line}" + (f" in {source['function']}" if source.get("function") else "")
     lines: list[str] = []
     if file and line > 0 and os.path.isfile(file):
         for number in range(max(1, line - SOURCE_CONTEXT_LINES), end_line + SOURCE_CONTEXT_LINES + 1):
@@ -511,7 +489,7 @@ def _region_side(
         ops.setdefault(str(entry.get("op", "?")), []).append(float(entry.get("energy_j") or 0.0))
         source = entry.get("source")
         if source:
-            where = f"{display_path(source['file'])}:{source['line']}"
+            where = f"{short_path(source['file'])}:{source['line']}"
             lines.setdefault(where, str(source.get("code", "")))
     items = []
     for op, energies in ops.items():
@@ -682,7 +660,7 @@ def render_overhead(report: Mapping[str, Any], rows_shown: int = 15) -> str:
     body = []
     for row in rows[:rows_shown]:
         source = row.get("source")
-        where = f"{display_path(source['file'])}:{source['line']}" if source else ""
+        where = f"{short_path(source['file'])}:{source['line']}" if source else ""
         body.append(
             f"<tr><td><code>{_e(row.get('module_path') or '(root)')}</code> {_e(row.get('module_type', ''))}</td>"
             f"<td><code>{_e(where)}</code></td><td class='num'>{_e(row.get('calls', ''))}</td>"
@@ -718,7 +696,7 @@ def render_training(report: Mapping[str, Any]) -> str:
     by_line: dict[str, dict[str, Any]] = {}
     for node in nodes:
         source = node.get("source")
-        where = f"{display_path(source['file'])}:{source['line']}" if source else "(no source line)"
+        where = f"{short_path(source['file'])}:{source['line']}" if source else "(no source line)"
         entry = by_line.setdefault(where, {"code": source.get("code", "") if source else "", "phases": {}})
         entry["phases"][node["phase"]] = entry["phases"].get(node["phase"], 0.0) + float(node.get("energy_j", 0.0))
     ordered = sorted(by_line.items(), key=lambda item: -sum(item[1]["phases"].values()))

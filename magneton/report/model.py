@@ -98,7 +98,8 @@ class Node(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=False):
     active_energy_j: float = 0.0  # energy_j minus idle power x time_s
     energy_ci_j: tuple[float, float] = (0.0, 0.0)
     ci_confidence: float | None = None  # achieved coverage of energy_ci_j for the median; None: not measured
-    trials: int | None = None  # samples behind energy_ci_j (adaptive trials stop tight signatures early)
+    # Samples (measurement windows) behind energy_ci_j; adaptive trials stop tight signatures early. None: not measured.
+    trials: int | None = None
     noisy: bool = False  # CI half-width / median above the report's noisy_relative_spread
     share: float = 0.0  # energy_j / node_energy_sum_j
     rounds: int = 0  # calls per measurement window
@@ -113,7 +114,6 @@ class Node(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=False):
     forward_node: str | None = (
         None  # a backward node: the forward operator it differentiates (its source is that one's)
     )
-    samples: int = 0  # windows behind energy_ci_j (adaptive trials: fewer where the interval was tight)
     minor_faults_per_call: float = 0.0  # page faults per call in its replay windows (getrusage), median
     major_faults_per_call: float = 0.0
     fault_energy_share: float = 0.0  # estimated: faults x the measured cost of one fault / time_s

@@ -11,7 +11,6 @@ row with a count, code is shortened with an ellipsis rather than wrapped, and a
 
 from __future__ import annotations
 
-import os
 import re
 import unicodedata
 from collections.abc import Callable, Iterable, Sequence
@@ -26,26 +25,10 @@ from rich.text import Text
 
 from magneton.findings import Finding
 from magneton.report.model import Node, Report
+from magneton.report.units import format_energy, format_time, short_path
 
 ELLIPSIS = "…"
 _CONTROL = {c: f"\\x{c:02x}" for c in range(0x20)} | {0x7F: "\\x7f"}
-
-
-def format_energy(joules: float) -> str:
-    """Joules with an SI prefix that keeps three significant digits."""
-    magnitude = abs(joules)
-    for factor, unit in ((1.0, "J"), (1e-3, "mJ"), (1e-6, "µJ"), (1e-9, "nJ")):
-        if magnitude >= factor:
-            return f"{joules / factor:.3g} {unit}"
-    return "0 J" if joules == 0 else f"{joules:.3g} J"
-
-
-def format_time(seconds: float) -> str:
-    magnitude = abs(seconds)
-    for factor, unit in ((1.0, "s"), (1e-3, "ms"), (1e-6, "µs")):
-        if magnitude >= factor:
-            return f"{seconds / factor:.3g} {unit}"
-    return "0 s" if seconds == 0 else f"{seconds * 1e9:.3g} ns"
 
 
 def one_line(text: str) -> str:
@@ -84,18 +67,6 @@ def clip_left(text: str, width: int) -> str:
         out.append(char)
         used += size
     return ELLIPSIS + "".join(reversed(out))
-
-
-def short_path(path: str) -> str:
-    """Library files by their import path (transformers/...), the user's relative to the cwd."""
-    for marker in (f"site-packages{os.sep}", f"dist-packages{os.sep}"):
-        if marker in path:
-            return path.split(marker, 1)[1]
-    try:
-        rel = os.path.relpath(path)
-    except ValueError:
-        return path
-    return path if rel.startswith("..") else rel
 
 
 def where(file: str, line: int, width: int | None = None) -> str:

@@ -289,9 +289,20 @@ class SourceContext:
         if at is None:
             return node
         earlier = [value for index, value in table.table.get(node.value, []) if index < at]
-        if not earlier or earlier[-1] is _UNKNOWN:
+        if not earlier or earlier[-1] is _UNKNOWN or id(earlier[-1]) in table.unpacked:
             return node
         return earlier[-1]
+
+    def unpacked_from(self, node: cst.BaseExpression | None) -> tuple[cst.BaseExpression, int] | None:
+        """For a name last assigned by ``a, b = value``: (value, its position in the tuple)."""
+        if not isinstance(node, cst.Name):
+            return None
+        table = self._table()
+        at = table.name_at.get(id(node))
+        if at is None:
+            return None
+        earlier = [value for index, value in table.table.get(node.value, []) if index < at]
+        return table.unpacked.get(id(earlier[-1])) if earlier else None
 
 
 def _dotted(node: cst.CSTNode) -> str | None:
@@ -313,6 +324,7 @@ class _AssignmentCollector:
     def __init__(self, root: cst.CSTNode) -> None:
         self.root = root
         self.table: dict[str, list[tuple[int, cst.BaseExpression]]] = {}
+        self.unpacked: dict[int, tuple[cst.BaseExpression, int]] = {}  # id(marker) -> (value, position)
         self.name_at: dict[int, int] = {}
         self.statement = 0
         stack = [root]
@@ -335,7 +347,14 @@ class _AssignmentCollector:
             for target in node.targets:
                 if isinstance(target.target, cst.Name):
                     self._add(target.target.value, node.value)
-                else:  # tuple unpacking etc.: the names are assigned, with no single value
+                elif isinstance(target.target, (cst.Tuple, cst.List)) and all(
+                    isinstance(e.value, cst.Name) for e in target.target.elements
+                ):  # a, b = f(...): each name is element i of the value
+                    for position, element in enumerate(target.target.elements):
+                        marker = cst.Name("__unpacked__")
+                        self.unpacked[id(marker)] = (node.value, position)
+                        self._add(element.value.value, marker)  # type: ignore[attr-defined]
+                else:  # starred or nested unpacking: the names are assigned, with no single value
                     for name in _target_names(target.target):
                         self._add(name, _UNKNOWN)
         elif isinstance(node, (cst.AugAssign, cst.AnnAssign)) and isinstance(node.target, cst.Name):
