@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 TINY_MLP = Path(__file__).resolve().parent / "workloads" / "tiny_mlp.py"
-FAST = ["--backend", "estimate", "--trials", "1", "--min-window-s", "0.002"]
+FAST = ["--backend", "estimate", "--trials", "1", "--min-window-s", "0.002", "--no-overhead", "--no-allocator-check"]
 
 
 def test_markup_in_an_error_message_is_printed_and_the_batch_goes_on(
