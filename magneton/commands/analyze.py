@@ -72,7 +72,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=positive_int,
         default=defaults.trials,
         help=f"most interleaved trials per operator; adaptive: operators whose interval is within "
-        f"±{defaults.target_relative_spread:.0%} stop earlier (default {defaults.trials})",
+        f"±{defaults.target_relative_spread:.0%}% stop earlier (default {defaults.trials})",  # %% for argparse
     )
     parser.add_argument(
         "--min-trials",
