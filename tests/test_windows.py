@@ -63,7 +63,7 @@ def test_no_window_ends_below_its_minimum() -> None:
     assert min(backend.windows_s[1:]) >= min_window_s
     # The floor: the idle window plus every window at exactly its minimum.
     floor_s = 0.001 + 3 * forward_window_s + 3 * result.unique_signatures * min_window_s
-    assert floor_s - 1e-9 <= result.floor_s <= floor_s + result.contention.remeasured_windows * forward_window_s
+    assert floor_s - 1e-9 <= result.floor_s <= floor_s + result.contention.remeasured_windows * forward_window_s + 1e-9
 
 
 def test_window_that_would_end_short_is_extended(fake_backend_cls) -> None:
