@@ -70,6 +70,7 @@ def test_child_measures_default_then_fixed_thresholds(write_target) -> None:
     target = write_target(TRIMMED_TEMPORARIES)
     result = measure_in_child(target, "estimate", "cpu", window_s=0.05, trials=3, warmup_calls=3, watts=10.0)
     assert len(result.default_energy_j) == 3 and len(result.steady_energy_j) == 3
-    # Under the defaults every call re-faults ~96 MiB; with fixed thresholds the heap keeps it.
-    assert result.default_faults_per_call > 5_000, result
+    # Under the defaults every call re-faults ~96 MiB; with fixed thresholds the heap keeps it. How many faults
+    # that is depends on the kernel's page size policy (transparent huge pages): only the drop is asserted.
+    assert result.default_faults_per_call > 0, result
     assert result.steady_faults_per_call < result.default_faults_per_call / 4, result
