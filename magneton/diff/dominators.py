@@ -22,6 +22,7 @@ import random
 from collections.abc import Sequence
 
 from magneton.diff.flow import Flow
+from magneton.diff.pairing import longest_increasing_chain
 
 _MASK = (1 << 64) - 1
 
@@ -73,27 +74,8 @@ def aligned_cuts(summaries_a: list[tuple[int, int]], summaries_b: list[tuple[int
         if summary[0] > 0 and summary in first_b and summary not in seen:
             seen.add(summary)
             candidates.append((p, first_b[summary]))
-    # Longest chain increasing in q (candidates already increase in p).
-    import bisect
-
-    tails: list[int] = []
-    tail_index: list[int] = []
-    parent = [-1] * len(candidates)
-    for k, (_, q) in enumerate(candidates):
-        pos = bisect.bisect_left(tails, q)
-        parent[k] = tail_index[pos - 1] if pos > 0 else -1
-        if pos == len(tails):
-            tails.append(q)
-            tail_index.append(k)
-        else:
-            tails[pos] = q
-            tail_index[pos] = k
-    chain = []
-    k = tail_index[-1] if tail_index else -1
-    while k >= 0:
-        chain.append(candidates[k])
-        k = parent[k]
-    return chain[::-1]
+    # Candidates increase in p and their q are distinct (first indices of distinct summaries).
+    return longest_increasing_chain(candidates)
 
 
 def immediate_dominators(preds: Sequence[Sequence[int]]) -> list[int]:

@@ -78,7 +78,7 @@ def _candidates(a: Flow, b: Flow) -> list[tuple[int, int]]:
     return pairs
 
 
-def _monotone(pairs: list[tuple[int, int]]) -> list[tuple[int, int]]:
+def longest_increasing_chain(pairs: list[tuple[int, int]]) -> list[tuple[int, int]]:
     """The longest chain of pairs increasing on both sides; earliest partners on ties."""
     pairs = sorted(pairs, key=lambda p: (p[0], -p[1]))
     tails: list[int] = []  # smallest b ending a chain of each length
@@ -139,7 +139,7 @@ def pair_values(a: Flow, b: Flow) -> Pairing:
     candidates = _candidates(a, b)
     program = [p for p in candidates if not a.constant[p[0]]]
     constant = [p for p in candidates if a.constant[p[0]]]
-    pairs = dict(_monotone(program) + _monotone(constant))
+    pairs = dict(longest_increasing_chain(program) + longest_increasing_chain(constant))
     paired_b = set(pairs.values())
     return Pairing(
         pairs,
