@@ -186,8 +186,7 @@ class TraceRecorder(EnergyBackend):
         if rounds < 1:
             raise ValueError(f"rounds must be at least 1, got {rounds}")
         reading = self.inner.measure(key, run, rounds)
-        per_call = WindowReading(energy_j=reading.energy_j / rounds, time_s=reading.time_s / rounds)
-        self._measurements.setdefault(key, []).append(per_call)
+        self._record(key, reading, rounds)
         return reading
 
     def measure_timed(
@@ -200,10 +199,13 @@ class TraceRecorder(EnergyBackend):
         calls_per_round: int = 1,
     ) -> tuple[WindowReading, int]:
         reading, done = self.inner.measure_timed(key, call, rounds, min_window_s, max_rounds, calls_per_round)
-        calls = done * calls_per_round
+        self._record(key, reading, done * calls_per_round)
+        return reading, done
+
+    def _record(self, key: str, reading: WindowReading, calls: int) -> None:
+        """Keep the window as per-call values: a replay divides by its own round count."""
         per_call = WindowReading(energy_j=reading.energy_j / calls, time_s=reading.time_s / calls)
         self._measurements.setdefault(key, []).append(per_call)
-        return reading, done
 
     def discard_window(self, key: str, from_end: int) -> None:
         del self._measurements[key][-from_end]
