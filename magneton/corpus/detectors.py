@@ -77,13 +77,13 @@ def peerless_detectors() -> list[str]:
 
 def _analyze(target: str, options: EvalOptions) -> StepResult:
     import magneton
-    from magneton.corpus.settings import apply_settings, current_settings
+    from magneton.diff.settings import apply_settings, record_settings
     from magneton.workload import load_target
 
     detectors = peerless_detectors()
     if not detectors:
         return not_available("no peer-less detector in this build (magneton.expected, magneton.rules)")
-    before = current_settings()
+    before = record_settings()
     try:
         workload = load_target(target)
         report = magneton.analyze(
@@ -119,11 +119,11 @@ def analyze_fast(case: Case, options: EvalOptions) -> StepResult:
 def diff_pair(case: Case, options: EvalOptions) -> StepResult:
     if not _module_exists("magneton.diff.engine"):
         return not_available("magneton diff is not in this build (magneton.diff.engine)")
-    from magneton.corpus.settings import apply_settings, current_settings
     from magneton.diff.engine import DiffOptions, diff_targets
     from magneton.diff.report import build_diff_report
+    from magneton.diff.settings import apply_settings, record_settings
 
-    before = current_settings()
+    before = record_settings()
     try:
         result = diff_targets(
             case.target("slow"), case.target("fast"), DiffOptions(backend=options.backend, trials=options.trials)
@@ -174,7 +174,7 @@ def lint_slow(case: Case) -> StepResult:
 def fix_verify(case: Case, options: EvalOptions) -> StepResult:
     if not _module_exists("magneton.fix.verify"):
         return not_available("magneton fix --verify is not in this build (magneton.fix.verify)")
-    from magneton.corpus.settings import apply_settings, current_settings
+    from magneton.diff.settings import apply_settings, record_settings
     from magneton.fix.apply import fix_file
     from magneton.fix.verify import verify_fix
     from magneton.rules.discovery import load_rules
@@ -184,7 +184,7 @@ def fix_verify(case: Case, options: EvalOptions) -> StepResult:
         return StepResult("error", fixed.error)
     if not fixed.changed:
         return StepResult("skipped", "no fixer of the catalog applies to slow.py")
-    before = current_settings()
+    before = record_settings()
     try:
         verification = verify_fix(
             case.target("slow"), case.slow_path, fixed.fixed, backend=options.backend, trials=max(5, options.trials)

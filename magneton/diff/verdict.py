@@ -1,8 +1,12 @@
 """Verdicts on a matched region: ``waste``, ``tradeoff`` or ``same``.
 
 ``waste``: one side spends more than ``threshold`` more energy with
-confidence (the trial intervals do not overlap), the cheaper side is not more
-than 1% slower, and the region outputs agree within 1%. ``tradeoff``: the
+confidence, the cheaper side is not more than 1% slower, and the region
+outputs agree within 1%. Confidence: either the two sides' trial intervals do
+not overlap, or, since both sides are measured back to back in every trial,
+the per-trial ratios (costly / cheap) have an interval above 1. Machine load
+that drifts between trials moves both sides of one trial alike, so the paired
+ratios stay tight where the two intervals widen and overlap. ``tradeoff``: the
 energy gap is real but the cheaper side is slower (or computes something
 measurably different). ``same``: below the threshold, or not distinguishable
 from noise.
@@ -14,7 +18,7 @@ import math
 from dataclasses import dataclass
 from typing import Literal
 
-from magneton.measure.stats import Summary
+from magneton.measure.stats import Summary, summarize
 
 VerdictName = Literal["waste", "tradeoff", "same"]
 SLOWER_TOLERANCE = 0.01  # the cheaper side may be this much slower and still be plainly better
@@ -27,12 +31,24 @@ class Verdict:
     costly: str | None  # "A" or "B": the side spending more; None when equal
     ratio: float  # energy A / energy B (inf when B spends nothing)
     excess_energy_j: float  # costly side's energy minus the cheaper side's
-    confident: bool  # the two sides' intervals do not overlap
+    confident: bool  # the two sides' intervals do not overlap, or the paired per-trial ratios exclude 1
     reason: str
 
 
 def _median(summary: Summary | None) -> float:
     return summary.median if summary is not None else 0.0
+
+
+def paired_ratios(costly: Summary | None, cheap: Summary | None) -> list[float]:
+    """costly / cheap per trial, when both sides were measured in the same trials (same sample count)."""
+    if costly is None or cheap is None or len(costly.samples) != len(cheap.samples) or len(costly.samples) < 3:
+        return []
+    return [c / p for c, p in zip(costly.samples, cheap.samples, strict=True) if p > 0]
+
+
+def _paired_confident(costly: Summary | None, cheap: Summary | None) -> bool:
+    ratios = paired_ratios(costly, cheap)
+    return len(ratios) >= 3 and summarize(ratios).low > 1.0
 
 
 def judge(
@@ -56,7 +72,7 @@ def judge(
     gap = excess / cheap_j if cheap_j > 0 else math.inf
     costly_low = costly_e.low if costly_e is not None else 0.0
     cheap_high = cheap_e.high if cheap_e is not None else 0.0
-    confident = costly_low > cheap_high
+    confident = costly_low > cheap_high or _paired_confident(costly_e, cheap_e)
     if gap <= threshold:
         return Verdict(
             "same", costly, ratio, excess, confident, f"gap {gap:.1%} is within the {threshold:.0%} threshold"
@@ -85,4 +101,4 @@ def judge(
     return Verdict("waste", costly, ratio, excess, True, f"side {costly} spends {gap:.1%} more energy, with confidence")
 
 
-__all__ = ["OUTPUT_TOLERANCE", "SLOWER_TOLERANCE", "Verdict", "VerdictName", "judge"]
+__all__ = ["OUTPUT_TOLERANCE", "SLOWER_TOLERANCE", "Verdict", "VerdictName", "judge", "paired_ratios"]
