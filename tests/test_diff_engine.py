@@ -120,6 +120,11 @@ def test_verdict_logic() -> None:
     assert (drifting.verdict, drifting.costly, drifting.confident) == ("waste", "A", True)
     # ... but not when one pair says the opposite.
     assert judge(_s(2.0, 4.0, 1.0), _s(1.0, 2.1, 1.4), 1.0, 1.0, 0.10).verdict == "same"
+    # Per-trial times: the cheaper side must be slower trial by trial to make a tradeoff; one preempted trial
+    # (wall time inflated, CPU energy not) leaves it waste.
+    costly_t = _s(1.0, 1.0, 1.0)
+    assert judge(_s(2.0, 2.1, 2.05), _s(1.0, 1.01, 1.02), costly_t, _s(1.5, 1.6, 1.4), 0.10).verdict == "tradeoff"
+    assert judge(_s(2.0, 2.1, 2.05), _s(1.0, 1.01, 1.02), costly_t, _s(1.5, 1.6, 0.9), 0.10).verdict == "waste"
     only_a = judge(_s(1.0, 1.1, 1.05), None, 1.0, 0.0, 0.10)
     assert only_a.verdict == "waste" and math.isinf(only_a.ratio)
 

@@ -48,6 +48,12 @@ def not_available(why: str) -> StepResult:
 class EvalOptions:
     backend: str = "auto"
     trials: int = 3  # energy-pass trials per analysis; the corpus favours breadth over tight intervals
+    # Interleaved trials of the diff's region replay, which decides the verdict: its paired per-trial ratios
+    # need enough trials to stay confident on a loaded machine, and a replay trial costs little.
+    diff_trials: int = 7
+    # Interleaved trials of fix --verify: with 9 the saving's 95% interval starts at the second-smallest paired
+    # saving, so one trial disturbed by other load cannot un-verify a fix on its own.
+    fix_trials: int = 9
 
 
 def _module_exists(name: str) -> bool:
@@ -125,9 +131,8 @@ def diff_pair(case: Case, options: EvalOptions) -> StepResult:
 
     before = record_settings()
     try:
-        result = diff_targets(
-            case.target("slow"), case.target("fast"), DiffOptions(backend=options.backend, trials=options.trials)
-        )
+        diff_options = DiffOptions(backend=options.backend, trials=options.trials, replay_trials=options.diff_trials)
+        result = diff_targets(case.target("slow"), case.target("fast"), diff_options)
         report = build_diff_report(result)
     finally:
         apply_settings(before)
@@ -187,7 +192,7 @@ def fix_verify(case: Case, options: EvalOptions) -> StepResult:
     before = record_settings()
     try:
         verification = verify_fix(
-            case.target("slow"), case.slow_path, fixed.fixed, backend=options.backend, trials=max(5, options.trials)
+            case.target("slow"), case.slow_path, fixed.fixed, backend=options.backend, trials=options.fix_trials
         )
     finally:
         apply_settings(before)

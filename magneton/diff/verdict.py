@@ -8,8 +8,9 @@ the per-trial ratios (costly / cheap) have an interval above 1. Machine load
 that drifts between trials moves both sides of one trial alike, so the paired
 ratios stay tight where the two intervals widen and overlap. ``tradeoff``: the
 energy gap is real but the cheaper side is slower (or computes something
-measurably different). ``same``: below the threshold, or not distinguishable
-from noise.
+measurably different); with per-trial times, "slower" too must hold trial by
+trial, so wall-time swings from preemption do not turn waste into a tradeoff.
+``same``: below the threshold, or not distinguishable from noise.
 """
 
 from __future__ import annotations
@@ -51,11 +52,27 @@ def _paired_confident(costly: Summary | None, cheap: Summary | None) -> bool:
     return len(ratios) >= 3 and summarize(ratios).low > 1.0
 
 
+def _median_time(time_s: Summary | float) -> float:
+    return time_s.median if isinstance(time_s, Summary) else time_s
+
+
+def _slower(cheap_t: Summary | float, costly_t: Summary | float) -> bool:
+    """The cheaper side takes more than SLOWER_TOLERANCE longer: by the medians and, where the trials pair up,
+    in the paired per-trial ratios too (wall time swings with preemption on a loaded machine)."""
+    if _median_time(cheap_t) <= _median_time(costly_t) * (1 + SLOWER_TOLERANCE):
+        return False
+    if isinstance(cheap_t, Summary) and isinstance(costly_t, Summary):
+        ratios = paired_ratios(cheap_t, costly_t)
+        if ratios:
+            return summarize(ratios).low > 1.0
+    return True
+
+
 def judge(
     a_energy: Summary | None,
     b_energy: Summary | None,
-    a_time_s: float,
-    b_time_s: float,
+    a_time_s: Summary | float,
+    b_time_s: Summary | float,
     threshold: float,
     outputs_difference: float = 0.0,
 ) -> Verdict:
@@ -79,8 +96,8 @@ def judge(
         )
     if not confident:
         return Verdict("same", costly, ratio, excess, False, f"gap {gap:.1%} but the trial intervals overlap")
-    if cheap_t > costly_t * (1 + SLOWER_TOLERANCE):
-        slower = cheap_t / costly_t - 1 if costly_t > 0 else math.inf
+    if _slower(cheap_t, costly_t):
+        slower = _median_time(cheap_t) / _median_time(costly_t) - 1 if _median_time(costly_t) > 0 else math.inf
         return Verdict(
             "tradeoff",
             costly,
