@@ -75,3 +75,8 @@ corpus-validate *ARGS:
 # On a CUDA machine: analyse a small GPT-2-like model with NVML twice (< 5 minutes).
 gpu-check:
     python -m magneton.gpu_check
+
+# Re-record the expected-energy test data (tests/data/expected/recorded-cpu.json) on a QUIET machine:
+# a default calibration and one TinyGPT analysis (~2 minutes). Never edit the file by hand.
+record-expected:
+    python -m tests.record_expected
