@@ -51,9 +51,9 @@ class EvalOptions:
     # Interleaved trials of the diff's region replay, which decides the verdict: its paired per-trial ratios
     # need enough trials to stay confident on a loaded machine, and a replay trial costs little.
     diff_trials: int = 7
-    # Interleaved trials of fix --verify: with 9 the saving's 95% interval starts at the second-smallest paired
-    # saving, so one trial disturbed by other load cannot un-verify a fix on its own.
-    fix_trials: int = 9
+    # Interleaved trials of fix --verify (a trial is two short windows): with 15 the saving's 95% interval starts
+    # at the fourth-smallest paired saving, so a few trials disturbed by other load cannot un-verify a fix.
+    fix_trials: int = 15
 
 
 def _module_exists(name: str) -> bool:
