@@ -86,10 +86,15 @@ class GradientsForFrozenParameters(Rule):
         if not wasted:
             return
         ordered = [node for node in view.nodes if node.id in wasted]
-        # The finding shows a computing operator first, one with a source line if any has.
-        computing = [n for n in ordered if not view.is_view(n)] or ordered
-        first = next((n for n in computing if n.source is not None), computing[0])
         names = [p.name for p in frozen]
+        # The finding shows first a computing operator of a frozen parameter's own module (its line is the one
+        # to fix), else one with a source line.
+        modules = {name.rpartition(".")[0] for name in names}
+        computing = [n for n in ordered if not view.is_view(n)] or ordered
+        first = next(
+            (n for n in computing if n.source is not None and n.module_path in modules),
+            next((n for n in computing if n.source is not None), computing[0]),
+        )
         shown = ", ".join(names[:_SHOWN]) + (f" and {len(names) - _SHOWN} more" if len(names) > _SHOWN else "")
         yield GraphHit(
             (first.id, *(n.id for n in ordered if n.id != first.id)),

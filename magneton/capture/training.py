@@ -154,7 +154,8 @@ class TrainingRun:
         trainable = [p for _, p in named]
         seed = loss
         if self.scaler is not None:
-            with annotate_phase("backward"):  # the scaled loss exists only to seed the backward pass
+            # The scaled loss exists only to seed the backward pass; the energy pass runs the step under no_grad.
+            with annotate_phase("backward"), torch.enable_grad():
                 seed = self.scaler.scale(loss)
         if tracing:
             tag_backward_with_forward_seq_nr(seed)
