@@ -22,7 +22,9 @@ class GradientsForFrozenParameters(Rule):
 
     Detection: the step's optimizer param groups say which parameters are updated. The
     matched operators are the backward operators upstream of a frozen parameter's gradient
-    and of no updated parameter's gradient; their energy is what the fix removes.
+    and of no updated parameter's gradient; their energy is what the fix removes. A step
+    sees one optimizer: parameters that a second optimizer updates outside the step (a GAN's
+    other network) are reported too, and there the gradients are not waste.
 
     References: https://pytorch.org/docs/stable/notes/autograd.html#setting-requires-grad,
     https://pytorch.org/tutorials/beginner/finetuning_torchvision_models_tutorial.html.

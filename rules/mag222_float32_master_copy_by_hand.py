@@ -127,10 +127,11 @@ class Float32MasterCopyByHand(Rule):
             return
         names = list(matched)
         nodes = [node_id for ids in matched.values() for node_id in dict.fromkeys(ids)]
+        dtypes = sorted({p.dtype for p in half.values() if p.name in matched})
         yield GraphHit(
             tuple(nodes),
             message=f"{len(names)} half-precision parameter(s) copied to float32 every step, updated, and written back",
-            details={"parameters": names, "dtype": half[next(iter(half))].dtype},
+            details={"parameters": names, "dtype": "/".join(dtypes)},
         )
 
 
