@@ -36,7 +36,8 @@ The one data-dependent decision, whether the step is skipped because a gradient 
 inf/NaN (``scaler.step`` reads the flag with ``.item()``), is taken once while tracing,
 on the real tensors of this step. Replays start from the same state, so they would take
 the same branch: the graph measures the step the example batch really takes. When that
-step overflows, the graph holds no parameter update, and the graph notes say so.
+step overflows, it updates no parameter (a fused optimizer decides inside its kernel), and
+the graph notes say so.
 """
 
 from __future__ import annotations
@@ -369,9 +370,9 @@ def _scaler_note(scale_before: float, scale_after: float | None) -> str:
     if scale_after is not None and scale_after < scale_before:
         # update() backs the scale off only when the check found inf/NaN, and then step() skipped the update.
         return (
-            f"{traced}; at this scale the gradients overflow (inf/NaN), so the optimizer step was skipped as it is "
-            f"in training and the scale backed off to {scale_after:g}: the graph holds no parameter update. "
-            "Lower the scaler's scale (init_scale) to profile a step that updates the parameters"
+            f"{traced}; at this scale the gradients overflow (inf/NaN): the scale backed off to {scale_after:g} and, "
+            "as in training, the step updates no parameter (the optimizer step is left out of the graph, or a fused "
+            "kernel skips it). Lower the scaler's scale (init_scale) to profile a step that updates the parameters"
         )
     return traced
 
