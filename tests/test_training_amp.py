@@ -358,3 +358,47 @@ def test_master_copy_rule_ignores_a_float32_copy_of_a_gradient_or_a_forward_upca
     graph, _, _ = training_workload(target, load_any_target(target))
     assert any(n.op == "aten._to_copy.default" and n.outputs[0].dtype == "float32" for n in graph.nodes)
     assert not list(_rule("MAG222")().check_graph(GraphView(graph)))
+
+
+# ------------------------------------------------------------------------------------------------ diff
+
+
+def test_diff_compares_model_and_batch_not_optimizer_or_scaler_state(write_target) -> None:
+    from magneton.diff.engine import _inputs_to_compare, load_diff_target
+    from magneton.diff.outputs import DiffError, check_same_inputs
+
+    target = write_target(
+        """
+        import torch
+        from torch import nn
+        import magneton
+
+
+        def _step(scaler, seed=0):
+            torch.manual_seed(0)
+            model = nn.Sequential(nn.Linear(16, 32), nn.GELU(), nn.Linear(32, 16))
+            torch.manual_seed(seed)
+            x = torch.randn(8, 16)
+            opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+            return magneton.TrainStep(model, (x,), lambda out: out.pow(2).mean(), optimizer=opt,
+                                      scaler=torch.amp.GradScaler("cpu") if scaler else None)
+
+
+        def plain():
+            return _step(False)
+
+
+        def scaled():
+            return _step(True)
+
+
+        def other_batch():
+            return _step(True, seed=1)
+        """
+    )
+    path = target.rpartition(":")[0]
+    plain, scaled, other = (load_diff_target(f"{path}:{name}") for name in ("plain", "scaled", "other_batch"))
+    assert len(scaled.args) == len(plain.args) + 2  # the scaler's scale and growth tracker are inputs of its step
+    check_same_inputs(_inputs_to_compare(plain), _inputs_to_compare(scaled), "plain", "scaled")
+    with pytest.raises(DiffError, match="take different example inputs"):
+        check_same_inputs(_inputs_to_compare(plain), _inputs_to_compare(other), "plain", "other_batch")

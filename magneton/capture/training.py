@@ -186,6 +186,11 @@ class TrainingRun:
 
         forward()
 
+    def model_and_batch(self) -> list[torch.Tensor]:
+        """The inputs two steps must share to be compared: parameters, buffers, batch (not optimizer/scaler state)."""
+        n_params, n_buffers, n_state = self.counts
+        return [*self.flat_inputs[: n_params + n_buffers], *self.flat_inputs[n_params + n_buffers + n_state :]]
+
     def eager_step(self, *tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """The step as the user runs it (eagerly), from the same optimizer state every time."""
         self.reset_optimizer_state()
