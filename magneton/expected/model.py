@@ -132,7 +132,28 @@ def heldout_group(group: str) -> bool:
     return zlib.crc32(group.encode()) % HELDOUT_FRACTION_BUCKETS == 0
 
 
+_COMPUTE_FAMILIES = ("matmul", "conv", "attention")  # where a machine shows its FLOP/s ceiling
+_STREAMING_FAMILIES = ("copy", "unary", "binary", "cat")  # and its bandwidth
+
+
+def _peak_rates(points: Sequence[Point]) -> tuple[float | None, float | None]:
+    """The roofline: the best FLOP/s (compute-heavy families) and byte/s (streaming families) seen in calibration,
+    as 95th percentiles (one lucky window is no peak)."""
+    import numpy as np
+
+    timed = [p for p in points if p.time_s > 0]
+    flop_rates = [p.features.flops / p.time_s for p in timed if p.features.family in _COMPUTE_FAMILIES]
+    byte_rates = [p.features.bytes / p.time_s for p in timed if p.features.family in _STREAMING_FAMILIES]
+    flop_rates = [rate for rate in flop_rates if rate > 0]
+    byte_rates = [rate for rate in byte_rates if rate > 0]
+    return (
+        float(np.percentile(flop_rates, 95)) if flop_rates else None,
+        float(np.percentile(byte_rates, 95)) if byte_rates else None,
+    )
+
+
 def _throughput(points: Sequence[Point]) -> Throughput:
+    """Rates that turn FLOPs and bytes into seconds of work (the ``log_work`` feature), over every point."""
     import numpy as np
 
     flop_rates = [p.features.flops / p.time_s for p in points if p.features.flops > 0 and p.time_s > 0]
@@ -155,6 +176,7 @@ class ExpectedModel:
         self.points = len(train)
         self.learned_points = sum(1 for p in train if p.origin.startswith("learned:"))
         self.throughput = _throughput(train)
+        self.peak_flops_per_s, self.peak_bytes_per_s = _peak_rates(train)
         self.families = _vocabulary(p.features.family for p in train)
         self.ops = _vocabulary(p.features.op for p in train)
         rows = self._rows([p.features for p in train])
@@ -264,6 +286,11 @@ class Evaluation:
     model: ExpectedModel
     shapes: Accuracy  # shapes left out of the sweep (a model refitted without them)
     models: Accuracy  # nodes of real models never in training
+
+    @property
+    def headline(self) -> Accuracy:
+        """The figure that matters: real-model nodes when they were measured, else left-out shapes."""
+        return self.models if self.models.points else self.shapes
 
     def describe(self) -> str:
         return f"{self.shapes.describe()}; {self.models.describe()}"
