@@ -100,7 +100,7 @@ class TrainParam:
     placeholder: str  # fx name of the graph input that holds it
     dtype: str
     requires_grad: bool
-    updated: bool | None  # the optimizer updates it (in a param group whose lr is not 0); None: no optimizer
+    updated: bool | None  # in a param group whose lr is not 0 (a warm-up's 0 counts as not 0); None: no optimizer
     gradient_node: str | None  # id of the OpNode whose output is its gradient; None: no gradient is computed
     float32_state: bool = False  # after the step the optimizer state holds a float32 tensor of its shape (a master)
 

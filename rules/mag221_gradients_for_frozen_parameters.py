@@ -13,7 +13,8 @@ class GradientsForFrozenParameters(Rule):
 
     ``loss.backward()`` computes a gradient for every leaf with ``requires_grad=True``,
     whatever the optimizer holds. A parameter left out of every param group, or in a group
-    whose ``lr`` is 0, is frozen in effect, yet its gradient is still computed each step:
+    whose ``lr`` is 0 for good (a warm-up schedule's 0 keeps a non-zero ``initial_lr`` and
+    does not count), is frozen in effect, yet its gradient is still computed each step:
     weight-gradient matmuls, bias sums, and the backward of every layer between it and
     the nearest parameter that is updated. Nothing reads those gradients. Setting
     ``requires_grad_(False)`` on the frozen parameters makes autograd skip that work (the
@@ -57,6 +58,14 @@ class GradientsForFrozenParameters(Rule):
             "    opt = torch.optim.SGD(groups, lr=0.1)\n"
             "    return magneton.TrainStep(model, (torch.randn(4, 8),), lambda out: out.sum(), optimizer=opt)\n",
             why="every parameter is in a group with a non-zero learning rate",
+        ),
+        Valid(
+            "import torch\nimport magneton\n\n\ndef workload():\n"
+            "    model = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 2))\n"
+            "    opt = torch.optim.SGD(model.parameters(), lr=0.1)\n"
+            "    torch.optim.lr_scheduler.LambdaLR(opt, lambda step: step / 100)  # lr is 0 at step 0\n"
+            "    return magneton.TrainStep(model, (torch.randn(4, 8),), lambda out: out.sum(), optimizer=opt)\n",
+            why="an lr of 0 set by a warm-up schedule (the group keeps its initial_lr): the parameters are trained",
         ),
     )
     INVALID = (

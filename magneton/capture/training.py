@@ -382,11 +382,16 @@ def _scaler_note(scale_before: float, scale_after: float | None) -> str:
     return traced
 
 
-def _lr_is_zero(lr: Any) -> bool:
+def _is_zero(value: Any) -> bool:
     try:
-        return float(lr) == 0.0
+        return float(value) == 0.0
     except (TypeError, ValueError):  # an optimizer without a numeric lr: assume it updates
         return False
+
+
+def _frozen_by_lr(group: dict[str, Any]) -> bool:
+    """A param group whose lr is 0 for good: not a scheduler's warm-up (an lr scheduler keeps ``initial_lr``)."""
+    return _is_zero(group.get("lr")) and ("initial_lr" not in group or _is_zero(group["initial_lr"]))
 
 
 def _float32_masters(run: TrainingRun) -> set[str]:
@@ -419,17 +424,17 @@ def training_info(
     gradient_of: dict[str, str | None] = {}
     for name, value in zip(run.grad_names, returned[1:], strict=False):
         gradient_of[name] = node_of_fx.get(value.name) if isinstance(value, torch.fx.Node) else None
-    lr_of: dict[int, Any] = {}
+    frozen_of: dict[int, bool] = {}
     if run.optimizer is not None:
         for group in run.optimizer.param_groups:
             for param in group["params"]:
-                lr_of[id(param)] = group.get("lr")
+                frozen_of[id(param)] = _frozen_by_lr(group)
     n_params = run.counts[0]
     parameters = []
     for index, (name, param) in enumerate(zip(run.param_names, run.flat_inputs[:n_params], strict=True)):
         updated = None
         if run.optimizer is not None:
-            updated = id(param) in lr_of and not _lr_is_zero(lr_of[id(param)])
+            updated = id(param) in frozen_of and not frozen_of[id(param)]
         parameters.append(
             TrainParam(
                 name=name.removeprefix(_MODEL_PREFIX),
