@@ -54,9 +54,10 @@ class Float32MasterCopyByHand(Rule):
     the update in float32, ``p.copy_(master)``. The float32 copy is made from the
     half parameter, so it holds nothing the parameter does not, and it is rounded back
     to half at once: per parameter and step, a conversion kernel each way and the update's
-    element-wise work at twice the bytes. ``torch.optim``'s foreach and fused kernels
-    already compute a half parameter's update in float32 inside the kernel and round
-    once, with no float32 tensor in memory; and where float32 master weights are wanted,
+    element-wise work at twice the bytes. ``torch.optim``'s ``fused=True`` kernels (Adam,
+    AdamW, SGD, Adagrad) compute a half parameter's whole update in float32 registers and
+    round once, with no float32 tensor in memory (foreach and for-loop kernels do each
+    element-wise step in float32 and round it); and where float32 master weights are wanted,
     ``torch.amp`` keeps them as the parameters themselves (float32 parameters, the
     forward under ``torch.autocast``), so no copy is made by hand.
 
@@ -79,8 +80,8 @@ class Float32MasterCopyByHand(Rule):
     category = "Redundant computation"
     message = "half-precision parameter copied to float32 every step, updated, and written back"
     suggestion = (
-        "update the half parameters with torch.optim (foreach=True or fused=True compute in float32 inside the "
-        "kernel), or keep float32 parameters and train under torch.autocast (torch.amp)"
+        "update the half parameters with a torch.optim optimizer (fused=True computes the update in float32 inside "
+        "the kernel), or keep float32 parameters and train under torch.autocast (torch.amp)"
     )
     VALID = (
         Valid(
