@@ -73,6 +73,10 @@ class CountNonzero(Rule):
             expected_fix="import torch\nn = torch.count_nonzero(x).float()\n",
         ),
         Invalid(
+            "import torch\nn = (x != 0).int().sum(dim=1)\n",
+            expected_fix="import torch\nn = torch.count_nonzero(x, dim=1)\n",
+        ),
+        Invalid(
             "import torch\n\n\ndef active(x):\n    flags = torch.where(x != 0, 1.0, 0.0)\n"
             "    return flags.sum(dim=1)\n",
             line=6,
@@ -170,6 +174,7 @@ def _not_equal_zero(node: cst.CSTNode, ctx: SourceContext) -> cst.BaseExpression
 
 
 _CASTS = ("float", "int", "long", "double", "half", "bfloat16", "to")
+_FLOAT_CASTS = ("float", "double", "half", "bfloat16")  # a float sum keeps the cast's dtype; an integer one is int64
 
 
 def _indicator_of_nonzero(node: cst.CSTNode, ctx: SourceContext) -> tuple[cst.BaseExpression, str | None] | None:
@@ -180,7 +185,13 @@ def _indicator_of_nonzero(node: cst.CSTNode, ctx: SourceContext) -> tuple[cst.Ba
         cast_of = ctx.method_receiver(node, *_CASTS)
         if cast_of is not None:
             tensor = _not_equal_zero(cast_of, ctx)
-            return (tensor, ctx.code(node)[len(ctx.code(cast_of)) :]) if tensor is not None else None
+            if tensor is None:
+                return None
+            method = node.func.attr.value if isinstance(node.func, cst.Attribute) else ""
+            if method in ("int", "long"):
+                return tensor, ""  # sum() of an integer tensor is int64, as count_nonzero is
+            # .to(...) may name any dtype or device: flag without a fix
+            return tensor, (ctx.code(node)[len(ctx.code(cast_of)) :] if method in _FLOAT_CASTS else None)
         if ctx.is_call(node, "torch.where") and len(node.args) == 3 and not any(a.keyword or a.star for a in node.args):
             tensor = _not_equal_zero(node.args[0].value, ctx)
             one, zero = node.args[1].value, node.args[2].value

@@ -56,7 +56,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--diff-trials",
         type=positive_int,
         default=None,
-        help="interleaved trials of the diff's region replay, which decides its verdicts (default 7)",
+        help="interleaved trials of the diff's region replay, which decides its verdicts (default 9)",
     )
     evaluate.add_argument(
         "--step",

@@ -48,9 +48,10 @@ def not_available(why: str) -> StepResult:
 class EvalOptions:
     backend: str = "auto"
     trials: int = 3  # energy-pass trials per analysis; the corpus favours breadth over tight intervals
-    # Interleaved trials of the diff's region replay, which decides the verdict: its paired per-trial ratios
-    # need enough trials to stay confident on a loaded machine, and a replay trial costs little.
-    diff_trials: int = 7
+    # Interleaved trials of the diff's region replay, which decides the verdict: with 9 the 95% interval of the
+    # paired per-trial ratios starts at the second-smallest, so one trial disturbed by other load cannot turn
+    # a waste region into "same" on its own (with 7 it starts at the smallest); a replay trial costs little.
+    diff_trials: int = 9
     # Interleaved trials of fix --verify (a trial is two short windows): with 15 the saving's 95% interval starts
     # at the fourth-smallest paired saving, so a few trials disturbed by other load cannot un-verify a fix.
     fix_trials: int = 15
