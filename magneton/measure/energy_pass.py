@@ -14,7 +14,7 @@ cost. So replays rotate through copies of the operands, enough copies to
 exceed the caches (``replay_working_set_bytes``), and each copy is read once
 per round.
 Values are freed as soon as the program no longer needs them, so memory stays
-near one forward pass.
+near one forward pass, plus the operand clones kept between trials (``kept_copies_bytes``).
 """
 
 from __future__ import annotations
@@ -190,6 +190,14 @@ def operand_copies(
     ``limit``: no more copies than the calls a window will make (each copy is then read once per
     window at most, so more would only cost cloning time).
     """
+    count = operand_copy_count(args, kwargs, options, device, limit)
+    return [(args, kwargs)] + [_clone_tensors((args, kwargs)) for _ in range(count - 1)]
+
+
+def operand_copy_count(
+    args: Any, kwargs: Any, options: PassOptions, device: str = "cpu", limit: int | None = None
+) -> int:
+    """How many operand sets (the originals included) a replay rotates through: see ``operand_copies``."""
     working_set = options.replay_working_set_bytes
     if working_set is None:
         working_set = default_working_set_bytes(device)
@@ -199,7 +207,41 @@ def operand_copies(
         count = max(1, min(options.max_operand_copies, math.ceil(working_set / size)))
     if limit is not None:
         count = max(1, min(count, limit))
-    return [(args, kwargs)] + [_clone_tensors((args, kwargs)) for _ in range(count - 1)]
+    return count
+
+
+class KeptCopies:
+    """Operand clones kept from one trial to the next, up to a memory budget.
+
+    Every trial replays each signature on operands that rotate through clones. Cloning them afresh in
+    every trial (up to the replay working set, 32 MiB per signature on a CPU) was the largest cost of
+    the pass that is not measurement. A trial's operands hold the same values as the last trial's (the
+    same program on the same inputs), so the clones are reused; a signature that mutates its operands
+    gets fresh ones. Clones of a signature are dropped once it needs no more trials.
+    """
+
+    def __init__(self, budget_bytes: int) -> None:
+        self.budget_bytes = budget_bytes
+        self.kept: dict[str, list[tuple[Any, Any]]] = {}
+        self.kept_bytes: dict[str, int] = {}
+
+    def copies(
+        self, key: str, args: Any, kwargs: Any, options: PassOptions, device: str, limit: int, keep: bool
+    ) -> list[tuple[Any, Any]]:
+        """The operands, then clones: kept ones first, new ones as needed (kept if the budget allows)."""
+        count = operand_copy_count(args, kwargs, options, device, limit)
+        kept = self.kept.get(key, []) if keep else []
+        clones = kept[: count - 1] + [_clone_tensors((args, kwargs)) for _ in range(count - 1 - len(kept))]
+        if keep and len(clones) > len(kept):
+            size = _tensor_bytes((args, kwargs)) * len(clones)
+            if sum(self.kept_bytes.values()) - self.kept_bytes.get(key, 0) + size <= self.budget_bytes:
+                self.kept[key], self.kept_bytes[key] = clones, size
+        return [(args, kwargs), *clones]
+
+    def release(self, keys: set[str]) -> None:
+        for key in keys:
+            self.kept.pop(key, None)
+            self.kept_bytes.pop(key, None)
 
 
 class _Timer:
@@ -299,11 +341,13 @@ class _MeasuringInterpreter(torch.fx.Interpreter):
         device: str,
         measured_this_trial: set[str],
         samples: dict[str, list[Sample]],
+        kept_copies: KeptCopies,
         on_measured: Callable[[], None] | None = None,
     ) -> None:
         super().__init__(piece.module)
         self.nodes, self.timer, self.device = nodes, timer, device
         self.measured_this_trial, self.samples = measured_this_trial, samples
+        self.kept_copies = kept_copies
         self.on_measured = on_measured
 
     def run_node(self, fx_node: torch.fx.Node) -> Any:
@@ -333,7 +377,9 @@ class _MeasuringInterpreter(torch.fx.Interpreter):
             if planned is None:
                 per_call_s = self.timer.warm_up(key, lambda: operator(*args, **kwargs))
                 planned = math.ceil(self.timer.window_for(key) / max(per_call_s, 1e-9)) + 1
-            copies = operand_copies(args, kwargs, self.timer.options, self.device, limit=planned)
+            copies = self.kept_copies.copies(
+                key, args, kwargs, self.timer.options, self.device, planned, keep=not op_node.mutates
+            )
             position = itertools.cycle(copies)
 
             def call_next_copy() -> None:
@@ -410,6 +456,7 @@ def run_energy_pass(
     restore_samples: list[Sample] = []  # per run, from the same trials as forward_samples
     allocator = describe_allocator()
     allocator_note = steady_allocator() if options.steady_allocator else None
+    kept_copies = KeptCopies(options.kept_copies_bytes if options.trials > 1 else 0)
 
     # Only a program that writes into its inputs needs them copied and restored before each run.
     inputs = (
@@ -475,7 +522,14 @@ def run_energy_pass(
 
                 for piece, nodes in zip(graph.pieces, by_piece, strict=True):
                     interpreter = _MeasuringInterpreter(
-                        piece, nodes, timer, device, measured_this_trial, samples, on_measured if progress else None
+                        piece,
+                        nodes,
+                        timer,
+                        device,
+                        measured_this_trial,
+                        samples,
+                        kept_copies,
+                        on_measured if progress else None,
                     )
                     run_piece(interpreter, piece)
                     del interpreter
@@ -485,6 +539,8 @@ def run_energy_pass(
                     for key, key_samples in [(FORWARD_KEY, forward_samples), *samples.items()]
                     if _tight(key_samples, options.target_relative_spread)
                 )
+                kept_copies.release(done)
+        kept_copies.release(set(kept_copies.kept))
         restore_inputs()
 
     fault_cost_s = page_fault_cost_s()
