@@ -75,7 +75,7 @@ class NodeEnergy:
     minor_faults_per_call: float = 0.0
     major_faults_per_call: float = 0.0
     fault_time_share: float = 0.0  # estimated share of its time (and energy) spent in page faults
-    contended: bool = False  # most of its windows waited for a CPU: its energy is over-counted
+    contended: bool = False  # a window of it waited for a CPU (a re-measured one too): energy may be over-counted
     run_delay_s_per_s: float | None = None  # median CPU wait of its windows, seconds per second
 
 
@@ -256,6 +256,9 @@ class _Timer:
         self.floor_s = 0.0
         self.window_stats: list[WindowStats] = []
         self.warmed: set[str] = set()
+        # Keys any of whose windows waited for a CPU, a re-measured one included: their readings may be
+        # inflated even where the kept window looks quiet (the retry ran on the same busy machine).
+        self.contended_keys: set[str] = set()
 
     def warm_up(self, key: str, call: Callable[[], Any]) -> float:
         """The untimed warm-up calls of ``key``, timed anyway: seconds per call, to size operand copies."""
@@ -303,6 +306,8 @@ class _Timer:
                 call()
             self.backend.synchronize()
         sample, rounds = self._window(key, call, self.rounds.get(key, 1), window, calls_per_run)
+        if sample.stats is not None and sample.stats.contended:
+            self.contended_keys.add(key)
         if sample.stats is not None and sample.stats.contended and self._may_remeasure():
             self.remeasured += 1
             retry, retry_rounds = self._window(key, call, rounds, window, calls_per_run)
@@ -555,7 +560,6 @@ def run_energy_pass(
         time_summary = summarize([s.time_s for s in trial_samples])
         minor, major = _faults_per_call(trial_samples)
         delays = [d for d in (s.stats.run_delay_s_per_s for s in trial_samples if s.stats) if d is not None]
-        contended = sum(1 for s in trial_samples if s.stats is not None and s.stats.contended)
         results[node.id] = NodeEnergy(
             energy_j=summarize([s.energy_j for s in trial_samples]),
             time_s=time_summary,
@@ -565,7 +569,7 @@ def run_energy_pass(
             minor_faults_per_call=minor,
             major_faults_per_call=major,
             fault_time_share=_fault_share(minor + major, time_summary.median, fault_cost_s),
-            contended=contended * 2 > len(trial_samples),
+            contended=node.signature in timer.contended_keys,
             run_delay_s_per_s=statistics.median(delays) if delays else None,
         )
     forward_time = summarize([s.time_s for s in forward_samples])
