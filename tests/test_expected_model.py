@@ -17,6 +17,7 @@ from magneton.expected.calibrate import (
     cache_path,
     load_calibration,
 )
+from magneton.expected.features import FEATURE_VERSION
 from magneton.expected.model import ExpectedModel, fit_and_evaluate
 
 
@@ -50,7 +51,10 @@ def test_no_cache_is_none(cache: Path) -> None:
     [
         ("{not json", "is unreadable"),
         ('{"schema": "something/else"}', "is not a magneton.calibration/1 file"),
-        ('{"schema": "magneton.calibration/1", "feature_version": 1, "fingerprint": {}}', "is corrupt"),
+        (
+            f'{{"schema": "magneton.calibration/1", "feature_version": {FEATURE_VERSION}, "fingerprint": {{}}}}',
+            "is corrupt",
+        ),
         ('{"schema": "magneton.calibration/1", "feature_version": 999}', "feature version 999"),
     ],
 )

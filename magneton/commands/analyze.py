@@ -349,9 +349,10 @@ def run(args: argparse.Namespace) -> int:
             console.print(summary_line(item.report), highlight=False, soft_wrap=True)  # one line, never wrapped
         else:
             item.report.show(console, top=args.top)
-            from magneton.expected.terminal import render_expected
+            from magneton.expected.terminal import render_expected, render_throughput
 
             render_expected(item.report, console)
+            render_throughput(item.report, console)
         if json_to_stdout:
             stdout.write(item.report.to_json())
             stdout.flush()

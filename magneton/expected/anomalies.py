@@ -10,8 +10,10 @@ A node is an anomaly when both hold:
      feeding a matmul (its ideal energy is zero: measured);
    - its measured energy, even at the low end of its confidence interval, exceeds
      ``factor`` (2x) the regression's expected energy for its kind and shape, well laid
-     out, widened by the model's held-out error (2 x 1.15 = 2.3x at 15% MdAPE): a model
-     that is often 50% off must not call a 2.1x node surprising (predicted);
+     out, widened by the model's held-out error: by its MdAPE (2 x 1.15 = 2.3x at 15%), or,
+     when larger, by how far it routinely predicts low for the node's family (the 90th
+     percentile of measured / predicted on shapes left out of its training): a model that
+     is often 50% low on unary ops must not call a 2.1x unary node surprising (predicted);
 2. its excess is at least ``min_share`` (2%) of the workload's energy.
 
 Nodes on one source line with the same op and reason form one finding. The
@@ -221,7 +223,7 @@ def find_anomalies(
 ) -> list[Finding]:
     """Anomaly findings, one per (source line, op, reason); see the module doc for the criteria."""
     index = GraphIndex(graph)
-    regression_threshold = options.factor * (1 + max(0.0, model_error))
+    base_threshold = options.factor * (1 + max(0.0, model_error))
     groups: dict[tuple[str, int, str, str], _Group] = {}
 
     def group_for(item: NodeEvidence, reason: str) -> _Group:
@@ -288,7 +290,8 @@ def find_anomalies(
             or features is None
             or model.family_points.get(features.family, 0) < MIN_FAMILY_POINTS
             # Beyond the factor, the excess must clear the model's own typical error and the node's interval.
-            or min(item.energy_j, item.energy_low_j or item.energy_j) <= regression_threshold * expected_j
+            or min(item.energy_j, item.energy_low_j or item.energy_j)
+            <= max(base_threshold, options.factor * model.routine_underprediction(features.family)) * expected_j
         ):
             continue
         group = group_for(item, "regression")

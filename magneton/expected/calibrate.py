@@ -218,13 +218,9 @@ def points_from_pass(graph: OpGraph, result: EnergyPassResult, origin: str) -> l
     return points
 
 
-# The sweep rotates through 8 MiB of operand copies, not analyze's 32 MiB: with one window per trial a
-# replay runs every copy at least once, and at 32 MiB the default sweep took ~4x its 3-minute budget.
-# Real-model nodes, the figure that matters, are measured with analyze's own settings, so a bias from
-# this shows in the held-out error rather than hiding.
-SWEEP_WORKING_SET_BYTES = 8 * 2**20
-
-
+# The sweep replays with analyze's own operand rotation (a working set beyond the last-level cache):
+# with a smaller one, memory-bound sweep points ran from cache and the real models' elementwise ops
+# were predicted 2-3x too cheap.
 def calibration_pass_options(trials: int = 3) -> PassOptions:
     """The energy pass's settings for the sweep: the backend's own window, short idle and forward windows."""
     from magneton.measure.options import PassOptions
@@ -235,8 +231,6 @@ def calibration_pass_options(trials: int = 3) -> PassOptions:
         warmup_calls=1,
         idle_s=0.05,
         forward_window_s=0.05,
-        replay_working_set_bytes=SWEEP_WORKING_SET_BYTES,
-        max_operand_copies=16,
     )
 
 

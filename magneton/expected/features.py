@@ -29,7 +29,9 @@ from magneton.capture.cost import (
 if TYPE_CHECKING:
     from magneton.graph import OpNode, TensorMeta
 
-FEATURE_VERSION = 1  # bump when the meaning of a stored feature changes: caches from older versions are rebuilt
+# Bump when the meaning of a stored feature, or the sweep that measures them, changes: older caches are rebuilt.
+# 2: the stratified sweep (every elementwise op across a size ladder, factories, analyze's operand rotation).
+FEATURE_VERSION = 2
 
 MATMUL_OPS = frozenset(
     {"mm", "addmm", "bmm", "baddbmm", "addbmm", "matmul", "linear", "_addmm_activation", "mv", "dot", "einsum"}

@@ -34,6 +34,8 @@ from magneton.expected.features import MONOTONIC_COLUMNS, NUMERIC_COLUMNS, NodeF
 MODEL_NAME = "hist-gradient-boosting log-energy regression"
 MODEL_VERSION = 1
 HELDOUT_FRACTION_BUCKETS = 5  # one shape group in five is left out for the held-out figure
+SURPRISE_QUANTILE = 90  # percentile of measured/predicted on left-out shapes: how far the model is routinely low
+MIN_BAND_POINTS = 5  # a family needs this many left-out points for a band of its own (else all families')
 _MAX_CATEGORIES = 250
 # Squared error of log joules; six points per leaf so one noisy window cannot own a leaf. (On a busy
 # 2-core VM, absolute-error loss, shallower trees and slower learning all did worse on held-out data.)
@@ -130,7 +132,28 @@ def heldout_group(group: str) -> bool:
     return zlib.crc32(group.encode()) % HELDOUT_FRACTION_BUCKETS == 0
 
 
+_COMPUTE_FAMILIES = ("matmul", "conv", "attention")  # where a machine shows its FLOP/s ceiling
+_STREAMING_FAMILIES = ("copy", "unary", "binary", "cat")  # and its bandwidth
+
+
+def _peak_rates(points: Sequence[Point]) -> tuple[float | None, float | None]:
+    """The roofline: the best FLOP/s (compute-heavy families) and byte/s (streaming families) seen in calibration,
+    as 95th percentiles (one lucky window is no peak)."""
+    import numpy as np
+
+    timed = [p for p in points if p.time_s > 0]
+    flop_rates = [p.features.flops / p.time_s for p in timed if p.features.family in _COMPUTE_FAMILIES]
+    byte_rates = [p.features.bytes / p.time_s for p in timed if p.features.family in _STREAMING_FAMILIES]
+    flop_rates = [rate for rate in flop_rates if rate > 0]
+    byte_rates = [rate for rate in byte_rates if rate > 0]
+    return (
+        float(np.percentile(flop_rates, 95)) if flop_rates else None,
+        float(np.percentile(byte_rates, 95)) if byte_rates else None,
+    )
+
+
 def _throughput(points: Sequence[Point]) -> Throughput:
+    """Rates that turn FLOPs and bytes into seconds of work (the ``log_work`` feature), over every point."""
     import numpy as np
 
     flop_rates = [p.features.flops / p.time_s for p in points if p.features.flops > 0 and p.time_s > 0]
@@ -153,6 +176,7 @@ class ExpectedModel:
         self.points = len(train)
         self.learned_points = sum(1 for p in train if p.origin.startswith("learned:"))
         self.throughput = _throughput(train)
+        self.peak_flops_per_s, self.peak_bytes_per_s = _peak_rates(train)
         self.families = _vocabulary(p.features.family for p in train)
         self.ops = _vocabulary(p.features.op for p in train)
         rows = self._rows([p.features for p in train])
@@ -181,6 +205,10 @@ class ExpectedModel:
                 self.family_flops_per_s[family] = float(np.percentile(flop_rates, 95))
             if byte_rates:
                 self.family_bytes_per_s[family] = float(np.percentile(byte_rates, 95))
+        # How far below the measurement this model routinely predicts, per family (set by fit_and_evaluate from
+        # shapes it never saw): a node is only surprising beyond that.
+        self.underprediction: dict[str, float] = {}
+        self.underprediction_all = 1.0
         self.identity = (
             f"{MODEL_NAME} v{MODEL_VERSION} (scikit-learn HistGradientBoostingRegressor; "
             f"{self.points} calibration points, {self.learned_points} learned"
@@ -219,6 +247,24 @@ class ExpectedModel:
         """What the op should cost with its inputs well laid out (see ``NodeFeatures.ideal``)."""
         return self.predict_j([f.ideal() for f in features])
 
+    def routine_underprediction(self, family: str) -> float:
+        """measured / predicted that left-out shapes of this family reach routinely (90th percentile, >= 1)."""
+        return self.underprediction.get(family, self.underprediction_all)
+
+    def set_underprediction(self, families: Sequence[str], ratios: Sequence[float]) -> None:
+        """The error band, from held-out (family, measured / predicted) pairs."""
+        import numpy as np
+
+        def band(values: Sequence[float]) -> float:
+            return max(1.0, float(np.percentile(values, SURPRISE_QUANTILE)))
+
+        if ratios:
+            self.underprediction_all = band(ratios)
+        by_family: dict[str, list[float]] = {}
+        for family, ratio in zip(families, ratios, strict=True):
+            by_family.setdefault(family, []).append(ratio)
+        self.underprediction = {f: band(r) for f, r in by_family.items() if len(r) >= MIN_BAND_POINTS}
+
 
 def _one_thread() -> Any:
     """One OpenMP thread for sklearn: the model is tiny, and on a busy machine threads fighting
@@ -253,14 +299,16 @@ def fit_and_evaluate(points: Sequence[Point], fingerprint_key: str = "") -> Eval
     trainable = [p for p in points if p.trainable]
     kept = [p for p in trainable if not heldout_group(p.group)]
     left_out = [p for p in trainable if heldout_group(p.group) and p.origin == "sweep"]
+    model = ExpectedModel(points, fingerprint_key)
     if left_out and len(kept) >= 8:
         partial = ExpectedModel(kept)
-        shapes = accuracy(
-            partial.predict_j([p.features for p in left_out]), [p.energy_j for p in left_out], "left-out shapes"
+        predicted = partial.predict_j([p.features for p in left_out])
+        shapes = accuracy(predicted, [p.energy_j for p in left_out], "left-out shapes")
+        model.set_underprediction(
+            [p.features.family for p in left_out], [p.energy_j / q for p, q in zip(left_out, predicted, strict=True)]
         )
     else:
         shapes = accuracy([], [], "left-out shapes")
-    model = ExpectedModel(points, fingerprint_key)
     real = [p for p in points if not p.trainable]
     models = accuracy(model.predict_j([p.features for p in real]), [p.energy_j for p in real], "real-model nodes")
     return Evaluation(model, shapes, models)

@@ -217,6 +217,8 @@ def add_expected_energy(
         min_gap=options.anomaly.min_gap,
         counterfactual_replays=len({(cf.original_j, cf.ideal_j) for cf in counterfactuals.values()}),
         notes=notes,
+        peak_flops_per_s=model.peak_flops_per_s,
+        peak_bytes_per_s=model.peak_bytes_per_s,
     )
     return msgspec.structs.replace(
         report, nodes=nodes, findings=sort_findings([*report.findings, *findings]), expected=summary

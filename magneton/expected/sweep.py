@@ -128,7 +128,11 @@ _UNARY: list[tuple[str, Callable[[torch.Tensor], torch.Tensor]]] = [
     ("rsqrt", lambda x: torch.rsqrt(x.abs() + 1)),
     ("erf", torch.erf),
     ("mul_scalar", lambda x: x * 0.5),
+    ("add_scalar", lambda x: x + 1.0),
     ("pow", lambda x: x.pow(2)),
+    ("pow3", lambda x: x.pow(3.0)),
+    ("sin", torch.sin),
+    ("cos", torch.cos),
 ]
 _BINARY: list[tuple[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]]] = [
     ("add", torch.add),
@@ -137,15 +141,44 @@ _BINARY: list[tuple[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]]] 
     ("div", torch.div),
     ("maximum", torch.maximum),
     ("where", lambda x, y: torch.where(x > 0, x, y)),
+    ("masked_fill", lambda x, y: x.masked_fill(y > 0, -1e4)),
+    ("le", torch.le),
 ]
+# Element counts of the size ladder: every elementwise op is measured across the whole range, so the
+# regression learns each op's own cost per element (a tanh costs ~10x a mul here) rather than its family's.
+_LADDER = [2**8, 2**11, 2**14, 2**16, 2**18, 2**20, 2**22]
+
+
+def _shape_of(b: SweepBuilder, elements: int) -> tuple[int, ...]:
+    """A 2-D or 3-D (batch, tokens, hidden) shape holding about ``elements`` elements."""
+    hidden = b.pick([64, 128, 256, 512, 768, 1024])
+    hidden = min(hidden, elements)
+    rows = max(1, elements // hidden)
+    if rows >= 4 and b.rng.random() < 0.5:
+        batch = b.pick([2, 4])
+        return (batch, max(1, rows // batch), hidden)
+    return (rows, hidden)
+
+
+def _ladder(b: SweepBuilder) -> list[int]:
+    """The size ladder; the quick sweep keeps three rungs (its time goes to the biggest ones)."""
+    return _LADDER if b.scale >= 0.5 else [2**8, 2**14, 2**18]
 
 
 def _elementwise(b: SweepBuilder) -> None:
-    for _ in range(b.count(32)):
+    for name, fn in _UNARY:
+        for elements in _ladder(b):
+            b.add(name, fn, b.tensor(*_shape_of(b, elements)))
+    for name, binary in _BINARY:
+        for elements in _ladder(b):
+            shape = _shape_of(b, elements)
+            b.add(name, binary, b.tensor(*shape), b.tensor(*shape))
+    # Layout and dtype variants: what the layout features explain (never what expected energy excuses).
+    for _ in range(b.count(24)):
         name, fn = b.rng.choice(_UNARY)
         rows, cols = b.elements()
         dtype = b.dtype()
-        layout = b.rng.choice(["contiguous", "contiguous", "transposed", "strided"])
+        layout = b.rng.choice(["contiguous", "transposed", "strided"])
         x = b.tensor(cols, rows, dtype=dtype) if layout == "transposed" else b.tensor(rows, cols, dtype=dtype)
         if layout == "transposed":
             b.add(f"{name}_t", lambda x, fn=fn: fn(x.t()), x)
@@ -158,7 +191,7 @@ def _elementwise(b: SweepBuilder) -> None:
         name, binary = b.rng.choice(_BINARY)
         rows, cols = b.elements()
         dtype = b.dtype()
-        layout = b.rng.choice(["same", "same", "row", "column", "transposed", "scalar"])
+        layout = b.rng.choice(["same", "row", "column", "transposed", "scalar"])
         x = b.tensor(rows, cols, dtype=dtype)
         if layout == "row":
             b.add(f"{name}_row", binary, x, b.tensor(1, cols, dtype=dtype))
@@ -170,6 +203,20 @@ def _elementwise(b: SweepBuilder) -> None:
             b.add(f"{name}_scalar", binary, x, b.tensor(dtype=dtype))
         else:
             b.add(name, binary, x, b.tensor(rows, cols, dtype=dtype))
+
+
+def _small_and_integer(b: SweepBuilder) -> None:
+    """The glue of real models: position ids, causal masks, tensor factories, integer arithmetic."""
+    for length in [1, 16, 128, 512, 2048][: b.count(5)]:
+        ids = torch.arange(length, device=b.device)
+        b.add("arange", lambda x: torch.arange(x.shape[0], device=x.device), ids)
+        b.add("add_int", lambda x: x + 2, ids)
+        b.add("zeros", lambda x: torch.zeros(x.shape[0], 64, device=x.device), ids)
+        b.add("full", lambda x: torch.full((x.shape[0], x.shape[0] // 8 + 1), -1e4, device=x.device), ids)
+        row = b.tensor(1, 1, 1, length)
+        column = b.tensor(1, 1, length, 1)
+        b.add("le_mask", torch.le, row, column)
+        b.add("ge_mask", lambda x: x >= 0, column)
 
 
 def _reductions_and_norms(b: SweepBuilder) -> None:
@@ -272,6 +319,7 @@ def build_sweep(scale: float, device: str = "cpu", seed: int = 0) -> list[Case]:
         _matmuls,
         _convolutions,
         _elementwise,
+        _small_and_integer,
         _reductions_and_norms,
         _copies,
         _embeddings_and_attention,

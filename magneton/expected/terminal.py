@@ -48,3 +48,45 @@ def render_expected(report: Report, console: Console) -> None:
             console.print(f"    [dim]{escape(source.code)}[/]", highlight=False)
         console.print(f"    why: {escape(finding.explanation)}", highlight=False)
         console.print(f"    fix: {escape(finding.suggestion)}", highlight=False)
+
+
+def render_throughput(report: Report, console: Console, top: int = 5) -> None:
+    """Achieved GFLOP/s and GB/s of the costliest operators, and where they sit under this machine's roofline."""
+    from magneton.report.terminal import fold_nodes, short_op, where
+    from magneton.report.units import format_energy
+
+    expected = report.expected
+    peak_flops = expected.peak_flops_per_s if expected is not None else None
+    peak_bytes = expected.peak_bytes_per_s if expected is not None else None
+    rows = fold_nodes(n for n in report.nodes if n.time_s > 0 and (n.flops or n.bytes))  # repeated layers: one row
+    if not rows:
+        return
+    console.print(
+        "[bold]Throughput[/] of the costliest operators"
+        + (
+            f" (roofline of this machine from calibration: {peak_flops / 1e9:.1f} GFLOP/s, {peak_bytes / 1e9:.1f} GB/s)"
+            if peak_flops and peak_bytes
+            else ""
+        ),
+        highlight=False,
+    )
+    for row in rows[:top]:
+        node = row.nodes[0]  # per call: every folded node has the same op, shapes and line
+        flops_per_s, bytes_per_s = node.flops / node.time_s, node.bytes / node.time_s
+        parts = [f"{flops_per_s / 1e9:.2f} GFLOP/s", f"{bytes_per_s / 1e9:.2f} GB/s"]
+        if node.flops and node.bytes:
+            parts.append(f"{node.flops / node.bytes:.1f} FLOP/B")
+        if peak_flops and peak_bytes and node.bytes:
+            intensity = node.flops / node.bytes
+            ceiling = min(peak_flops, intensity * peak_bytes) if node.flops else peak_bytes
+            achieved = flops_per_s if node.flops else bytes_per_s
+            bound = "compute-bound" if node.flops and intensity * peak_bytes >= peak_flops else "memory-bound"
+            parts.append(f"{achieved / ceiling:.0%} of roofline ({bound})")
+        source = node.source
+        located = where(source.file, source.line) if source else "(no source line)"
+        count = f" x{len(row.nodes)}" if len(row.nodes) > 1 else ""
+        console.print(
+            f"  {escape(short_op(node.op))}{count} at {escape(located)}: {format_energy(node.energy_j)} per call; "
+            + ", ".join(parts),
+            highlight=False,
+        )

@@ -202,6 +202,10 @@ class ExpectedSummary(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=F
     min_gap: float | None = None  # counterfactual saving that flags a node
     counterfactual_replays: int = 0
     notes: list[str] = msgspec.field(default_factory=list)
+    # This machine's best rates seen in calibration (95th percentile over the sweep, measured there): the
+    # roofline's compute ceiling and bandwidth slope. None when calibration saw no such operator.
+    peak_flops_per_s: float | None = None
+    peak_bytes_per_s: float | None = None
 
 
 class RollupLine(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=False):
