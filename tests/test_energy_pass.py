@@ -550,14 +550,45 @@ def test_operand_clones_are_kept_between_trials_within_the_budget(monkeypatch, f
     assert clones.count("(before a replay)") == 3  # and the real run's operands are protected from its replay
 
 
+@pytest.mark.parametrize("kept_bytes", [0, 2**20])
+def test_later_trials_replay_kept_operands_without_running_the_program(monkeypatch, kept_bytes) -> None:
+    workload = mixed_workload()
+    graph = capture(workload)
+    runs = []
+    run_piece = energy_pass.run_piece
+
+    def counting_run_piece(interpreter, piece):
+        runs.append(piece.name)
+        return run_piece(interpreter, piece)
+
+    monkeypatch.setattr(energy_pass, "run_piece", counting_run_piece)
+    options = PassOptions(
+        trials=3,
+        min_trials=3,
+        warmup_calls=1,
+        min_window_s=0.001,
+        forward_window_s=0.001,
+        idle_s=0.0,
+        replay_working_set_bytes=4096,
+        kept_copies_bytes=kept_bytes,
+        remeasure_contended=False,
+    )
+    result = run_energy_pass(graph, workload, EstimateBackend(watts_per_core=10.0), options)
+    assert len(runs) == (1 if kept_bytes else 3)  # kept: only the first trial runs the program
+    for node in graph.nodes:
+        measured = result.nodes[node.id]
+        assert node.zero_cost or (measured is not None and len(measured.energy_j.samples) == 3)
+
+
 def test_kept_copies_stay_within_their_budget() -> None:
     x = torch.randn(1024)  # 4 KiB
     options = PassOptions(replay_working_set_bytes=16 * 1024)
-    kept = energy_pass.KeptCopies(budget_bytes=3 * 4096)
+    kept = energy_pass.KeptCopies(budget_bytes=4 * 4096)  # one rotation: the operands and 3 clones
     first = kept.copies("a", (x,), {}, options, "cpu", limit=100, keep=True)
     assert len(first) == 4 and first[0][0][0] is x
     again = kept.copies("a", (x,), {}, options, "cpu", limit=100, keep=True)
-    assert [c[0][0].data_ptr() for c in again[1:]] == [c[0][0].data_ptr() for c in first[1:]]
+    assert [c[0][0].data_ptr() for c in again] == [c[0][0].data_ptr() for c in first]
+    assert kept.covers({"a"}) and not kept.covers({"a", "b"})
     other = kept.copies("b", (x,), {}, options, "cpu", limit=100, keep=True)  # over the budget: not kept
     assert "b" not in kept.kept and len(other) == 4
     kept.release({"a"})

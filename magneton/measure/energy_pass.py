@@ -211,37 +211,75 @@ def operand_copy_count(
 
 
 class KeptCopies:
-    """Operand clones kept from one trial to the next, up to a memory budget.
+    """Operand sets kept from one trial to the next, up to a memory budget.
 
     Every trial replays each signature on operands that rotate through clones. Cloning them afresh in
     every trial (up to the replay working set, 32 MiB per signature on a CPU) was the largest cost of
     the pass that is not measurement. A trial's operands hold the same values as the last trial's (the
-    same program on the same inputs), so the clones are reused; a signature that mutates its operands
-    gets fresh ones. Clones of a signature are dropped once it needs no more trials.
+    same program on the same inputs), so the whole rotation is kept, the first trial's real operands
+    with their clones; a signature that writes into its operands gets fresh ones every trial. When every
+    signature a trial still measures has its rotation kept, that trial replays them without running the
+    program again. A signature's operands are dropped once it needs no more trials.
     """
 
     def __init__(self, budget_bytes: int) -> None:
         self.budget_bytes = budget_bytes
         self.kept: dict[str, list[tuple[Any, Any]]] = {}
+        self.operators: dict[str, Any] = {}
         self.kept_bytes: dict[str, int] = {}
 
     def copies(
-        self, key: str, args: Any, kwargs: Any, options: PassOptions, device: str, limit: int, keep: bool
+        self,
+        key: str,
+        args: Any,
+        kwargs: Any,
+        options: PassOptions,
+        device: str,
+        limit: int,
+        keep: bool,
+        operator: Any = None,
     ) -> list[tuple[Any, Any]]:
-        """The operands, then clones: kept ones first, new ones as needed (kept if the budget allows)."""
+        """The operand sets to rotate through: kept ones first, then new clones (kept if the budget allows)."""
         count = operand_copy_count(args, kwargs, options, device, limit)
         kept = self.kept.get(key, []) if keep else []
-        clones = kept[: count - 1] + [_clone_tensors((args, kwargs)) for _ in range(count - 1 - len(kept))]
-        if keep and len(clones) > len(kept):
-            size = _tensor_bytes((args, kwargs)) * len(clones)
+        rotation = kept[:count] or [(args, kwargs)]
+        rotation += [_clone_tensors((args, kwargs)) for _ in range(count - len(rotation))]
+        if keep and len(rotation) > len(kept):
+            size = _tensor_bytes((args, kwargs)) * len(rotation)
             if sum(self.kept_bytes.values()) - self.kept_bytes.get(key, 0) + size <= self.budget_bytes:
-                self.kept[key], self.kept_bytes[key] = clones, size
-        return [(args, kwargs), *clones]
+                self.kept[key], self.kept_bytes[key], self.operators[key] = rotation, size, operator
+        return rotation
+
+    def covers(self, keys: set[str]) -> bool:
+        return all(key in self.kept for key in keys)
 
     def release(self, keys: set[str]) -> None:
         for key in keys:
             self.kept.pop(key, None)
             self.kept_bytes.pop(key, None)
+            self.operators.pop(key, None)
+
+
+def _replay(timer: _Timer, key: str, operator: Any, copies: list[tuple[Any, Any]]) -> Sample:
+    """One window of ``operator``: one call per step, each on the next operand set of the rotation."""
+    position = itertools.cycle(copies)
+
+    def call_next_copy() -> None:
+        copy_args, copy_kwargs = next(position)
+        operator(*copy_args, **copy_kwargs)
+
+    return timer.measure(key, call_next_copy)
+
+
+def _replay_kept(
+    timer: _Timer, kept: KeptCopies, keys: list[str], samples: dict[str, list[Sample]], options: PassOptions
+) -> None:
+    """A later trial of signatures whose operand sets are all kept: no need to run the program for them."""
+    for key in keys:
+        args, kwargs = kept.kept[key][0]
+        operator = kept.operators[key]
+        copies = kept.copies(key, args, kwargs, options, "cpu", timer.rounds[key], True, operator)
+        samples[key].append(_replay(timer, key, operator, copies))
 
 
 class _Timer:
@@ -383,15 +421,9 @@ class _MeasuringInterpreter(torch.fx.Interpreter):
                 per_call_s = self.timer.warm_up(key, lambda: operator(*args, **kwargs))
                 planned = math.ceil(self.timer.window_for(key) / max(per_call_s, 1e-9)) + 1
             copies = self.kept_copies.copies(
-                key, args, kwargs, self.timer.options, self.device, planned, keep=not op_node.mutates
+                key, args, kwargs, self.timer.options, self.device, planned, not op_node.mutates, operator
             )
-            position = itertools.cycle(copies)
-
-            def call_next_copy() -> None:
-                copy_args, copy_kwargs = next(position)
-                operator(*copy_args, **copy_kwargs)
-
-            sample = self.timer.measure(key, call_next_copy)
+            sample = _replay(self.timer, key, operator, copies)
         self.samples.setdefault(op_node.signature, []).append(sample)
         self.measured_this_trial.add(op_node.signature)
         if self.on_measured is not None:
@@ -456,6 +488,7 @@ def run_energy_pass(
     for node in graph.nodes:
         by_piece[node.piece][node.fx_name] = node
     signatures = {node.signature for node in graph.nodes if not node.zero_cost}
+    program_order = list(dict.fromkeys(node.signature for node in graph.nodes if not node.zero_cost))
     samples: dict[str, list[Sample]] = {}
     forward_samples: list[Sample] = []
     restore_samples: list[Sample] = []  # per run, from the same trials as forward_samples
@@ -519,7 +552,10 @@ def run_energy_pass(
                     )
                 forward_samples.append(whole)
                 restore_inputs()
-            if not signatures <= done:
+            if trial > 0 and kept_copies.covers(signatures - done):
+                _replay_kept(timer, kept_copies, [k for k in program_order if k not in done], samples, options)
+                tell(trial + 1, len(signatures))
+            elif not signatures <= done:
                 measured_this_trial: set[str] = set(done)
 
                 def on_measured(trial: int = trial + 1, measured: set[str] = measured_this_trial) -> None:
