@@ -72,6 +72,13 @@ corpus *ARGS:
 corpus-validate *ARGS:
     magneton corpus validate --json out/corpus-validate.json {{ARGS}}
 
-# On a CUDA machine: analyse a small GPT-2-like model with NVML twice (< 5 minutes).
+# On a CUDA machine: analyse a small GPT-2-like model with NVML twice, then `magneton diff` on one GPU corpus
+# case (float32 matmul precision highest vs high), all under 5 minutes.
 gpu-check:
     python -m magneton.gpu_check
+    python -m magneton corpus eval --case new-fp32-math-mode --step diff --backend nvml --trials 3
+
+# Re-record the expected-energy test data (tests/data/expected/recorded-cpu.json) on a QUIET machine:
+# a default calibration and one TinyGPT analysis (~2 minutes). Never edit the file by hand.
+record-expected:
+    python -m tests.record_expected

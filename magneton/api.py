@@ -183,7 +183,7 @@ def analyze(
     (or ``cpu_watts_per_core``), ``trace_path`` (or ``trace``), ``record_trace``, ``trace_events`` (a Chrome
     trace-event timeline of one forward pass, for Perfetto), ``train`` (profile a training step: forward, backward
     on the sum of the float outputs, no optimizer; pass a :class:`magneton.TrainStep` as ``model_or_fn`` for your
-    own loss and optimizer). ``target`` names the
+    own loss, optimizer, autocast dtype and GradScaler). ``target`` names the
     workload in the report (default: the callable's qualified name).
     """
     from magneton.pipeline import analyze_workload

@@ -92,6 +92,28 @@ class GraphPiece:
     flat_inputs: list[Any]
 
 
+@dataclass(frozen=True)
+class TrainParam:
+    """A parameter of a captured training step, as the training rules see it."""
+
+    name: str  # the model's parameter name ("h.0.attn.qkv.weight")
+    placeholder: str  # fx name of the graph input that holds it
+    dtype: str
+    requires_grad: bool
+    updated: bool | None  # in a param group whose lr is not 0 (a warm-up's 0 counts as not 0); None: no optimizer
+    gradient_node: str | None  # id of the OpNode whose output is its gradient; None: no gradient is computed
+    float32_state: bool = False  # after the step the optimizer state holds a float32 tensor of its shape (a master)
+
+
+@dataclass(frozen=True)
+class TrainingInfo:
+    """What a training step's graph alone does not say: which inputs are parameters and what the optimizer owns."""
+
+    parameters: tuple[TrainParam, ...]
+    optimizer: str | None  # the optimizer's class name; None: the step has no optimizer
+    scaler: bool = False  # the step scales its loss with a GradScaler
+
+
 @dataclass
 class OpGraph:
     method: str  # "torch.export", "make_fx", "torch.fx.symbolic_trace" or "piecewise"
@@ -100,6 +122,7 @@ class OpGraph:
     notes: list[str] = field(default_factory=list)
     device: str = "cpu"
     mutates_inputs: bool = False  # the program writes into its own input tensors
+    training: TrainingInfo | None = None  # set for a captured training step
 
     def node(self, node_id: str) -> OpNode:
         for node in self.nodes:

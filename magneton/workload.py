@@ -37,8 +37,10 @@ class TrainStep:
     ``loss_fn`` turns the model's output into the scalar loss (labels close over it:
     ``lambda out: F.cross_entropy(out, labels)``). Instead, ``compute_loss(model, *args, **kwargs)``
     may run the model itself and return the loss. ``autocast_dtype`` runs forward and loss under
-    ``torch.autocast`` with that dtype. The user's model and optimizer are never modified: Magneton
-    trains copies of the parameters and of the optimizer state.
+    ``torch.autocast`` with that dtype. ``scaler`` (a ``torch.amp.GradScaler``, with an optimizer) makes
+    the step the mixed-precision one: scale the loss, backward, unscale and check for inf/NaN, the
+    optimizer step through the scaler, ``update()``. The user's model, optimizer and scaler are never
+    modified: Magneton trains copies of the parameters, of the optimizer state and of the scaler.
     """
 
     model: Any  # torch.nn.Module with at least one parameter that requires grad
@@ -48,6 +50,7 @@ class TrainStep:
     optimizer: Any = None  # torch.optim.Optimizer over (some of) the model's parameters
     compute_loss: Callable[..., Any] | None = None
     autocast_dtype: Any = None  # torch.dtype, e.g. torch.bfloat16
+    scaler: Any = None  # torch.amp.GradScaler (or torch.cuda.amp.GradScaler), enabled; needs an optimizer
 
 
 def split_target(target: str) -> tuple[str, str]:
@@ -259,6 +262,8 @@ def validate_train_step(target: str, step: TrainStep) -> TrainStep:
             )
         if not any(id(p) in {id(t) for t in trainable} for p in held):
             raise WorkloadError(target, "the optimizer owns none of the model's trainable parameters")
+    if step.scaler is not None:
+        _check_scaler(target, step)
     args = tuple(step.args) if isinstance(step.args, (list, tuple)) else (step.args,)
     checked = validate_workload(target, (step.model, args, dict(step.kwargs)))
     return TrainStep(
@@ -269,7 +274,61 @@ def validate_train_step(target: str, step: TrainStep) -> TrainStep:
         optimizer=step.optimizer,
         compute_loss=step.compute_loss,
         autocast_dtype=step.autocast_dtype,
+        scaler=step.scaler,
     )
+
+
+def _check_scaler(target: str, step: TrainStep) -> None:
+    """A GradScaler that can run the step: enabled, with an optimizer, for the parameters' device, between steps."""
+    import torch
+
+    from magneton.capture.torch_compat import grad_scaler_device_type, grad_scaler_mid_iteration
+
+    scaler = step.scaler
+    if not isinstance(scaler, torch.amp.GradScaler):
+        raise WorkloadError(
+            target,
+            f"TrainStep.scaler must be a torch.amp.GradScaler, got {type(scaler).__module__}.{type(scaler).__name__}",
+        )
+    device_type = grad_scaler_device_type(scaler)
+    if not scaler.is_enabled():
+        why = (
+            "; torch.cuda.amp.GradScaler and GradScaler('cuda') disable themselves when CUDA is not available: "
+            "on the CPU use torch.amp.GradScaler('cpu')"
+            if device_type == "cuda" and not torch.cuda.is_available()
+            else ""
+        )
+        raise WorkloadError(
+            target, f"TrainStep.scaler is disabled (enabled=False): it would scale nothing; pass scaler=None{why}"
+        )
+    if step.optimizer is None:
+        raise WorkloadError(
+            target,
+            "TrainStep.scaler needs TrainStep.optimizer: a GradScaler unscales the gradients and steps an optimizer "
+            "(scaler.step(optimizer)); pass the optimizer too, or drop the scaler",
+        )
+    params = [p for p in step.model.parameters() if p.requires_grad]
+    param_device = params[0].device.type if params else "cpu"
+    if device_type != param_device:
+        raise WorkloadError(
+            target,
+            f"TrainStep.scaler was built for {device_type!r} but the parameters are on {param_device!r}; "
+            f"build it with torch.amp.GradScaler({param_device!r})",
+        )
+    half = [p for p in params if p.dtype == torch.float16]
+    if half:
+        raise WorkloadError(
+            target,
+            f"{len(half)} trainable parameter(s) are float16 (first: shape {list(half[0].shape)}); a GradScaler "
+            "cannot unscale float16 gradients. Keep float32 parameters and set autocast_dtype=torch.float16 "
+            "(the forward then runs in float16, the gradients arrive in float32)",
+        )
+    if grad_scaler_mid_iteration(scaler):
+        raise WorkloadError(
+            target,
+            "TrainStep.scaler is in the middle of an iteration (unscale_() or step() ran without update()); "
+            "pass it between iterations, after scaler.update()",
+        )
 
 
 def sum_of_float_outputs(output: Any) -> Any:

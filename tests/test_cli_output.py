@@ -48,7 +48,17 @@ def test_quiet_keeps_one_line_naming_backend_and_provenance(
 
     monkeypatch.setenv("COLUMNS", "300")
     code = main(
-        ["analyze", f"{TINY_MLP}:workload", "--trials", "1", "--min-window-s", "0.002", "--quiet", "--no-overhead"]
+        [
+            "analyze",
+            f"{TINY_MLP}:workload",
+            "--trials",
+            "1",
+            "--min-window-s",
+            "0.002",
+            "--quiet",
+            "--no-overhead",
+            "--no-allocator-check",
+        ]
     )
     out = capsys.readouterr().out.splitlines()
     assert code == 0

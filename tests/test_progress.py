@@ -81,6 +81,8 @@ def test_json_to_stdout_with_progress_on_a_terminal(tmp_path: Path) -> None:
     env = {**os.environ, "COLUMNS": "160", "PYTHONWARNINGS": "ignore", "PYTHONPATH": str(TINY_MLP.parents[2])}
     env.pop("MAGNETON_CPU_WATTS_PER_CORE", None)
     args = ["analyze", f"{TINY_MLP}:workload", "--backend=estimate", "--trials=2", "--idle-s=0.01", "--json", "-"]
+    # Exit 0 means no finding: the measured detectors, whose verdicts depend on the machine's load, stay off.
+    args += ["--no-overhead", "--no-allocator-check", "--no-expected"]
     proc = subprocess.Popen(
         [sys.executable, "-m", "magneton", *args], stdout=subprocess.PIPE, stderr=follower, env=env, cwd=tmp_path
     )

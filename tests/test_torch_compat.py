@@ -181,3 +181,34 @@ def test_annotate_nodes_nests() -> None:
         graph = make_fx(f, tracing_mode="real")(torch.randn(2)).graph
     custom = [n.meta.get("custom") for n in graph.nodes if n.op == "call_function"]
     assert custom == [{"a": "1"}, {"a": "1", "b": "2"}]
+
+
+def test_grad_scaler_clone_state_tensors_and_iteration() -> None:
+    """The scaler copy holds the user's scale and growth count as tensors; the user's scaler is only read."""
+    model = torch.nn.Linear(3, 3)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    user = torch.amp.GradScaler("cpu", init_scale=256.0, growth_interval=3)
+    user.scale(model(torch.randn(2, 3)).sum()).backward()
+    assert not torch_compat.grad_scaler_mid_iteration(user)  # scale() alone does not start the per-optimizer state
+    user.step(opt)
+    assert torch_compat.grad_scaler_mid_iteration(user)
+    user.update()
+    assert not torch_compat.grad_scaler_mid_iteration(user)
+    before = user.state_dict()
+    assert before["_growth_tracker"] == 1
+
+    clone, scale, tracker = torch_compat.clone_grad_scaler(user, torch.device("cpu"))
+    assert type(clone) is type(user) and user.state_dict() == before
+    assert scale.dtype == torch.float32 and float(scale) == 256.0
+    assert tracker.dtype == torch.int32 and int(tracker) == 1
+    assert torch_compat.grad_scaler_device_type(user) == "cpu"
+
+    # The copy's step writes into exactly these tensors, never into the user's.
+    clone.scale(model(torch.randn(2, 3)).sum()).backward()
+    clone.unscale_(opt)
+    assert torch_compat.grad_scaler_mid_iteration(clone)
+    torch_compat.reset_grad_scaler_iteration(clone)
+    assert not torch_compat.grad_scaler_mid_iteration(clone)
+    clone.step(opt)
+    clone.update()
+    assert int(tracker) == 2 and user.state_dict() == before

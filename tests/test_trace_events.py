@@ -112,7 +112,7 @@ def test_analyze_writes_trace_events_and_html(run_cli, tmp_path: Path) -> None:
     trace_path, html_path = tmp_path / "t.json", tmp_path / "r.html"
     result = run_cli(
         "analyze", TINY_MLP, "--backend", "estimate", "--trials", "2", "--min-window-s", "0.002",
-        "--trace-events", str(trace_path), "--html", str(html_path), "--quiet", "--no-overhead",
+        "--trace-events", str(trace_path), "--html", str(html_path), "--quiet", "--no-overhead", "--no-allocator-check",
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     trace = json.loads(trace_path.read_text())

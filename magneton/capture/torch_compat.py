@@ -187,7 +187,57 @@ def is_gradient_accumulation(meta: dict[str, Any]) -> bool:
     return isinstance(marker, str) and bool(marker) and marker in str(meta.get("stack_trace") or "")
 
 
+# --- training capture: a GradScaler's state as tensors the graph reads and writes ------------------------------------
+
+
+def clone_grad_scaler(scaler: Any, device: torch.device) -> tuple[Any, torch.Tensor, torch.Tensor]:
+    """A copy of ``scaler`` (same class, scale, growth tracker and factors) with its state tensors on ``device``.
+
+    Returns the copy, its scale tensor and its growth-tracker tensor: the tensors ``scale()`` reads and
+    ``update()`` rewrites in place, which a captured step takes as inputs so every trial can restore them.
+    The user's scaler is only read (``get_scale()`` through pickling's ``__getstate__``).
+
+    Missing public API: GradScaler gives its scale and growth tracker only as Python numbers
+    (``get_scale()``, ``state_dict()``); the tensors themselves are the private ``_scale``/``_growth_tracker``.
+    """
+    import copy
+
+    clone = copy.deepcopy(scaler)  # __getstate__: the state as numbers, the tensors made again lazily
+    clone.scale(torch.ones((), device=device))  # public: creates the scale and growth tracker on ``device``
+    return clone, clone._scale, clone._growth_tracker
+
+
+def grad_scaler_device_type(scaler: Any) -> str:
+    """The device type a GradScaler was built for (``"cuda"``, ``"cpu"``, ...).
+
+    Missing public API: the constructor's ``device`` is kept only as the private ``_device``.
+    """
+    return str(getattr(scaler, "_device", "cuda")).split(":")[0]
+
+
+def grad_scaler_mid_iteration(scaler: Any) -> bool:
+    """Whether ``unscale_()`` or ``step()`` ran since the scaler's last ``update()`` (its per-optimizer state is set).
+
+    Missing public API: GradScaler keeps that state in the private ``_per_optimizer_states`` and has no query.
+    """
+    return bool(getattr(scaler, "_per_optimizer_states", None))
+
+
+def reset_grad_scaler_iteration(scaler: Any) -> None:
+    """Forget a half-finished iteration (a step that raised between ``unscale_()`` and ``update()``).
+
+    Missing public API: only ``update()`` clears the private ``_per_optimizer_states``, and it needs a finished step.
+    """
+    states = getattr(scaler, "_per_optimizer_states", None)
+    if states is not None:
+        states.clear()
+
+
 __all__ = [
+    "clone_grad_scaler",
+    "grad_scaler_device_type",
+    "grad_scaler_mid_iteration",
+    "reset_grad_scaler_iteration",
     "EXPORT_GUARDS_MODULE",
     "is_gradient_accumulation",
     "annotate_nodes",

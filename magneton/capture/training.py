@@ -21,6 +21,23 @@ buffers and batch, and on a clone of the optimizer (same class, same param group
 state loaded from a deep copy of its state dict). Those clones are the graph's
 inputs; the energy pass restores them before every run, so every trial measures
 the same step from the same state.
+
+A ``GradScaler`` (mixed precision) is traced the same way, by running its own code:
+``scale(loss)``, the backward of the scaled loss, then ``scaler.step(optimizer)``
+(``unscale_``: one ``_amp_foreach_non_finite_check_and_unscale_`` per device and dtype,
+then the optimizer step, or for fused optimizers the scale and inf flag passed into the
+fused kernel) and ``update()`` (``_amp_update_scale_``). The scaler is a copy; its scale
+and growth-tracker tensors are graph inputs like the optimizer state, so ``update()``
+writes into them and every trial restores them. Phases: ``scale(loss)`` and its
+backward are *backward* (they exist only to seed the backward pass); unscaling, the
+inf/NaN check, the optimizer step and ``update()`` are *optimizer*.
+
+The one data-dependent decision, whether the step is skipped because a gradient is
+inf/NaN (``scaler.step`` reads the flag with ``.item()``), is taken once while tracing,
+on the real tensors of this step. Replays start from the same state, so they would take
+the same branch: the graph measures the step the example batch really takes. When that
+step overflows, it updates no parameter (a fused optimizer decides inside its kernel), and
+the graph notes say so.
 """
 
 from __future__ import annotations
@@ -28,7 +45,7 @@ from __future__ import annotations
 import contextlib
 import copy
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -39,16 +56,18 @@ from magneton.capture.strategies import _quiet_tracers, _short_error
 from magneton.capture.torch_compat import (
     annotate_nodes,
     annotate_phase,
+    clone_grad_scaler,
     full_export_stack_traces,
     is_gradient_accumulation,
     make_fx_data_dependent_ok,
     preserve_node_meta,
+    reset_grad_scaler_iteration,
     tag_backward_with_forward_seq_nr,
     tree_flatten,
 )
 from magneton.capture.values import InputSnapshot
 from magneton.errors import CaptureError, WorkloadError
-from magneton.graph import GraphPiece, OpGraph, OpNode
+from magneton.graph import GraphPiece, OpGraph, OpNode, TrainingInfo, TrainParam
 from magneton.workload import TrainStep, Workload
 
 PHASES = ("forward", "backward", "optimizer")
@@ -87,8 +106,11 @@ class TrainingRun:
     batch_leaves: list[Any]
     batch_spec: Any
     batch_positions: list[int]
-    counts: tuple[int, int, int]  # params, buffers, optimizer state tensors
+    counts: tuple[int, int, int]  # params, buffers, optimizer and scaler state tensors
     pristine: InputSnapshot | None = None  # flat_inputs as prepared, before any step ran on them
+    scaler: Any = None  # a copy of the step's GradScaler; its scale and growth tracker are among flat_inputs
+    scaler_tensors: tuple[torch.Tensor, torch.Tensor] | None = None  # (scale, growth tracker) of ``scaler``
+    grad_names: list[str] = field(default_factory=list)  # parameters whose gradient the last step returned, in order
 
     def __post_init__(self) -> None:
         if self.pristine is None:
@@ -105,6 +127,8 @@ class TrainingRun:
         if self.optimizer is not None:
             self.optimizer.state.clear()
             self.optimizer.state.update({p: dict(s) for p, s in self.initial_state.items()})
+        if self.scaler is not None:  # a step that raised mid-iteration must not leave it half done
+            reset_grad_scaler_iteration(self.scaler)
 
     def run(self, *tensors: torch.Tensor, tracing: bool = False) -> tuple[torch.Tensor, ...]:
         """One step: the loss, then the gradients; the optimizer updates the cloned parameters in place."""
@@ -127,17 +151,45 @@ class TrainingRun:
             loss = torch.func.functional_call(self.wrapper, values, tuple(args), dict(kwargs))
         if not tracing:
             check_loss(self.target, loss)
-        trainable = [p for p in params if p.requires_grad]
+        named = [(name, p) for name, p in zip(self.param_names, params, strict=True) if p.requires_grad]
+        trainable = [p for _, p in named]
+        seed = loss
+        if self.scaler is not None:
+            # The scaled loss exists only to seed the backward pass; the energy pass runs the step under no_grad.
+            with annotate_phase("backward"), torch.enable_grad():
+                seed = self.scaler.scale(loss)
         if tracing:
-            tag_backward_with_forward_seq_nr(loss)
+            tag_backward_with_forward_seq_nr(seed)
         with annotate_phase("backward"):
-            grads = torch.autograd.grad(loss, trainable, allow_unused=True)
+            grads = torch.autograd.grad(seed, trainable, allow_unused=True)
+        self.grad_names = [name for (name, _), grad in zip(named, grads, strict=True) if grad is not None]
         if self.optimizer is not None:
             for param, grad in zip(trainable, grads, strict=True):
                 param.grad = grad
             with annotate_phase("optimizer"), torch.no_grad():
-                self.optimizer.step()
+                self._optimizer_step()
         return (loss.detach(), *[g for g in grads if g is not None])
+
+    def _optimizer_step(self) -> None:
+        optimizer, scaler = self.optimizer, self.scaler
+        assert optimizer is not None
+
+        # Named ``forward``: make_fx keeps stack-trace frames from the first one named so, and without one an
+        # optimizer written by the user (a custom step()) would get no source line.
+        def forward() -> None:
+            if scaler is not None:
+                # Unscales the gradients in place (the returned ones too) and skips the update on inf/NaN.
+                scaler.step(optimizer)
+                scaler.update()
+            else:
+                optimizer.step()
+
+        forward()
+
+    def model_and_batch(self) -> list[torch.Tensor]:
+        """The inputs two steps must share to be compared: parameters, buffers, batch (not optimizer/scaler state)."""
+        n_params, n_buffers, n_state = self.counts
+        return [*self.flat_inputs[: n_params + n_buffers], *self.flat_inputs[n_params + n_buffers + n_state :]]
 
     def eager_step(self, *tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """The step as the user runs it (eagerly), from the same optimizer state every time."""
@@ -204,6 +256,12 @@ def prepare(target: str, step: TrainStep) -> TrainingRun:
     state_tensors: list[torch.Tensor] = []
     if step.optimizer is not None:
         optimizer, state_tensors = _clone_optimizer(step.optimizer, clone_of)
+    scaler, scaler_tensors = None, None
+    if step.scaler is not None:
+        device = next((p.device for p in params if p.requires_grad), torch.device("cpu"))
+        scaler, scale, growth_tracker = clone_grad_scaler(step.scaler, device)
+        scaler_tensors = (scale, growth_tracker)
+        state_tensors = [*state_tensors, scale, growth_tracker]
     leaves, spec = tree_flatten((tuple(step.args), dict(step.kwargs)))
     positions = [i for i, leaf in enumerate(leaves) if isinstance(leaf, torch.Tensor)]
     batch = [leaves[i].detach().clone() for i in positions]
@@ -220,6 +278,8 @@ def prepare(target: str, step: TrainStep) -> TrainingRun:
         batch_spec=spec,
         batch_positions=positions,
         counts=(len(params), len(buffers), len(state_tensors)),
+        scaler=scaler,
+        scaler_tensors=scaler_tensors,
     )
 
 
@@ -265,6 +325,9 @@ def capture_training(run: TrainingRun, observer: ValueObserver | None = None) ->
         return run.run(*tensors, tracing=True)
 
     run.reset_optimizer_state()
+    scale_before = float(run.scaler_tensors[0]) if run.scaler_tensors is not None else None
+    scale_after = None
+    masters: set[str] = set()
     try:
         # Full stack traces: a loss function is not named ``forward`` and would otherwise get no source line.
         with _quiet_tracers(), preserve_node_meta(), full_export_stack_traces(), _module_annotations(run.step.model):
@@ -275,6 +338,8 @@ def capture_training(run: TrainingRun, observer: ValueObserver | None = None) ->
                 record_stack_traces=True,
                 **make_fx_data_dependent_ok(),
             )(*run.flat_inputs)
+        scale_after = float(run.scaler_tensors[0]) if run.scaler_tensors is not None else None
+        masters = _float32_masters(run)
     except WorkloadError:
         raise
     except Exception as err:  # make_fx raises many types; the user needs the one line
@@ -289,14 +354,103 @@ def capture_training(run: TrainingRun, observer: ValueObserver | None = None) ->
     )
     if run.optimizer is None:
         graph.notes.append("no optimizer given: the step is forward, loss and backward only")
+    if scale_before is not None:
+        graph.notes.append(_scaler_note(scale_before, scale_after))
     with torch.no_grad():  # the graph holds the backward explicitly; replaying it needs no autograd
         annotate(graph, observer)
     graph.mutates_inputs = snapshot.changed() or run.optimizer is not None
     snapshot.restore()
     run.reset_optimizer_state()
     assign_phases(graph, module)
+    graph.training = training_info(run, module, graph, masters)
     graph.device = str(run.flat_inputs[0].device) if run.flat_inputs else "cpu"
     return graph
+
+
+def _scaler_note(scale_before: float, scale_after: float | None) -> str:
+    traced = (
+        f"GradScaler step traced at scale {scale_before:g}: loss scaled, gradients unscaled and checked for inf/NaN "
+        "in the optimizer phase, scale updated"
+    )
+    if scale_after is not None and scale_after < scale_before:
+        # update() backs the scale off only when the check found inf/NaN, and then step() skipped the update.
+        return (
+            f"{traced}; at this scale the gradients overflow (inf/NaN): the scale backed off to {scale_after:g} and, "
+            "as in training, the step updates no parameter (the optimizer step is left out of the graph, or a fused "
+            "kernel skips it). Lower the scaler's scale (init_scale) to profile a step that updates the parameters"
+        )
+    return traced
+
+
+def _is_zero(value: Any) -> bool:
+    try:
+        return float(value) == 0.0
+    except (TypeError, ValueError):  # an optimizer without a numeric lr: assume it updates
+        return False
+
+
+def _frozen_by_lr(group: dict[str, Any]) -> bool:
+    """A param group whose lr is 0 for good: not a scheduler's warm-up (an lr scheduler keeps ``initial_lr``)."""
+    return _is_zero(group.get("lr")) and ("initial_lr" not in group or _is_zero(group["initial_lr"]))
+
+
+def _float32_masters(run: TrainingRun) -> set[str]:
+    """Half-precision parameters for which the optimizer keeps a float32 tensor of their shape (a master copy)."""
+    found: set[str] = set()
+    if run.optimizer is None:
+        return found
+    for name, param in zip(run.param_names, run.flat_inputs[: run.counts[0]], strict=True):
+        if param.dtype not in (torch.float16, torch.bfloat16):
+            continue
+        state = run.optimizer.state.get(param, {})
+        if any(
+            isinstance(v, torch.Tensor) and v.dtype == torch.float32 and v.shape == param.shape for v in state.values()
+        ):
+            found.add(name)
+    return found
+
+
+def training_info(
+    run: TrainingRun, module: torch.fx.GraphModule, graph: OpGraph, masters: set[str] | None = None
+) -> TrainingInfo:
+    """The parameters behind the graph's inputs, whether the optimizer updates each, and which node is its gradient.
+
+    ``masters``: parameters whose float32 master copy the optimizer keeps in its state (seen after the traced step).
+    """
+    placeholders = [node.name for node in module.graph.nodes if node.op == "placeholder"]
+    output = next(node for node in module.graph.nodes if node.op == "output")
+    returned = output.args[0] if isinstance(output.args[0], (tuple, list)) else (output.args[0],)
+    node_of_fx = {node.fx_name: node.id for node in graph.nodes if node.piece == 0}
+    gradient_of: dict[str, str | None] = {}
+    for name, value in zip(run.grad_names, returned[1:], strict=False):
+        gradient_of[name] = node_of_fx.get(value.name) if isinstance(value, torch.fx.Node) else None
+    frozen_of: dict[int, bool] = {}
+    if run.optimizer is not None:
+        for group in run.optimizer.param_groups:
+            for param in group["params"]:
+                frozen_of[id(param)] = _frozen_by_lr(group)
+    n_params = run.counts[0]
+    parameters = []
+    for index, (name, param) in enumerate(zip(run.param_names, run.flat_inputs[:n_params], strict=True)):
+        updated = None
+        if run.optimizer is not None:
+            updated = id(param) in frozen_of and not frozen_of[id(param)]
+        parameters.append(
+            TrainParam(
+                name=name.removeprefix(_MODEL_PREFIX),
+                placeholder=placeholders[index],
+                dtype=str(param.dtype).removeprefix("torch."),
+                requires_grad=param.requires_grad,
+                updated=updated,
+                gradient_node=gradient_of.get(name),
+                float32_state=name in (masters or set()),
+            )
+        )
+    return TrainingInfo(
+        parameters=tuple(parameters),
+        optimizer=type(run.optimizer).__name__ if run.optimizer is not None else None,
+        scaler=run.scaler is not None,
+    )
 
 
 def _phase_of(fx_node: torch.fx.Node, previous: str) -> str:
@@ -374,5 +528,6 @@ __all__ = [
     "capture_training",
     "check_loss",
     "prepare",
+    "training_info",
     "training_workload",
 ]

@@ -110,6 +110,16 @@ def load_diff_target(target: str) -> Workload:
     return Workload(run.eager_step, tuple(run.flat_inputs), {})
 
 
+def _inputs_to_compare(workload: Workload) -> Any:
+    """What two targets must share: a training step's model and batch (its optimizer and scaler state may differ)."""
+    from magneton.capture.training import TrainingRun
+
+    run = getattr(workload.fn, "__self__", None)
+    if isinstance(run, TrainingRun):
+        return (run.model_and_batch(), {})
+    return (workload.args, dict(workload.kwargs))
+
+
 def _capture_side(workload: Workload, observer: Any) -> Any:
     from magneton.capture import capture
     from magneton.capture.training import TrainingRun, capture_training
@@ -164,9 +174,7 @@ def diff_workloads(
             move_workload(workload_a, options.device, target_a),
             move_workload(workload_b, options.device, target_b),
         )
-    check_same_inputs(
-        (workload_a.args, dict(workload_a.kwargs)), (workload_b.args, dict(workload_b.kwargs)), target_a, target_b
-    )
+    check_same_inputs(_inputs_to_compare(workload_a), _inputs_to_compare(workload_b), target_a, target_b)
     say("running both programs to compare their outputs")
     outputs_a, outputs_b = _run(workload_a, settings_a), _run(workload_b, settings_b)
     notes: list[str] = []

@@ -287,6 +287,11 @@ class Evaluation:
     shapes: Accuracy  # shapes left out of the sweep (a model refitted without them)
     models: Accuracy  # nodes of real models never in training
 
+    @property
+    def headline(self) -> Accuracy:
+        """The figure that matters: real-model nodes when they were measured, else left-out shapes."""
+        return self.models if self.models.points else self.shapes
+
     def describe(self) -> str:
         return f"{self.shapes.describe()}; {self.models.describe()}"
 

@@ -134,7 +134,7 @@ def add_expected_energy(
         return msgspec.structs.replace(report, expected=ExpectedSummary(enabled=False, notes=notes))
     evaluation = calibration.evaluation()
     model = evaluation.model
-    heldout = evaluation.models if evaluation.models.points else evaluation.shapes
+    heldout = evaluation.headline
     threads = torch.get_num_threads()
 
     energies: dict[str, tuple[float, float]] = {}

@@ -1,0 +1,69 @@
+"""The regression and the anomaly detector on real measurements recorded on a quiet machine.
+
+``tests/data/expected/recorded-cpu.json`` holds a default calibration (the sweep and the
+real-model check) and one measured analysis of the bundled TinyGPT, written by
+``just record-expected`` (tests/record_expected.py). Fitting is deterministic, so these
+checks fail exactly when a change to the features, the model or the detector makes them fail
+on real data, not when the CI machine is noisy.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from magneton.expected.anomalies import AnomalyOptions, evidence_for, find_anomalies
+from magneton.expected.features import FEATURE_VERSION, NodeFeatures
+from magneton.expected.model import Point, fit_and_evaluate
+
+RECORDED = Path(__file__).resolve().parent / "data" / "expected" / "recorded-cpu.json"
+MDAPE_TARGET = 0.15  # the issue's target on real-model nodes, estimate backend
+
+
+@pytest.fixture(scope="module")
+def recorded() -> dict:
+    data = json.loads(RECORDED.read_text())
+    if data["calibration"]["feature_version"] != FEATURE_VERSION:
+        pytest.fail(f"{RECORDED} predates feature version {FEATURE_VERSION}: re-record it (`just record-expected`)")
+    return data
+
+
+@pytest.fixture(scope="module")
+def evaluation(recorded: dict):  # type: ignore[no-untyped-def]
+    return fit_and_evaluate([Point.from_json(p) for p in recorded["calibration"]["points"]])
+
+
+def test_real_model_accuracy_meets_the_target(evaluation) -> None:  # type: ignore[no-untyped-def]
+    assert evaluation.models.points >= 40  # TinyGPT, BERT and GPT-2 nodes were all measured
+    assert evaluation.models.mdape <= MDAPE_TARGET, evaluation.describe()
+    assert evaluation.models.r2 >= 0.9, evaluation.describe()
+
+
+def test_clean_tinygpt_has_no_anomaly_holding_five_percent(recorded: dict, evaluation) -> None:  # type: ignore[no-untyped-def]
+    from magneton.capture import capture
+    from magneton.examples.tiny_gpt import build_tiny_gpt
+    from magneton.workload import Workload
+
+    model, args = build_tiny_gpt()
+    graph = capture(Workload(model, args))
+    measured = recorded["tinygpt"]["nodes"]
+    assert set(measured) <= {n.id for n in graph.nodes}, "the recorded node ids no longer match TinyGPT's capture"
+    threads = recorded["calibration"]["fingerprint"]["threads"]  # the recording machine's, as analyze would use
+    features = {n.id: NodeFeatures.of(n, threads) for n in graph.nodes if n.id in measured and not n.zero_cost}
+    ids = list(features)
+    expected = dict(zip(ids, evaluation.model.expected_j([features[i] for i in ids]), strict=True))
+    energies = {i: (measured[i][0], measured[i][1]) for i in ids}
+    low = {i: measured[i][2] for i in ids}
+    findings = find_anomalies(
+        graph,
+        evidence_for(graph, energies, features, expected, {}, low),
+        recorded["tinygpt"]["total_energy_j"],
+        evaluation.model,
+        AnomalyOptions(),
+        "estimated",
+        model_error=evaluation.headline.mdape,
+    )
+    large = [f"{f.title} at {f.source.line if f.source else '?'}: {f.share:.1%}" for f in findings if f.share >= 0.05]
+    assert not large, large
