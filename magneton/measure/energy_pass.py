@@ -272,14 +272,23 @@ def _replay(timer: _Timer, key: str, operator: Any, copies: list[tuple[Any, Any]
 
 
 def _replay_kept(
-    timer: _Timer, kept: KeptCopies, keys: list[str], samples: dict[str, list[Sample]], options: PassOptions
+    timer: _Timer,
+    kept: KeptCopies,
+    keys: list[str],
+    samples: dict[str, list[Sample]],
+    options: PassOptions,
+    on_measured: Callable[[int], None],
 ) -> None:
-    """A later trial of signatures whose operand sets are all kept: no need to run the program for them."""
-    for key in keys:
+    """A later trial of signatures whose operand sets are all kept: no need to run the program for them.
+
+    ``on_measured`` is told how many of ``keys`` are measured so far, after each one.
+    """
+    for count, key in enumerate(keys, 1):
         args, kwargs = kept.kept[key][0]
         operator = kept.operators[key]
         copies = kept.copies(key, args, kwargs, options, "cpu", timer.rounds[key], True, operator)
         samples[key].append(_replay(timer, key, operator, copies))
+        on_measured(count)
 
 
 class _Timer:
@@ -553,8 +562,15 @@ def run_energy_pass(
                 forward_samples.append(whole)
                 restore_inputs()
             if trial > 0 and kept_copies.covers(signatures - done):
-                _replay_kept(timer, kept_copies, [k for k in program_order if k not in done], samples, options)
-                tell(trial + 1, len(signatures))
+                already = len(signatures & done)
+                _replay_kept(
+                    timer,
+                    kept_copies,
+                    [key for key in program_order if key not in done],
+                    samples,
+                    options,
+                    lambda count, trial=trial + 1, already=already: tell(trial, already + count),
+                )
             elif not signatures <= done:
                 measured_this_trial: set[str] = set(done)
 
