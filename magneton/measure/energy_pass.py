@@ -562,15 +562,12 @@ def run_energy_pass(
                 forward_samples.append(whole)
                 restore_inputs()
             if trial > 0 and kept_copies.covers(signatures - done):
-                already = len(signatures & done)
-                _replay_kept(
-                    timer,
-                    kept_copies,
-                    [key for key in program_order if key not in done],
-                    samples,
-                    options,
-                    lambda count, trial=trial + 1, already=already: tell(trial, already + count),
-                )
+
+                def on_kept(count: int, trial: int = trial + 1, already: int = len(signatures & done)) -> None:
+                    tell(trial, already + count)
+
+                pending = [key for key in program_order if key not in done]
+                _replay_kept(timer, kept_copies, pending, samples, options, on_kept)
             elif not signatures <= done:
                 measured_this_trial: set[str] = set(done)
 
