@@ -12,7 +12,9 @@ class WhereWithZerosLike(Rule):
     """``torch.where(c, x, torch.zeros_like(x))``: a whole tensor of zeros allocated and filled to select from.
 
     ``torch.where`` accepts a Python scalar for either branch (PyTorch >= 2.0),
-    so the zeros tensor (an allocation and a full write) is not needed.
+    so the zeros tensor (an allocation and a full write) is not needed. Fires
+    when the other branch is ``x`` itself or another ``*_like(x)`` tensor (same
+    shape and dtype by construction, so the result does not change).
 
     References: https://pytorch.org/docs/stable/generated/torch.where.html.
     """
@@ -28,6 +30,10 @@ class WhereWithZerosLike(Rule):
     VALID = (
         Valid("import torch\ny = torch.where(c, x, 0)\n"),
         Valid("import torch\ny = torch.where(c, x, torch.zeros_like(z))\n", why="shape from another tensor"),
+        Valid(
+            "import torch\ny = torch.where(c, torch.ones_like(z), torch.zeros_like(x))\n",
+            why="the branches are shaped like different tensors",
+        ),
     )
     INVALID = (
         Invalid(
@@ -38,6 +44,10 @@ class WhereWithZerosLike(Rule):
         Invalid(
             "import torch\ny = torch.where(mask, torch.zeros_like(x), x)\n",
             expected_fix="import torch\ny = torch.where(mask, 0, x)\n",
+        ),
+        Invalid(
+            "import torch\ny = torch.where(x != 0, torch.ones_like(x), torch.zeros_like(x))\n",
+            expected_fix="import torch\ny = torch.where(x != 0, torch.ones_like(x), 0)\n",
         ),
     )
 
@@ -52,7 +62,17 @@ class WhereWithZerosLike(Rule):
                 ctx.is_call(zeros, "torch.zeros_like")
                 and isinstance(zeros, cst.Call)
                 and len(zeros.args) == 1
-                and ctx.same(zeros.args[0].value, other)
+                and _shaped_like(ctx, other, zeros.args[0].value)
             ):
                 yield SourceHit(zeros, replacement=cst.Integer("0"))
                 return
+
+
+_LIKE = tuple(f"torch.{name}_like" for name in ("ones", "zeros", "full", "empty", "rand", "randn"))
+
+
+def _shaped_like(ctx: SourceContext, other: cst.BaseExpression, tensor: cst.BaseExpression) -> bool:
+    """``other`` is ``tensor`` itself or a ``*_like(tensor)``: the zeros add no shape or dtype of their own."""
+    if ctx.same(other, tensor):
+        return True
+    return isinstance(other, cst.Call) and ctx.is_call(other, *_LIKE) and ctx.same(ctx.arg(other, 0, "input"), tensor)

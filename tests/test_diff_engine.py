@@ -14,7 +14,7 @@ import torch
 from magneton.diff.engine import DiffOptions, diff_workloads, load_sides
 from magneton.diff.outputs import DiffError, check_same_outputs
 from magneton.diff.report import build_diff_report
-from magneton.diff.settings import applied, record_settings
+from magneton.diff.settings import applied, apply_settings, record_settings
 from magneton.diff.verdict import judge
 from magneton.measure.backends import BackendChoice
 from magneton.measure.backends.base import BackendInfo, EnergyBackend, WindowReading
@@ -78,6 +78,22 @@ def test_each_side_keeps_the_settings_its_build_left() -> None:
     assert torch.backends.mkldnn.enabled == before
 
 
+def test_settings_round_trip_through_linked_switches() -> None:
+    """float32 matmul precision rewrites the TF32 flags; applying a recorded state restores all of them."""
+    before = record_settings()
+    try:
+        torch.set_float32_matmul_precision("high" if torch.get_float32_matmul_precision() != "high" else "highest")
+        changed = record_settings()
+        assert changed != before
+        apply_settings(before)
+        assert record_settings() == before
+        apply_settings(changed)
+        assert record_settings() == changed
+    finally:
+        apply_settings(before)
+    assert record_settings() == before
+
+
 # ---------------------------------------------------------------------------------------- verdicts
 
 
@@ -99,6 +115,16 @@ def test_verdict_logic() -> None:
     assert tradeoff.verdict == "tradeoff" and "slower" in tradeoff.reason
     assert judge(_s(2.0, 2.1, 2.05), _s(1.0, 1.01, 1.02), 1.0, 1.005, 0.10).verdict == "waste"  # within 1%
     assert judge(_s(2.0, 2.1, 2.05), _s(1.0, 1.01, 1.02), 1.0, 1.0, 0.10, 0.05).verdict == "tradeoff"
+    # Load drifting between trials widens both intervals until they overlap; the back-to-back pairs stay apart.
+    drifting = judge(_s(2.0, 4.0, 3.0), _s(1.0, 2.1, 1.4), 1.0, 1.0, 0.10)
+    assert (drifting.verdict, drifting.costly, drifting.confident) == ("waste", "A", True)
+    # ... but not when one pair says the opposite.
+    assert judge(_s(2.0, 4.0, 1.0), _s(1.0, 2.1, 1.4), 1.0, 1.0, 0.10).verdict == "same"
+    # Per-trial times: the cheaper side must be slower trial by trial to make a tradeoff; one preempted trial
+    # (wall time inflated, CPU energy not) leaves it waste.
+    costly_t = _s(1.0, 1.0, 1.0)
+    assert judge(_s(2.0, 2.1, 2.05), _s(1.0, 1.01, 1.02), costly_t, _s(1.5, 1.6, 1.4), 0.10).verdict == "tradeoff"
+    assert judge(_s(2.0, 2.1, 2.05), _s(1.0, 1.01, 1.02), costly_t, _s(1.5, 1.6, 0.9), 0.10).verdict == "waste"
     only_a = judge(_s(1.0, 1.1, 1.05), None, 1.0, 0.0, 0.10)
     assert only_a.verdict == "waste" and math.isinf(only_a.ratio)
 

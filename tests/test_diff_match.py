@@ -60,7 +60,19 @@ def test_fingerprint_sees_small_value_changes() -> None:
     assert not reference.matches(fingerprint(x * 1.01))  # type: ignore[arg-type]
     assert not reference.matches(fingerprint(changed))  # type: ignore[arg-type]
     assert not reference.matches(fingerprint(x[:32]))  # type: ignore[arg-type]  # element count
-    assert not reference.matches(fingerprint(x > 0))  # type: ignore[arg-type]  # dtype kind
+    assert not reference.matches(fingerprint(x > 0))  # type: ignore[arg-type]  # other values
+    assert not reference.matches(fingerprint(torch.complex(x, torch.zeros_like(x))))  # type: ignore[arg-type]
+
+
+def test_fingerprint_pairs_the_same_numbers_across_real_dtypes() -> None:
+    """A count summed in float32 and the same count from count_nonzero (int64) are one value; so are a mask
+    and its 0/1 float copy."""
+    x = torch.relu(torch.randn(64, 256, generator=torch.Generator().manual_seed(0)) - 0.3)
+    as_float = torch.where(x != 0, torch.ones_like(x), torch.zeros_like(x))
+    counted = fingerprint(torch.count_nonzero(x, dim=-1))
+    assert counted is not None and counted.matches(fingerprint(as_float.sum(dim=-1)))  # type: ignore[arg-type]
+    assert fingerprint(x != 0).matches(fingerprint(as_float))  # type: ignore[arg-type,union-attr]
+    assert not counted.matches(fingerprint(as_float.sum(dim=-1) + 1))  # type: ignore[arg-type]
 
 
 def test_fingerprint_tolerates_rounding_of_another_implementation() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +52,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     evaluate = sub.add_parser("eval", help="score analyze, diff, lint and fix on every case")
     _common(evaluate)
     evaluate.add_argument("--trials", type=positive_int, default=3, help="energy-pass trials per analysis (default 3)")
+    evaluate.add_argument(
+        "--diff-trials",
+        type=positive_int,
+        default=None,
+        help="interleaved trials of the diff's region replay, which decides its verdicts (default 9)",
+    )
     evaluate.add_argument(
         "--step",
         dest="steps",
@@ -149,6 +156,8 @@ def _run_eval(args: argparse.Namespace) -> int:
     corpus = _load(args)
     console, errors = Console(), Console(stderr=True)
     options = EvalOptions(backend=args.backend, trials=args.trials)
+    if args.diff_trials is not None:
+        options = dataclasses.replace(options, diff_trials=args.diff_trials)
     with _progress(errors) as progress:
         task = progress.add_task("evaluating", total=len(corpus.cases))
 

@@ -48,6 +48,13 @@ def not_available(why: str) -> StepResult:
 class EvalOptions:
     backend: str = "auto"
     trials: int = 3  # energy-pass trials per analysis; the corpus favours breadth over tight intervals
+    # Interleaved trials of the diff's region replay, which decides the verdict: with 9 the 95% interval of the
+    # paired per-trial ratios starts at the second-smallest, so one trial disturbed by other load cannot turn
+    # a waste region into "same" on its own (with 7 it starts at the smallest); a replay trial costs little.
+    diff_trials: int = 9
+    # Interleaved trials of fix --verify (a trial is two short windows): with 15 the saving's 95% interval starts
+    # at the fourth-smallest paired saving, so a few trials disturbed by other load cannot un-verify a fix.
+    fix_trials: int = 15
 
 
 def _module_exists(name: str) -> bool:
@@ -77,13 +84,13 @@ def peerless_detectors() -> list[str]:
 
 def _analyze(target: str, options: EvalOptions) -> StepResult:
     import magneton
-    from magneton.corpus.settings import apply_settings, current_settings
+    from magneton.diff.settings import apply_settings, record_settings
     from magneton.workload import load_target
 
     detectors = peerless_detectors()
     if not detectors:
         return not_available("no peer-less detector in this build (magneton.expected, magneton.rules)")
-    before = current_settings()
+    before = record_settings()
     try:
         workload = load_target(target)
         report = magneton.analyze(
@@ -119,15 +126,14 @@ def analyze_fast(case: Case, options: EvalOptions) -> StepResult:
 def diff_pair(case: Case, options: EvalOptions) -> StepResult:
     if not _module_exists("magneton.diff.engine"):
         return not_available("magneton diff is not in this build (magneton.diff.engine)")
-    from magneton.corpus.settings import apply_settings, current_settings
     from magneton.diff.engine import DiffOptions, diff_targets
     from magneton.diff.report import build_diff_report
+    from magneton.diff.settings import apply_settings, record_settings
 
-    before = current_settings()
+    before = record_settings()
     try:
-        result = diff_targets(
-            case.target("slow"), case.target("fast"), DiffOptions(backend=options.backend, trials=options.trials)
-        )
+        diff_options = DiffOptions(backend=options.backend, trials=options.trials, replay_trials=options.diff_trials)
+        result = diff_targets(case.target("slow"), case.target("fast"), diff_options)
         report = build_diff_report(result)
     finally:
         apply_settings(before)
@@ -174,7 +180,7 @@ def lint_slow(case: Case) -> StepResult:
 def fix_verify(case: Case, options: EvalOptions) -> StepResult:
     if not _module_exists("magneton.fix.verify"):
         return not_available("magneton fix --verify is not in this build (magneton.fix.verify)")
-    from magneton.corpus.settings import apply_settings, current_settings
+    from magneton.diff.settings import apply_settings, record_settings
     from magneton.fix.apply import fix_file
     from magneton.fix.verify import verify_fix
     from magneton.rules.discovery import load_rules
@@ -184,10 +190,10 @@ def fix_verify(case: Case, options: EvalOptions) -> StepResult:
         return StepResult("error", fixed.error)
     if not fixed.changed:
         return StepResult("skipped", "no fixer of the catalog applies to slow.py")
-    before = current_settings()
+    before = record_settings()
     try:
         verification = verify_fix(
-            case.target("slow"), case.slow_path, fixed.fixed, backend=options.backend, trials=max(5, options.trials)
+            case.target("slow"), case.slow_path, fixed.fixed, backend=options.backend, trials=options.fix_trials
         )
     finally:
         apply_settings(before)

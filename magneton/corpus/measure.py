@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from magneton.corpus.settings import TorchSettings, settings_applied
+from magneton.diff.settings import Settings, applied
 from magneton.measure.stats import Summary, summarize
 from magneton.workload import Workload
 
@@ -29,7 +29,7 @@ class BuiltVariant:
 
     name: str
     workload: Workload
-    settings: TorchSettings
+    settings: Settings
 
     def call(self) -> Any:
         return self.workload.fn(*self.workload.args, **self.workload.kwargs)
@@ -102,7 +102,7 @@ def measure_pair(
     try:
         with torch.no_grad():
             for variant in variants:
-                with settings_applied(variant.settings):
+                with applied(variant.settings):
                     for _ in range(3):
                         variant.call()
                     rounds[variant.name] = _rounds_for(variant.call, backend.synchronize, window_s)
@@ -114,7 +114,7 @@ def measure_pair(
                         for _ in range(n):
                             v.call()
 
-                    with settings_applied(variant.settings):
+                    with applied(variant.settings):
                         reading = backend.measure(f"corpus:{variant.name}", run, n)
                     samples[variant.name].append((reading.energy_j / n, reading.time_s / n))
     finally:

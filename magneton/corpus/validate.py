@@ -105,15 +105,15 @@ def check_lines(case: Case) -> Check:
 
 def build_variants(case: Case) -> tuple[BuiltVariant, BuiltVariant]:
     """Load both variants, each one's global torch settings recorded and the process' restored."""
-    from magneton.corpus.settings import apply_settings, current_settings
+    from magneton.diff.settings import apply_settings, record_settings
     from magneton.workload import load_target
 
-    before = current_settings()
+    before = record_settings()
     built = []
     try:
         for variant in ("slow", "fast"):
             workload = load_target(case.target(variant))
-            built.append(BuiltVariant(variant, workload, current_settings()))
+            built.append(BuiltVariant(variant, workload, record_settings()))
             apply_settings(before)
     finally:
         apply_settings(before)
@@ -123,9 +123,9 @@ def build_variants(case: Case) -> tuple[BuiltVariant, BuiltVariant]:
 def run_variant(variant: BuiltVariant) -> Any:
     import torch
 
-    from magneton.corpus.settings import settings_applied
+    from magneton.diff.settings import applied
 
-    with torch.no_grad(), settings_applied(variant.settings):
+    with torch.no_grad(), applied(variant.settings):
         return variant.call()
 
 

@@ -35,6 +35,7 @@ class DiffOptions:
     backend: str = "auto"
     device: str | None = None
     trials: int = 5
+    replay_trials: int | None = None  # interleaved trials of the region replay that judges; None: ``trials``
     min_window_s: float | None = None
     watts_per_core: float | None = None
     trace_path: Any = None  # replay input
@@ -222,7 +223,9 @@ def diff_workloads(
                 energies, total = _node_energy(side.graph, side.workload, side.settings, backend, options.trials)
             side_results.append(SideResult(side, energies, total))
         say("replaying regions of both sides, interleaved")
-        replay_options = ReplayOptions(trials=options.trials, min_window_s=options.min_window_s)
+        replay_options = ReplayOptions(
+            trials=options.replay_trials or options.trials, min_window_s=options.min_window_s
+        )
         programs = {
             "A": build_programs(side_a, [r.a_ops for r in match.regions]),
             "B": build_programs(side_b, [r.b_ops for r in match.regions]),
@@ -289,8 +292,8 @@ def _judge_regions(match: Match, replay: ReplayResult, threshold: float) -> list
             judge(
                 a.energy_j if a else None,
                 b.energy_j if b else None,
-                a.time_s.median if a else 0.0,
-                b.time_s.median if b else 0.0,
+                a.time_s if a else 0.0,
+                b.time_s if b else 0.0,
                 threshold,
             )
             if region.matched

@@ -3,8 +3,8 @@
 Two programs that compute the same thing hold the same numbers in different
 layouts: one library keeps attention heads as ``[B, H, S, D]``, another as
 ``[B, S, H, D]``; one flattens before a matmul, another after. A fingerprint
-is a function of the multiset of a tensor's values only (element count, dtype
-kind, four moments and the extremes, which are its outermost order
+is a function of the multiset of a tensor's values only (element count, real
+or complex, four moments and the extremes, which are its outermost order
 statistics), so permutes, reshapes,
 transposes and views leave it unchanged, while scaling, shifting or changing an
 element moves some of its statistics.
@@ -37,6 +37,11 @@ class Fingerprint:
     rtol: float  # the comparison tolerance this value's dtype warrants
 
     @property
+    def family(self) -> str:
+        """What values of this kind can pair with: "real" for float, integer and bool; else the kind itself."""
+        return "real" if self.kind in ("f", "i", "b") else self.kind
+
+    @property
     def mean(self) -> float:
         return self.stats[0]
 
@@ -46,8 +51,12 @@ class Fingerprint:
         return max(self.stats[1], self.stats[2], 1e-30)
 
     def distance(self, other: Fingerprint) -> float:
-        """Largest stat difference relative to the larger scale; inf when counts or kinds differ."""
-        if self.numel != other.numel or self.kind != other.kind:
+        """Largest stat difference relative to the larger scale; inf when counts or kinds differ.
+
+        Real kinds (float, integer, bool) compare by their numbers: a count summed in float32 and the
+        same count from ``count_nonzero`` (int64), or a bool mask and its 0/1 float copy, are one value.
+        """
+        if self.numel != other.numel or self.family != other.family:
             return math.inf
         scale = max(self.scale, other.scale)
         return max(abs(a - b) for a, b in zip(self.stats, other.stats, strict=True)) / scale

@@ -1,6 +1,6 @@
 """Pairing values across two programs by fingerprint, near-linearly.
 
-Values are bucketed by (element count, dtype kind, constant or not) and by a
+Values are bucketed by (element count, real or complex, constant or not) and by a
 grid on their mean and maximum a few tolerances wide, so each value of side A
 is compared only with the few values of side B in neighbouring cells:
 near-linear in graph size instead of all pairs. A fingerprint can fit many values (a mask
@@ -49,7 +49,7 @@ def _candidates(a: Flow, b: Flow) -> list[tuple[int, int]]:
         level = math.floor(math.log2(fp.scale))
         size = _cell_size(fp.scale, level, rtol)
         grid[
-            (fp.numel, fp.kind, b.constant[j], level, math.floor(fp.mean / size), math.floor(fp.stats[4] / size))
+            (fp.numel, fp.family, b.constant[j], level, math.floor(fp.mean / size), math.floor(fp.stats[4] / size))
         ].append(j)
     pairs: list[tuple[int, int]] = []
     for i, fp in enumerate(a.fingerprints):
@@ -64,7 +64,7 @@ def _candidates(a: Flow, b: Flow) -> list[tuple[int, int]]:
                 for max_cell in range(
                     math.floor((fp.stats[4] - slack) / size), math.floor((fp.stats[4] + slack) / size) + 1
                 ):
-                    cell = grid.get((fp.numel, fp.kind, a.constant[i], level, mean_cell, max_cell), [])
+                    cell = grid.get((fp.numel, fp.family, a.constant[i], level, mean_cell, max_cell), [])
                     if len(cell) > 2 * CROWDED_NEIGHBOURS:
                         # A value repeated in every layer (a mask slice, zeros): only the peers nearest in
                         # relative program position can pair in graph order; comparing all is quadratic.

@@ -4,7 +4,9 @@ A workload function can flip process-wide switches (``torch.backends.*``,
 float32 matmul precision, thread count, default dtype). Each side of a diff is
 built, run and replayed under the settings its own build left behind; the
 settings that differ between the sides are listed in the report and are where
-the knob diagnosis starts.
+the knob diagnosis starts. The corpus (``magneton.corpus``) uses the same
+record/apply pair for its slow and fast variants: this is the one place that
+knows which settings exist.
 """
 
 from __future__ import annotations
@@ -98,13 +100,15 @@ def record_settings() -> Settings:
 
 def apply_settings(settings: Settings) -> None:
     table = _setting_table()
-    current = record_settings().as_dict()
     for name, value in settings.values:
-        read_write = table.get(name)
-        if read_write is None or read_write[1] is None or current.get(name) == value:
+        read, write = table.get(name, (None, None))
+        if read is None or write is None:
             continue
         try:
-            read_write[1](value)
+            # Read just before writing: one write can change another setting (float32 matmul precision
+            # rewrites the TF32 flags), so a snapshot taken up front would skip a needed write.
+            if read() != value:
+                write(value)
         except (RuntimeError, ValueError, AttributeError):  # e.g. a setting the device cannot take
             continue
 
