@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 from torch import nn
 
@@ -108,3 +109,30 @@ def test_generate_like_callables_get_module_paths_and_steps() -> None:
     assert report.steps == 3
     assert sorted({n.step for n in report.nodes if n.step is not None}) == [1, 2, 3]
     assert report.energy_scope.startswith("one call of the workload (Decoder.generate)")
+
+
+def test_hf_generate_every_operator_has_a_source_outside_torch_and_magneton() -> None:
+    # Regression: make_fx kept only frames named ``forward``, so generate's own work (stopping criteria,
+    # cache updates, token selection) stopped at Magneton's wrapper and had no source at all.
+    transformers = pytest.importorskip("transformers")
+    from magneton.capture.source import is_user_file
+
+    config = transformers.GPT2Config(
+        n_layer=2, n_embd=32, n_head=2, n_positions=32, vocab_size=64, bos_token_id=0, eos_token_id=0, pad_token_id=0
+    )
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = transformers.GPT2LMHeadModel(config).eval()
+        ids = torch.randint(1, config.vocab_size, (1, 6))
+    kwargs = {"max_new_tokens": 3, "do_sample": False, "attention_mask": torch.ones_like(ids)}
+    graph = capture(Workload(model.generate, (ids,), kwargs))
+    assert graph.method == "make_fx"
+    missing = [(node.op, node.call) for node in graph.nodes if node.source is None]
+    assert missing == []
+    assert all(is_user_file(node.source.file) and node.source.line > 0 for node in graph.nodes if node.source)
+    glue = [node for node in graph.nodes if node.call is None]  # generate's work outside the model's forward
+    assert glue and all("transformers" in node.source.file for node in glue if node.source)
+    assert any(node.source.function == "_sample" for node in glue if node.source)
+    # Operators inside helper functions point at the helper's line, not at the forward that called it.
+    assert any(node.source.function != "forward" for node in graph.nodes if node.call is not None and node.source)
+    assert sorted({node.call for node in graph.nodes if node.call is not None}) == [1, 2, 3]

@@ -284,3 +284,22 @@ def test_cli_diff_and_analyze_peer(tmp_path: Path, run_cli: Any) -> None:
     assert peer.returncode == 1, peer.stderr
     mismatch = run_cli("diff", _target("mkldnn_on"), _target("different_outputs"), "--backend", "estimate")
     assert mismatch.returncode == 2 and "largest relative difference" in mismatch.stderr
+
+
+def test_settings_round_trip_never_mixes_the_legacy_and_new_matmul_precision_apis() -> None:
+    """A precision override and the restore after it leave torch able to read its precision (torch 2.9+ refuses a
+    state where a legacy TF32 flag contradicts the precision)."""
+    import torch
+
+    from magneton.diff.settings import applied, record_settings
+
+    before = record_settings()
+    for name, value in (
+        ("torch.get_float32_matmul_precision", "high"),
+        ("torch.backends.cuda.matmul.allow_tf32", True),
+    ):
+        with applied(before.with_value(name, value)):
+            assert torch.get_float32_matmul_precision() == "high"
+            assert torch.backends.cuda.matmul.allow_tf32 is True
+        assert torch.get_float32_matmul_precision() == before.get("torch.get_float32_matmul_precision")
+        assert torch.backends.cuda.matmul.allow_tf32 == before.get("torch.backends.cuda.matmul.allow_tf32")

@@ -473,17 +473,18 @@ def test_energy_is_per_operator_call_across_copies(monkeypatch, fake_backend_cls
     workload = Workload(OneRelu(), (torch.randn(1024),))  # 4 KiB
     graph = capture(workload)
     copies_made = []
+    kept_copies = energy_pass.KeptCopies.copies
 
-    def counting_copies(args, kwargs, options, device, limit=None):
-        copies = operand_copies(args, kwargs, options, device, limit)
+    def counting_copies(self, *args, **kwargs):
+        copies = kept_copies(self, *args, **kwargs)
         copies_made.append(copies)
         return copies
 
-    monkeypatch.setattr(energy_pass, "operand_copies", counting_copies)
+    monkeypatch.setattr(energy_pass.KeptCopies, "copies", counting_copies)
     options = PassOptions(
         trials=1,
         warmup_calls=0,
-        min_window_s=0.001,
+        min_window_s=0.05,  # planned calls >= 4 copies even when the machine slows the timed warm-up call
         forward_window_s=0.001,
         idle_s=0.0,
         replay_working_set_bytes=16 * 1024,
@@ -497,6 +498,101 @@ def test_energy_is_per_operator_call_across_copies(monkeypatch, fake_backend_cls
     (relu_calls,) = [calls for key, calls in backend.measured if key == graph.node("relu").signature]
     assert relu_calls == result.nodes["relu"].rounds
     assert result.nodes["relu"].energy_j.median == 2.0
+
+
+class TwoOps(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = torch.relu(x)
+        y.add_(1)  # writes into its operand: its replays need fresh clones every trial
+        return y
+
+
+@pytest.mark.parametrize("kept_bytes", [0, 2**20])
+def test_operand_clones_are_kept_between_trials_within_the_budget(monkeypatch, fake_backend_cls, kept_bytes) -> None:
+    workload = Workload(TwoOps(), (torch.randn(1024),))  # 4 KiB
+    graph = capture(workload)
+    clones: list[str] = []  # the signature being replayed, once per clone made
+    current: list[str] = []
+    copies = energy_pass.KeptCopies.copies
+
+    def tracking(self, key, *args, **kwargs):
+        current[:] = [key]
+        try:
+            return copies(self, key, *args, **kwargs)
+        finally:
+            current[:] = ["(before a replay)"]
+
+    clone = energy_pass._clone_tensors
+
+    def counting_clone(value):
+        clones.extend(current or ["(before a replay)"])
+        return clone(value)
+
+    monkeypatch.setattr(energy_pass.KeptCopies, "copies", tracking)
+    monkeypatch.setattr(energy_pass, "_clone_tensors", counting_clone)
+    options = PassOptions(
+        trials=3,
+        min_trials=3,
+        warmup_calls=0,
+        min_window_s=0.05,  # planned calls >= 4 even when the machine slows the timed warm-up call
+        forward_window_s=0.001,
+        idle_s=0.0,
+        replay_working_set_bytes=16 * 1024,  # 4 operand sets: the originals and 3 clones
+        kept_copies_bytes=kept_bytes,
+        remeasure_contended=False,
+    )
+    backend = fake_backend_cls(energy_per_call=lambda key: 1.0)
+    run_energy_pass(graph, workload, backend, options)
+    relu = next(n.signature for n in graph.nodes if n.op == "aten.relu.default")
+    add_ = next(n.signature for n in graph.nodes if n.mutates)
+    assert clones.count(relu) == (3 if kept_bytes else 3 * 3)  # kept: cloned in the first trial only
+    assert clones.count(add_) == 3 * 3  # writes into its operands: fresh clones in every trial
+    assert clones.count("(before a replay)") == 3  # and the real run's operands are protected from its replay
+
+
+@pytest.mark.parametrize("kept_bytes", [0, 2**20])
+def test_later_trials_replay_kept_operands_without_running_the_program(monkeypatch, kept_bytes) -> None:
+    workload = mixed_workload()
+    graph = capture(workload)
+    runs = []
+    run_piece = energy_pass.run_piece
+
+    def counting_run_piece(interpreter, piece):
+        runs.append(piece.name)
+        return run_piece(interpreter, piece)
+
+    monkeypatch.setattr(energy_pass, "run_piece", counting_run_piece)
+    options = PassOptions(
+        trials=3,
+        min_trials=3,
+        warmup_calls=1,
+        min_window_s=0.001,
+        forward_window_s=0.001,
+        idle_s=0.0,
+        replay_working_set_bytes=4096,
+        kept_copies_bytes=kept_bytes,
+        remeasure_contended=False,
+    )
+    result = run_energy_pass(graph, workload, EstimateBackend(watts_per_core=10.0), options)
+    assert len(runs) == (1 if kept_bytes else 3)  # kept: only the first trial runs the program
+    for node in graph.nodes:
+        measured = result.nodes[node.id]
+        assert node.zero_cost or (measured is not None and len(measured.energy_j.samples) == 3)
+
+
+def test_kept_copies_stay_within_their_budget() -> None:
+    x = torch.randn(1024)  # 4 KiB
+    options = PassOptions(replay_working_set_bytes=16 * 1024)
+    kept = energy_pass.KeptCopies(budget_bytes=4 * 4096)  # one rotation: the operands and 3 clones
+    first = kept.copies("a", (x,), {}, options, "cpu", limit=100, keep=True)
+    assert len(first) == 4 and first[0][0][0] is x
+    again = kept.copies("a", (x,), {}, options, "cpu", limit=100, keep=True)
+    assert [c[0][0].data_ptr() for c in again] == [c[0][0].data_ptr() for c in first]
+    assert kept.covers({"a"}) and not kept.covers({"a", "b"})
+    other = kept.copies("b", (x,), {}, options, "cpu", limit=100, keep=True)  # over the budget: not kept
+    assert "b" not in kept.kept and len(other) == 4
+    kept.release({"a"})
+    assert kept.kept == {} and kept.kept_bytes == {}
 
 
 def test_copies_are_limited_to_the_calls_a_window_makes() -> None:

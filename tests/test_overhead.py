@@ -81,3 +81,35 @@ def test_dominant_overhead_is_reported_with_a_finding() -> None:
     finding = next(f for f in report.findings if f.title.startswith("framework overhead dominates"))
     assert finding.category == "Misconfiguration" and "torch.compile" in finding.suggestion
     assert finding.source is not None and finding.source.function == "Slow.forward"
+
+
+class CachedAttention(nn.Module):
+    """Appends to a cache it is handed, as a KV cache does: a replay on the recorded inputs grows it."""
+
+    def forward(self, x: torch.Tensor, cache: list[torch.Tensor], mask: torch.Tensor) -> torch.Tensor:
+        cache.append(x)
+        return mask @ torch.cat(cache)  # (1, n) @ (n, 4): n must match the cache's length
+
+
+class Decoder(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.attn = CachedAttention()
+
+    def generate(self, x: torch.Tensor, steps: int) -> torch.Tensor:
+        cache: list[torch.Tensor] = []
+        for step in range(steps):
+            x = self.attn(x, cache, torch.ones(1, step + 1))
+        return x
+
+
+def test_a_forward_that_cannot_be_replayed_loses_the_attribution_not_the_analysis() -> None:
+    options = AnalyzeOptions.from_flat(
+        backend="estimate", trials=1, min_window_s=0.002, forward_window_s=0.01, idle_s=0.01, allocator_check=False
+    )
+    model = Decoder().eval()
+    report = analyze_workload(Workload(model.generate, (torch.ones(1, 4),), {"steps": 3}), "gen", options)
+    assert report.overhead is None
+    note = next(n for n in report.measurement_notes if n.startswith("overhead per module not attributed"))
+    assert "RuntimeError" in note and "KV cache" in note
+    assert report.total_energy_j > 0 and report.nodes

@@ -7,7 +7,7 @@ import re
 
 import msgspec
 import pytest
-from golden.report_fixture import PROVENANCE, WIDTHS, golden_path, golden_report, render
+from golden.report_fixture import FIXTURES, PROVENANCE, WIDTHS, golden_path, golden_report, render
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from rich.console import Console
@@ -17,10 +17,13 @@ from magneton.report.model import CaptureSummary, NodeSource, Report
 from magneton.report.terminal import clip, clip_left, fold_paths, one_line, summary_line
 
 
+@pytest.mark.parametrize("fixture", sorted(FIXTURES))
 @pytest.mark.parametrize("width", WIDTHS)
-def test_golden_output(width: int) -> None:
-    expected = golden_path(width).read_text(encoding="utf-8")
-    assert render(width) == expected, f"terminal output at {width} columns changed: review it, then `just golden`"
+def test_golden_output(width: int, fixture: str) -> None:
+    expected = golden_path(width, fixture).read_text(encoding="utf-8")
+    assert render(width, FIXTURES[fixture]()) == expected, (
+        f"terminal output of {fixture} at {width} columns changed: review it, then `just golden`"
+    )
 
 
 @pytest.mark.parametrize("width", [80, 120, 160])
@@ -163,3 +166,24 @@ def test_printable_text_survives_verbatim(target: str, code: str, note: str) -> 
     text = out.getvalue()
     assert f"target      {target}" in text  # brackets and markup-like text are kept exactly
     assert note in text and code in text
+
+
+def test_decoding_steps_table_sums_each_step_and_folds_a_long_middle() -> None:
+    from golden.report_fixture import GENERATE_STEPS, generate_report
+
+    from magneton.report.units import format_energy
+
+    report = generate_report()
+    out = render(80, report)
+    table = out.split("By decoding step")[1].split("By source line")[0]
+    energy = {step: sum(n.energy_j for n in report.nodes if n.step == step) for step in range(1, GENERATE_STEPS + 1)}
+    prefill = next(line for line in table.splitlines() if "prefill" in line)
+    assert prefill.split()[:3] == ["1", "of", str(GENERATE_STEPS)] and format_energy(energy[1]) in prefill
+    last = next(line for line in table.splitlines() if line.strip().startswith(f"{GENERATE_STEPS} of"))
+    assert format_energy(energy[GENERATE_STEPS]) in last
+    folded = next(line for line in table.splitlines() if "decode ×" in line)
+    middle = range(7, GENERATE_STEPS - 2)
+    assert f"×{len(middle)}" in folded and format_energy(sum(energy[k] for k in middle)) in folded
+    outside = next(line for line in table.splitlines() if "outside the model" in line)
+    assert format_energy(sum(n.energy_j for n in report.nodes if n.step is None)) in outside
+    assert "By decoding step" not in render(80)  # one forward pass: no step table

@@ -195,3 +195,41 @@ def test_persistently_contended_nodes_are_flagged(monkeypatch, fake_backend_cls)
     assert result.contention.remeasured_windows <= 4  # bounded
     assert all(m.contended for m in result.nodes.values() if m is not None)
     assert result.contention.warning is not None and "busy machine" in result.contention.warning
+
+
+@pytest.mark.parametrize("remeasure", [True, False])
+def test_a_node_with_any_contended_window_is_flagged(monkeypatch, fake_backend_cls, remeasure) -> None:
+    # One contended window in the second trial, for the first operator measured in it. Re-measured, the
+    # retry is quieter and kept; the flag stays: the retry ran on the same busy machine. Not re-measured,
+    # one window in three is enough to move a median of few samples.
+    busy = WindowStats(wall_s=0.02, minor_faults=0, major_faults=0, run_delay_s=0.01, others_busy_cores=1.0)
+    quiet = WindowStats(wall_s=0.02, minor_faults=0, major_faults=0, run_delay_s=0.0, others_busy_cores=0.0)
+    measured_keys: list[str] = []
+    window = energy_pass._Timer._window
+
+    def logging_window(self, key, *args, **kwargs):
+        measured_keys.append(key)
+        return window(self, key, *args, **kwargs)
+
+    workload = chain_workload()
+    graph = capture(workload)
+    signatures = [n.signature for n in graph.nodes if not n.zero_cost]
+    windows_per_trial = 1 + len(dict.fromkeys(signatures))  # the whole pass, then each signature once
+    contended_window = windows_per_trial + 1  # the second trial's first operator window (0-based)
+    count = itertools.count()
+    monkeypatch.setattr(
+        energy_pass, "window_stats", lambda before, after: busy if next(count) == contended_window else quiet
+    )
+    monkeypatch.setattr(energy_pass._Timer, "_window", logging_window)
+
+    class Sensor(fake_backend_cls):
+        contention_sensitive = True
+
+    options = PassOptions(trials=3, min_trials=3, idle_s=0.0, forward_window_s=0.001, remeasure_contended=remeasure)
+    result = run_energy_pass(graph, workload, Sensor(min_window_s=0.001), options)
+    hit = measured_keys[contended_window]
+    assert hit != FORWARD_KEY
+    flagged = {n.signature for n in graph.nodes if (m := result.nodes[n.id]) is not None and m.contended}
+    assert flagged == {hit}
+    assert result.contention.remeasured_windows == (1 if remeasure else 0)
+    assert result.contention.contended_windows == (0 if remeasure else 1)  # kept windows only

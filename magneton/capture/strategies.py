@@ -62,7 +62,7 @@ def _capture_make_fx(workload: Workload) -> GraphPiece:
         args, kwargs = spec.unflatten(leaves)
         return wrapper(*args, **kwargs)
 
-    with module_stack_from_hooks(workload.fn):
+    with module_stack_from_hooks(workload.fn), full_export_stack_traces():
         module = make_fx(
             run_flat,
             tracing_mode="real",

@@ -72,10 +72,11 @@ _EXPORT_LOCK = threading.RLock()
 
 @contextlib.contextmanager
 def full_export_stack_traces() -> Iterator[None]:
-    """Make torch.export keep every frame below the first ``forward``, as make_fx does.
+    """Make torch.export and make_fx keep every frame below the first ``forward``.
 
-    By default export keeps only frames *named* ``forward``, so an op in a helper
-    method or a plain-function workload would point at the wrong line or none.
+    By default both keep only frames *named* ``forward`` (make_fx does in torch 2.13),
+    so an op in a helper method or a plain-function workload would point at the wrong
+    line or none: generate's own work (stopping criteria, token selection) had none.
     Our wrapper's forward is always the outermost one, so nothing of the user's
     is lost.
 

@@ -16,6 +16,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+_PRECISION = "torch.get_float32_matmul_precision"
+_MATMUL_TF32 = "torch.backends.cuda.matmul.allow_tf32"
+
 
 def _setting_table() -> dict[str, tuple[Callable[[], Any], Callable[[Any], None] | None]]:
     """name -> (read, write); write None for settings that can be read but not changed later."""
@@ -85,6 +88,11 @@ class Settings:
     def with_value(self, name: str, value: Any) -> Settings:
         values = self.as_dict()
         values[name] = value
+        # The legacy CUDA matmul TF32 flag and the float32 matmul precision are one setting: keep them agreeing.
+        if name == _MATMUL_TF32 and _PRECISION in values:
+            values[_PRECISION] = "high" if value else "highest"
+        elif name == _PRECISION and _MATMUL_TF32 in values:
+            values[_MATMUL_TF32] = value != "highest"
         return Settings(tuple(values.items()))
 
 
@@ -100,14 +108,18 @@ def record_settings() -> Settings:
 
 def apply_settings(settings: Settings) -> None:
     table = _setting_table()
-    for name, value in settings.values:
+    # The float32 matmul precision goes last and is always written: the legacy TF32 flags are views of it, and
+    # torch refuses to read a precision that a later legacy write contradicts ("mix of the legacy and new APIs").
+    # Written last, the precision wins, and it also clears a mixed state a legacy write left.
+    ordered = sorted(settings.values, key=lambda item: item[0] == _PRECISION)
+    for name, value in ordered:
         read, write = table.get(name, (None, None))
         if read is None or write is None:
             continue
         try:
             # Read just before writing: one write can change another setting (float32 matmul precision
             # rewrites the TF32 flags), so a snapshot taken up front would skip a needed write.
-            if read() != value:
+            if name == _PRECISION or read() != value:
                 write(value)
         except (RuntimeError, ValueError, AttributeError):  # e.g. a setting the device cannot take
             continue

@@ -17,6 +17,7 @@ Off Linux the readings that need /proc are None and nothing is flagged.
 
 from __future__ import annotations
 
+import functools
 import os
 import resource
 import time
@@ -142,16 +143,19 @@ def window_stats(before: Counters, after: Counters) -> WindowStats:
     )
 
 
-def page_fault_cost_s(pages: int = 4096) -> float:
+@functools.lru_cache(maxsize=8)
+def page_fault_cost_s(pages: int = 2048, repeats: int = 2) -> float:
     """Seconds one minor page fault costs this process: time to first-touch fresh anonymous pages.
 
-    Used to say what share of a node's time (and so of its energy) its page faults explain.
+    Used to say what share of a node's time (and so of its energy) its page faults explain. A property
+    of the machine and kernel, so measured once per process (a batch's analyses share it); thread CPU
+    time is not inflated by a busy machine, so two short repeats suffice.
     """
     import mmap
 
     page = mmap.PAGESIZE
     best = float("inf")
-    for _ in range(3):
+    for _ in range(repeats):
         region = mmap.mmap(-1, pages * page)
         before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
         start = time.thread_time()  # CPU time of this thread: a busy machine does not inflate it

@@ -14,7 +14,7 @@ cost. So replays rotate through copies of the operands, enough copies to
 exceed the caches (``replay_working_set_bytes``), and each copy is read once
 per round.
 Values are freed as soon as the program no longer needs them, so memory stays
-near one forward pass.
+near one forward pass, plus the operand clones kept between trials (``kept_copies_bytes``).
 """
 
 from __future__ import annotations
@@ -75,7 +75,7 @@ class NodeEnergy:
     minor_faults_per_call: float = 0.0
     major_faults_per_call: float = 0.0
     fault_time_share: float = 0.0  # estimated share of its time (and energy) spent in page faults
-    contended: bool = False  # most of its windows waited for a CPU: its energy is over-counted
+    contended: bool = False  # a window of it waited for a CPU (a re-measured one too): energy may be over-counted
     run_delay_s_per_s: float | None = None  # median CPU wait of its windows, seconds per second
 
 
@@ -190,6 +190,14 @@ def operand_copies(
     ``limit``: no more copies than the calls a window will make (each copy is then read once per
     window at most, so more would only cost cloning time).
     """
+    count = operand_copy_count(args, kwargs, options, device, limit)
+    return [(args, kwargs)] + [_clone_tensors((args, kwargs)) for _ in range(count - 1)]
+
+
+def operand_copy_count(
+    args: Any, kwargs: Any, options: PassOptions, device: str = "cpu", limit: int | None = None
+) -> int:
+    """How many operand sets (the originals included) a replay rotates through: see ``operand_copies``."""
     working_set = options.replay_working_set_bytes
     if working_set is None:
         working_set = default_working_set_bytes(device)
@@ -199,7 +207,88 @@ def operand_copies(
         count = max(1, min(options.max_operand_copies, math.ceil(working_set / size)))
     if limit is not None:
         count = max(1, min(count, limit))
-    return [(args, kwargs)] + [_clone_tensors((args, kwargs)) for _ in range(count - 1)]
+    return count
+
+
+class KeptCopies:
+    """Operand sets kept from one trial to the next, up to a memory budget.
+
+    Every trial replays each signature on operands that rotate through clones. Cloning them afresh in
+    every trial (up to the replay working set, 32 MiB per signature on a CPU) was the largest cost of
+    the pass that is not measurement. A trial's operands hold the same values as the last trial's (the
+    same program on the same inputs), so the whole rotation is kept, the first trial's real operands
+    with their clones; a signature that writes into its operands gets fresh ones every trial. When every
+    signature a trial still measures has its rotation kept, that trial replays them without running the
+    program again. A signature's operands are dropped once it needs no more trials.
+    """
+
+    def __init__(self, budget_bytes: int) -> None:
+        self.budget_bytes = budget_bytes
+        self.kept: dict[str, list[tuple[Any, Any]]] = {}
+        self.operators: dict[str, Any] = {}
+        self.kept_bytes: dict[str, int] = {}
+
+    def copies(
+        self,
+        key: str,
+        args: Any,
+        kwargs: Any,
+        options: PassOptions,
+        device: str,
+        limit: int,
+        keep: bool,
+        operator: Any = None,
+    ) -> list[tuple[Any, Any]]:
+        """The operand sets to rotate through: kept ones first, then new clones (kept if the budget allows)."""
+        count = operand_copy_count(args, kwargs, options, device, limit)
+        kept = self.kept.get(key, []) if keep else []
+        rotation = kept[:count] or [(args, kwargs)]
+        rotation += [_clone_tensors((args, kwargs)) for _ in range(count - len(rotation))]
+        if keep and len(rotation) > len(kept):
+            size = _tensor_bytes((args, kwargs)) * len(rotation)
+            if sum(self.kept_bytes.values()) - self.kept_bytes.get(key, 0) + size <= self.budget_bytes:
+                self.kept[key], self.kept_bytes[key], self.operators[key] = rotation, size, operator
+        return rotation
+
+    def covers(self, keys: set[str]) -> bool:
+        return all(key in self.kept for key in keys)
+
+    def release(self, keys: set[str]) -> None:
+        for key in keys:
+            self.kept.pop(key, None)
+            self.kept_bytes.pop(key, None)
+            self.operators.pop(key, None)
+
+
+def _replay(timer: _Timer, key: str, operator: Any, copies: list[tuple[Any, Any]]) -> Sample:
+    """One window of ``operator``: one call per step, each on the next operand set of the rotation."""
+    position = itertools.cycle(copies)
+
+    def call_next_copy() -> None:
+        copy_args, copy_kwargs = next(position)
+        operator(*copy_args, **copy_kwargs)
+
+    return timer.measure(key, call_next_copy)
+
+
+def _replay_kept(
+    timer: _Timer,
+    kept: KeptCopies,
+    keys: list[str],
+    samples: dict[str, list[Sample]],
+    options: PassOptions,
+    on_measured: Callable[[int], None],
+) -> None:
+    """A later trial of signatures whose operand sets are all kept: no need to run the program for them.
+
+    ``on_measured`` is told how many of ``keys`` are measured so far, after each one.
+    """
+    for count, key in enumerate(keys, 1):
+        args, kwargs = kept.kept[key][0]
+        operator = kept.operators[key]
+        copies = kept.copies(key, args, kwargs, options, "cpu", timer.rounds[key], True, operator)
+        samples[key].append(_replay(timer, key, operator, copies))
+        on_measured(count)
 
 
 class _Timer:
@@ -214,6 +303,9 @@ class _Timer:
         self.floor_s = 0.0
         self.window_stats: list[WindowStats] = []
         self.warmed: set[str] = set()
+        # Keys any of whose windows waited for a CPU, a re-measured one included: their readings may be
+        # inflated even where the kept window looks quiet (the retry ran on the same busy machine).
+        self.contended_keys: set[str] = set()
 
     def warm_up(self, key: str, call: Callable[[], Any]) -> float:
         """The untimed warm-up calls of ``key``, timed anyway: seconds per call, to size operand copies."""
@@ -261,6 +353,8 @@ class _Timer:
                 call()
             self.backend.synchronize()
         sample, rounds = self._window(key, call, self.rounds.get(key, 1), window, calls_per_run)
+        if sample.stats is not None and sample.stats.contended:
+            self.contended_keys.add(key)
         if sample.stats is not None and sample.stats.contended and self._may_remeasure():
             self.remeasured += 1
             retry, retry_rounds = self._window(key, call, rounds, window, calls_per_run)
@@ -299,11 +393,13 @@ class _MeasuringInterpreter(torch.fx.Interpreter):
         device: str,
         measured_this_trial: set[str],
         samples: dict[str, list[Sample]],
+        kept_copies: KeptCopies,
         on_measured: Callable[[], None] | None = None,
     ) -> None:
         super().__init__(piece.module)
         self.nodes, self.timer, self.device = nodes, timer, device
         self.measured_this_trial, self.samples = measured_this_trial, samples
+        self.kept_copies = kept_copies
         self.on_measured = on_measured
 
     def run_node(self, fx_node: torch.fx.Node) -> Any:
@@ -333,14 +429,10 @@ class _MeasuringInterpreter(torch.fx.Interpreter):
             if planned is None:
                 per_call_s = self.timer.warm_up(key, lambda: operator(*args, **kwargs))
                 planned = math.ceil(self.timer.window_for(key) / max(per_call_s, 1e-9)) + 1
-            copies = operand_copies(args, kwargs, self.timer.options, self.device, limit=planned)
-            position = itertools.cycle(copies)
-
-            def call_next_copy() -> None:
-                copy_args, copy_kwargs = next(position)
-                operator(*copy_args, **copy_kwargs)
-
-            sample = self.timer.measure(key, call_next_copy)
+            copies = self.kept_copies.copies(
+                key, args, kwargs, self.timer.options, self.device, planned, not op_node.mutates, operator
+            )
+            sample = _replay(self.timer, key, operator, copies)
         self.samples.setdefault(op_node.signature, []).append(sample)
         self.measured_this_trial.add(op_node.signature)
         if self.on_measured is not None:
@@ -405,11 +497,13 @@ def run_energy_pass(
     for node in graph.nodes:
         by_piece[node.piece][node.fx_name] = node
     signatures = {node.signature for node in graph.nodes if not node.zero_cost}
+    program_order = list(dict.fromkeys(node.signature for node in graph.nodes if not node.zero_cost))
     samples: dict[str, list[Sample]] = {}
     forward_samples: list[Sample] = []
     restore_samples: list[Sample] = []  # per run, from the same trials as forward_samples
     allocator = describe_allocator()
     allocator_note = steady_allocator() if options.steady_allocator else None
+    kept_copies = KeptCopies(options.kept_copies_bytes if options.trials > 1 else 0)
 
     # Only a program that writes into its inputs needs them copied and restored before each run.
     inputs = (
@@ -467,7 +561,14 @@ def run_energy_pass(
                     )
                 forward_samples.append(whole)
                 restore_inputs()
-            if not signatures <= done:
+            if trial > 0 and kept_copies.covers(signatures - done):
+
+                def on_kept(count: int, trial: int = trial + 1, already: int = len(signatures & done)) -> None:
+                    tell(trial, already + count)
+
+                pending = [key for key in program_order if key not in done]
+                _replay_kept(timer, kept_copies, pending, samples, options, on_kept)
+            elif not signatures <= done:
                 measured_this_trial: set[str] = set(done)
 
                 def on_measured(trial: int = trial + 1, measured: set[str] = measured_this_trial) -> None:
@@ -475,7 +576,14 @@ def run_energy_pass(
 
                 for piece, nodes in zip(graph.pieces, by_piece, strict=True):
                     interpreter = _MeasuringInterpreter(
-                        piece, nodes, timer, device, measured_this_trial, samples, on_measured if progress else None
+                        piece,
+                        nodes,
+                        timer,
+                        device,
+                        measured_this_trial,
+                        samples,
+                        kept_copies,
+                        on_measured if progress else None,
                     )
                     run_piece(interpreter, piece)
                     del interpreter
@@ -485,6 +593,8 @@ def run_energy_pass(
                     for key, key_samples in [(FORWARD_KEY, forward_samples), *samples.items()]
                     if _tight(key_samples, options.target_relative_spread)
                 )
+                kept_copies.release(done)
+        kept_copies.release(set(kept_copies.kept))
         restore_inputs()
 
     fault_cost_s = page_fault_cost_s()
@@ -499,7 +609,6 @@ def run_energy_pass(
         time_summary = summarize([s.time_s for s in trial_samples])
         minor, major = _faults_per_call(trial_samples)
         delays = [d for d in (s.stats.run_delay_s_per_s for s in trial_samples if s.stats) if d is not None]
-        contended = sum(1 for s in trial_samples if s.stats is not None and s.stats.contended)
         results[node.id] = NodeEnergy(
             energy_j=summarize([s.energy_j for s in trial_samples]),
             time_s=time_summary,
@@ -509,7 +618,7 @@ def run_energy_pass(
             minor_faults_per_call=minor,
             major_faults_per_call=major,
             fault_time_share=_fault_share(minor + major, time_summary.median, fault_cost_s),
-            contended=contended * 2 > len(trial_samples),
+            contended=node.signature in timer.contended_keys,
             run_delay_s_per_s=statistics.median(delays) if delays else None,
         )
     forward_time = summarize([s.time_s for s in forward_samples])

@@ -27,6 +27,8 @@ class PassOptions:
     # None: 32 MiB on CPUs, twice the L2 cache on a CUDA device (100 MiB on an H100).
     replay_working_set_bytes: int | None = None
     max_operand_copies: int = 64
+    # Operand clones kept from one trial to the next instead of cloned again (0: clone in every trial).
+    kept_copies_bytes: int = 512 * 2**20
     idle_s: float | None = None  # idle-power window; None: max(0.2 s, the backend's minimum window)
     # The whole pass is cheap next to all operators' replays: a longer window averages its jitter.
     forward_window_s: float = 0.2

@@ -213,8 +213,18 @@ def measure_overhead(
     if calls is None:
         return None, "overhead per module not attributed: the workload is not an nn.Module (or its method)"
     timer = Timer(backend, pass_options, result.min_window_s)
-    with torch.no_grad():
-        measured = measure_module_calls(calls, timer, max(1, result.min_trials))
+    try:
+        with torch.no_grad():
+            measured = measure_module_calls(calls, timer, max(1, result.min_trials))
+    except Exception as err:  # noqa: BLE001 - the user's forward, replayed out of its program: any error
+        # A forward whose inputs hold state it changes (generate's KV cache) cannot be replayed on its
+        # recorded inputs: each replay grows the state. The run itself was measured; only this part is lost.
+        first = str(err).strip().splitlines()[0][:200] if str(err).strip() else ""
+        return None, (
+            f"overhead per module not attributed: replaying a module's forward on its recorded inputs raised "
+            f"{type(err).__name__}: {first} (inputs holding state that forward changes, such as a KV cache, "
+            "cannot be replayed)"
+        )
     rows = attribute_overhead(graph, calls, measured, result.node_energy_j, result.forward_energy_j.median)
     return rows, None
 

@@ -117,7 +117,7 @@ class Node(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=False):
     minor_faults_per_call: float = 0.0  # page faults per call in its replay windows (getrusage), median
     major_faults_per_call: float = 0.0
     fault_energy_share: float = 0.0  # estimated: faults x the measured cost of one fault / time_s
-    contended: bool = False  # most of its windows waited for a CPU (other processes): energy_j is over-counted
+    contended: bool = False  # a window of it waited for a CPU (other processes): energy_j may be over-counted
     run_delay_s_per_s: float | None = None  # median CPU wait of its windows' threads, seconds per second
     step: int | None = None  # the call of the model that ran it (generate: 1 = prefill, 2.. = decode steps)
 

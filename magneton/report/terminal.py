@@ -15,6 +15,7 @@ import re
 import unicodedata
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from statistics import median
 
 from rich import box
 from rich.cells import cell_len
@@ -372,6 +373,54 @@ def _phase_table(report: Report) -> Table:
     return table
 
 
+# A long generation keeps its first and last decoding steps; the steps between fold into one row.
+_STEP_HEAD, _STEP_TAIL = 6, 3
+
+
+def shows_steps(report: Report) -> bool:
+    """A workload that calls its model more than once (generate), or wraps one call in glue of its own."""
+    if report.steps is None:
+        return False
+    return report.steps > 1 or any(node.step is None for node in report.nodes)
+
+
+def _step_table(report: Report) -> Table:
+    """Energy per call of the model in one call of the workload: generate's prefill, then each decoding step."""
+    steps = report.steps or 0
+    energy = [0.0] * (steps + 1)  # index 0: operators outside every call of the model (generate's own glue)
+    count = [0] * (steps + 1)
+    for node in report.nodes:
+        index = node.step if node.step is not None and 0 < node.step <= steps else 0
+        energy[index] += node.energy_j
+        count[index] += 1
+    total = sum(energy) or 1.0
+    table = _table("By decoding step (per-operator sums)")
+    for name, justify in (("step", "right"), ("kind", "left"), ("energy", "right"), ("share", "right")):
+        table.add_column(name, justify=justify, no_wrap=True)  # type: ignore[arg-type]
+    table.add_column("ops", justify="right", no_wrap=True)
+
+    def add(step: str, kind: str, joules: float, ops: int) -> None:
+        table.add_row(step, kind, format_energy(joules), f"{joules / total:.1%}", str(ops))
+
+    shown = list(range(1, steps + 1))
+    if steps > _STEP_HEAD + _STEP_TAIL + 1:
+        shown = [*range(1, _STEP_HEAD + 1), 0, *range(steps - _STEP_TAIL + 1, steps + 1)]
+    for step in shown:
+        if step == 0:  # the folded middle of a long generation
+            first, last = _STEP_HEAD + 1, steps - _STEP_TAIL
+            folded = range(first, last + 1)
+            joules = sum(energy[k] for k in folded)
+            each = format_energy(joules / len(folded))
+            add(f"{first}–{last}", f"decode ×{len(folded)}, {each} each", joules, sum(count[k] for k in folded))
+            continue
+        add(f"{step} of {steps}", "prefill" if step == 1 else "decode", energy[step], count[step])
+    if steps > 2:
+        table.add_row("", Text("decode, median step", style="dim"), format_energy(median(energy[2:])), "", "")
+    if count[0]:
+        add("", "outside the model", energy[0], count[0])
+    return table
+
+
 def _line_table(report: Report, top: int, layout: Layout) -> Table:
     groups = report.rollups.by_line[:top]
     training = report.phases is not None
@@ -478,6 +527,8 @@ def findings_text(findings: Sequence[Finding]) -> Text:
 def render_report(report: Report, console: Console, top: int = 15) -> None:
     layout = Layout.for_width(console.width)
     parts: list[RenderableType] = [_header(report), _operators_table(report, top, layout)]
+    if shows_steps(report):
+        parts.append(_step_table(report))
     if report.phases is not None:
         parts.append(_phase_table(report))
     if report.rollups.by_line:  # no table at all when no operator has a source (e.g. all inside torch)

@@ -65,7 +65,10 @@ def delays(report: Any) -> str:
     if not values:
         return "n/a"
     quantiles = statistics.quantiles(values, n=10) if len(values) > 1 else values * 9
-    return f"median {statistics.median(values):.3f}, p10 {quantiles[0]:.3f}, p90 {quantiles[-1]:.3f} s/s"
+    return (
+        f"median {statistics.median(values):.3f}, p10 {quantiles[0]:.3f}, p90 {quantiles[-1]:.3f}, "
+        f"min {min(values):.3f}, max {max(values):.3f} s/s (per node: median of its windows)"
+    )
 
 
 def main() -> None:

@@ -150,6 +150,78 @@ def golden_report() -> Report:
     )
 
 
+GENERATION = "/opt/venv/lib/python3.11/site-packages/transformers/generation/utils.py"
+GENERATE_STEPS = 12  # prefill + 11 decoding steps: enough for the step table to fold its middle
+
+
+def generate_report() -> Report:
+    """``model.generate`` of a 2-layer GPT-2: one prefill, decoding steps with a growing cache, generate's glue."""
+    base = golden_report()
+    nodes: list[Node] = []
+    for step in range(1, GENERATE_STEPS + 1):
+        tokens = 16 if step == 1 else 1  # the prefill reads the prompt, each decoding step one new token
+        for layer in range(2):
+            for op, line, code, module, energy_per_token in (
+                ("aten.addmm.default", 312, "x = torch.addmm(self.bias, x, self.weight)", "attn.c_attn", 6e-5),
+                ("aten.gelu.default", 640, "hidden_states = self.act(hidden_states)", "mlp.act", 1e-5),
+            ):
+                nodes.append(
+                    Node(
+                        id=f"{op.split('.')[1]}_{layer}_{step}",
+                        op=op,
+                        energy_j=energy_per_token * (tokens + 0.01 * step),
+                        time_s=energy_per_token * tokens / 50,
+                        expected_energy_j=None,
+                        source=NodeSource(file=HF, line=line, function="forward", code=code),
+                        provenance=PROVENANCE,
+                        module_path=f"transformer.h.{layer}.{module}",
+                        module_type="GPT2Attention" if "attn" in module else "GPT2MLP",
+                        inputs=[_tensor(1, tokens, 64)],
+                        outputs=[_tensor(1, tokens, 64)],
+                        step=step,
+                    )
+                )
+        nodes.append(
+            Node(
+                id=f"argmax_{step}",
+                op="aten.argmax.default",
+                energy_j=2e-6,
+                time_s=4e-8,
+                expected_energy_j=None,
+                source=NodeSource(
+                    file=GENERATION, line=3283, function="_sample", code="next_tokens = torch.argmax(next_token_scores)"
+                ),
+                provenance=PROVENANCE,
+                inputs=[_tensor(1, 256)],
+                outputs=[_tensor(1)],
+            )
+        )
+    total = sum(n.energy_j for n in nodes)
+    nodes = [
+        n.__class__(**{**{f: getattr(n, f) for f in n.__struct_fields__}, "share": n.energy_j / total}) for n in nodes
+    ]
+    fields = {f: getattr(base, f) for f in base.__struct_fields__}
+    fields.update(
+        target="examples/gpt2.py:generate",
+        energy_scope="one call of the workload (GPT2LMHeadModel.generate)",
+        capture=CaptureSummary(method="make_fx", notes=[]),
+        nodes=nodes,
+        rollups=Rollups(by_line=rollup_by_line(nodes, PROVENANCE), by_op=rollup_by_op(nodes, PROVENANCE)),
+        node_energy_sum_j=total,
+        total_energy_j=total / 0.5,
+        total_energy_ci_j=(total / 0.52, total / 0.48),
+        active_energy_j=total / 0.55,
+        coverage=0.5,
+        unique_signatures=2 * 2 + 1,
+        steps=GENERATE_STEPS,
+    )
+    return Report(**fields)
+
+
+# The golden reports, by the name in their files' names.
+FIXTURES = {"report": golden_report, "report-generate": generate_report}
+
+
 def render(width: int, report: Report | None = None) -> str:
     from rich.console import Console
 
@@ -159,14 +231,15 @@ def render(width: int, report: Report | None = None) -> str:
     return out.getvalue()
 
 
-def golden_path(width: int) -> Path:
-    return GOLDEN_DIR / f"report-{width}.txt"
+def golden_path(width: int, fixture: str = "report") -> Path:
+    return GOLDEN_DIR / f"{fixture}-{width}.txt"
 
 
 def main() -> int:
-    for width in WIDTHS:
-        golden_path(width).write_text(render(width), encoding="utf-8")
-        print(f"wrote {golden_path(width)}")
+    for fixture, make in FIXTURES.items():
+        for width in WIDTHS:
+            golden_path(width, fixture).write_text(render(width, make()), encoding="utf-8")
+            print(f"wrote {golden_path(width, fixture)}")
     return 0
 
 
