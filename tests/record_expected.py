@@ -3,8 +3,8 @@
 Runs the default calibration (sweep and real-model check) and one analysis of the bundled
 TinyGPT on this machine, with the estimate backend, and writes both to
 ``tests/data/expected/recorded-cpu.json``. Record on a quiet machine: the test then checks,
-deterministically, that the regression meets its accuracy target on these measurements and
-that the clean TinyGPT raises no anomaly. Never edit the file by hand.
+deterministically, the regression's accuracy on these measurements (it fails when a change makes
+it worse) and that the clean TinyGPT raises no anomaly. Never edit the file by hand.
 """
 
 from __future__ import annotations

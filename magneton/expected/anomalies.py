@@ -13,7 +13,9 @@ A node is an anomaly when both hold:
      out, widened by the model's held-out error: by its MdAPE (2 x 1.15 = 2.3x at 15%), or,
      when larger, by how far it routinely predicts low for the node's family (the 90th
      percentile of measured / predicted on shapes left out of its training): a model that
-     is often 50% low on unary ops must not call a 2.1x unary node surprising (predicted);
+     is often 50% low on unary ops must not call a 2.1x unary node surprising (predicted); an
+     op calibration never measured, held only by the catch-all elementwise families (topk,
+     linalg_solve, an FFT), gets no regression verdict at all;
 2. its excess is at least ``min_share`` (2%) of the workload's energy.
 
 Nodes on one source line with the same op and reason form one finding. The
@@ -37,6 +39,11 @@ from magneton.findings import Finding, FindingSource
 from magneton.graph import OpGraph, OpNode, SourceLocation, TensorMeta
 
 MIN_FAMILY_POINTS = 5  # a regression verdict needs this many calibration points of the node's family
+# An op that only the catch-all elementwise families hold (op_family puts every unknown op there: linalg_solve,
+# topk, an FFT) needs calibration points of its own: elementwise costs say nothing about it, so its prediction
+# is no evidence of waste. Named families (matmul, norm, ...) share costs across their ops (mm, linear, addmm).
+CATCH_ALL_FAMILIES = frozenset({"unary", "binary"})
+MIN_OP_POINTS = 3
 MATERIALISING_OPS = frozenset({"clone", "contiguous", "_to_copy", "to", "expand_copy", "repeat", "tile", "copy"})
 VIEW_OPS_SHOWN = 3  # upstream views named in a suggestion
 
@@ -289,6 +296,7 @@ def find_anomalies(
             or expected_j is None
             or features is None
             or model.family_points.get(features.family, 0) < MIN_FAMILY_POINTS
+            or (features.family in CATCH_ALL_FAMILIES and model.op_points.get(features.op, 0) < MIN_OP_POINTS)
             # Beyond the factor, the excess must clear the model's own typical error and the node's interval.
             or min(item.energy_j, item.energy_low_j or item.energy_j)
             <= max(base_threshold, options.factor * model.routine_underprediction(features.family)) * expected_j

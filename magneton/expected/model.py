@@ -194,6 +194,7 @@ class ExpectedModel:
             log_work = float(row[2 + NUMERIC_COLUMNS.index("log_work")])
             self.max_log_work[features.family] = max(self.max_log_work.get(features.family, -math.inf), log_work)
         self.family_points = dict(Counter(p.features.family for p in train))
+        self.op_points = dict(Counter(p.features.op for p in train))
         # This machine's best observed rates per family (95th percentile), to say how far below them a node runs.
         self.family_flops_per_s: dict[str, float] = {}
         self.family_bytes_per_s: dict[str, float] = {}

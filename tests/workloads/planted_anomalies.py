@@ -57,6 +57,26 @@ class Clean(nn.Module):
         return self.norm(torch.relu(self.linear(x)) + x)
 
 
+class Activated(nn.Module):
+    """A linear layer and an activation: the activation's op decides whether the regression may judge it."""
+
+    def __init__(self, activation: nn.Module, features: int = 512) -> None:
+        super().__init__()
+        self.linear = nn.Linear(features, features)
+        self.activation = activation
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.activation(self.linear(x))
+
+
+def gelu():
+    return Activated(nn.GELU()).eval(), (torch.randn(64, 512),)
+
+
+def tanh():
+    return Activated(nn.Tanh()).eval(), (torch.randn(64, 512),)
+
+
 def transposed_copy():
     return TransposedCopyMatmul().eval(), (torch.randn(64, 512),)
 
