@@ -38,8 +38,9 @@ class Net(nn.Module):
 
 
 def test_module_calls_are_recorded_with_parents_and_sources() -> None:
-    calls = record_module_calls(Workload(Net().eval(), (torch.ones(2, 4),)))
-    assert calls is not None
+    recorded = record_module_calls(Workload(Net().eval(), (torch.ones(2, 4),)))
+    assert recorded is not None and recorded.stateful_inputs == ()
+    calls = recorded.calls
     assert [(c.path, c.parent) for c in calls] == [
         ("", None),
         ("a", ""),
@@ -55,8 +56,9 @@ def test_module_calls_are_recorded_with_parents_and_sources() -> None:
 def test_overhead_is_whole_minus_children_minus_operators() -> None:
     workload = Workload(Net().eval(), (torch.ones(2, 4),))
     graph = capture(workload)
-    calls = record_module_calls(workload)
-    assert calls is not None
+    recorded = record_module_calls(workload)
+    assert recorded is not None
+    calls = recorded.calls
     measured = {c.signature: {"": 10.0, "a": 4.0, "b": 4.0, "a.lin": 1.0, "b.lin": 1.0}[c.path] for c in calls}
     rows = {row.path: row for row in attribute_overhead(graph, calls, measured, lambda node_id: 0.5, 10.0)}
     # Each Linear runs one operator at 0.5 J; a and b run none of their own.
@@ -65,6 +67,45 @@ def test_overhead_is_whole_minus_children_minus_operators() -> None:
     assert rows[""].overhead_energy_j == pytest.approx(2.0)  # 10 - 4 - 4
     total = sum(row.overhead_energy_j for row in rows.values()) + 0.5 * len(graph.nodes)
     assert total == pytest.approx(10.0)  # operators plus overhead explain the root's forward
+
+
+class Cache:
+    """State a forward changes, as a transformers DynamicCache does: every call appends to it."""
+
+    def __init__(self) -> None:
+        self.keys: list[torch.Tensor] = []
+
+
+class StatefulAttention(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.proj = nn.Linear(4, 4)
+
+    def forward(self, x: torch.Tensor, cache: Cache) -> torch.Tensor:
+        cache.keys.append(self.proj(x))
+        return torch.cat(cache.keys).sum(0, keepdim=True) + x  # costs more on every call: replay would drift
+
+
+class StatefulModel(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.attn = StatefulAttention()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.attn(x, Cache())
+
+
+def test_a_module_given_state_it_changes_is_not_replayed_and_its_children_move_up() -> None:
+    recorded = record_module_calls(Workload(StatefulModel().eval(), (torch.ones(1, 4),)))
+    assert recorded is not None
+    # attn takes the cache: not replayed; its Linear (plain inputs) is, under the nearest replayable module.
+    assert [(c.path, c.parent) for c in recorded.calls] == [("", None), ("attn.proj", "")]
+    assert recorded.stateful_inputs == ("Cache",)
+    options = AnalyzeOptions.from_flat(backend="estimate", trials=2, min_window_s=0.005, idle_s=0.01, expected=False)
+    report = analyze_workload(Workload(StatefulModel().eval(), (torch.ones(1, 4),)), "cached", options)
+    assert report.overhead is not None
+    assert {row.module_path for row in report.overhead} == {"", "attn.proj"}
+    assert any("were not replayed" in note and "Cache" in note for note in report.measurement_notes)
 
 
 def test_dominant_overhead_is_reported_with_a_finding() -> None:

@@ -30,6 +30,25 @@ if TYPE_CHECKING:
     from magneton.measure.options import PassOptions
 
 MAX_RECORDED_BYTES = 1 << 30  # module inputs kept for replay; beyond this the attribution is skipped
+# Inputs a replay cannot change: a forward given only these runs the same on every replay. Any other object
+# (a transformers DynamicCache, a user's state holder) may be mutated by the forward, so each replay would
+# measure a different call (a KV cache grows by the sequence on every replay).
+_PLAIN_INPUTS = (torch.Tensor, int, float, bool, complex, str, bytes, type(None), torch.dtype, torch.device,
+                 torch.memory_format, torch.layout, slice, type(Ellipsis))  # fmt: skip
+
+
+def replayable(args: Any, kwargs: Any) -> bool:
+    """Whether a module call's inputs are tensors and plain values only (see ``_PLAIN_INPUTS``)."""
+    leaves, _ = tree_flatten((args, kwargs))
+    return all(isinstance(leaf, _PLAIN_INPUTS) for leaf in leaves)
+
+
+@dataclass(frozen=True)
+class RecordedCalls:
+    """The replayable module calls of one eager run, and the types of the inputs that made others unreplayable."""
+
+    calls: list[ModuleCall]
+    stateful_inputs: tuple[str, ...] = ()  # e.g. ("DynamicCache",)
 
 
 @dataclass(frozen=True)
@@ -80,19 +99,28 @@ def root_module(fn: Any) -> torch.nn.Module | None:
     return owner if isinstance(owner, torch.nn.Module) else None
 
 
-def record_module_calls(workload: Workload) -> list[ModuleCall] | None:
-    """Every module call of one eager run, with what it needs to be replayed; None when too large."""
+def record_module_calls(workload: Workload) -> RecordedCalls | None:
+    """Every replayable module call of one eager run, with what it needs to be replayed; None when too large.
+
+    A call whose inputs hold an object its forward may change (see ``replayable``) is left out: its operators and
+    overhead count in the nearest enclosing replayable module, which becomes its children's parent.
+    """
     root = root_module(workload.fn)
     if root is None:
         return None
     names = {id(module): name for name, module in root.named_modules()}
-    stack: list[str] = []
+    stack: list[tuple[str, bool]] = []  # (path, recorded) of the modules being called
     calls: list[ModuleCall] = []
+    stateful: set[str] = set()
     recorded_bytes = [0]
 
     def pre(module: torch.nn.Module, args: Any, kwargs: Any) -> None:
         path = names.get(id(module), "?")
         leaves, _ = tree_flatten((args, kwargs))
+        if not replayable(args, kwargs):
+            stateful.update(type(leaf).__name__ for leaf in leaves if not isinstance(leaf, _PLAIN_INPUTS))
+            stack.append((path, False))
+            return
         recorded_bytes[0] += sum(t.numel() * t.element_size() for t in leaves if isinstance(t, torch.Tensor))
 
         def run(module: torch.nn.Module = module, args: Any = args, kwargs: Any = kwargs) -> Any:
@@ -102,13 +130,13 @@ def record_module_calls(workload: Workload) -> list[ModuleCall] | None:
             ModuleCall(
                 path=path,
                 module_type=type(module).__name__,
-                parent=stack[-1] if stack else None,
+                parent=next((p for p, recorded in reversed(stack) if recorded), None),
                 signature=_signature(module, args, kwargs),
                 source=_forward_source(module),
                 run=run,
             )
         )
-        stack.append(path)
+        stack.append((path, True))
 
     def post(module: torch.nn.Module, args: Any, kwargs: Any, output: Any) -> None:
         if stack:
@@ -126,7 +154,7 @@ def record_module_calls(workload: Workload) -> list[ModuleCall] | None:
             handle.remove()
     if recorded_bytes[0] > MAX_RECORDED_BYTES:
         return None
-    return calls
+    return RecordedCalls(calls, tuple(sorted(stateful)))
 
 
 def attribute_overhead(
@@ -209,9 +237,21 @@ def measure_overhead(
         return None, "overhead per module not attributed: a replayed trace holds operator windows only"
     if graph.mutates_inputs:
         return None, "overhead per module not attributed: the program writes into its inputs"
-    calls = record_module_calls(workload)
-    if calls is None:
+    recorded = record_module_calls(workload)
+    if recorded is None:
         return None, "overhead per module not attributed: the workload is not an nn.Module (or its method)"
+    calls = recorded.calls
+    if not calls:
+        return None, (
+            "overhead per module not attributed: every module call takes an object its forward may change "
+            f"({', '.join(recorded.stateful_inputs)})"
+        )
+    stateful_note = (
+        f"modules called with an object their forward may change ({', '.join(recorded.stateful_inputs)}, e.g. a KV "
+        "cache) were not replayed: their overhead counts in the nearest enclosing module"
+        if recorded.stateful_inputs
+        else None
+    )
     timer = Timer(backend, pass_options, result.min_window_s)
     try:
         with torch.no_grad():
@@ -226,7 +266,7 @@ def measure_overhead(
             "cannot be replayed)"
         )
     rows = attribute_overhead(graph, calls, measured, result.node_energy_j, result.forward_energy_j.median)
-    return rows, None
+    return rows, stateful_note
 
 
 def _nearest(path: str, known: dict[str, float]) -> str:
