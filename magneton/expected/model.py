@@ -136,30 +136,23 @@ _COMPUTE_FAMILIES = ("matmul", "conv", "attention")  # where a machine shows its
 _STREAMING_FAMILIES = ("copy", "unary", "binary", "cat")  # and its bandwidth
 
 
-def _peak_rates(points: Sequence[Point]) -> tuple[float | None, float | None]:
-    """The roofline: the best FLOP/s (compute-heavy families) and byte/s (streaming families) seen in calibration,
-    as 95th percentiles (one lucky window is no peak)."""
+def _best_rate(points: Sequence[Point], quantity: str, families: Sequence[str] | None = None) -> float | None:
+    """The 95th percentile of ``quantity`` ("flops" or "bytes") per second over these points (one lucky window is
+    no peak); only the given families when named. None when no point did any of it."""
     import numpy as np
 
-    timed = [p for p in points if p.time_s > 0]
-    flop_rates = [p.features.flops / p.time_s for p in timed if p.features.family in _COMPUTE_FAMILIES]
-    byte_rates = [p.features.bytes / p.time_s for p in timed if p.features.family in _STREAMING_FAMILIES]
-    flop_rates = [rate for rate in flop_rates if rate > 0]
-    byte_rates = [rate for rate in byte_rates if rate > 0]
-    return (
-        float(np.percentile(flop_rates, 95)) if flop_rates else None,
-        float(np.percentile(byte_rates, 95)) if byte_rates else None,
-    )
+    rates = [
+        getattr(p.features, quantity) / p.time_s
+        for p in points
+        if p.time_s > 0 and getattr(p.features, quantity) > 0 and (families is None or p.features.family in families)
+    ]
+    return float(np.percentile(rates, 95)) if rates else None
 
 
 def _throughput(points: Sequence[Point]) -> Throughput:
     """Rates that turn FLOPs and bytes into seconds of work (the ``log_work`` feature), over every point."""
-    import numpy as np
-
-    flop_rates = [p.features.flops / p.time_s for p in points if p.features.flops > 0 and p.time_s > 0]
-    byte_rates = [p.features.bytes / p.time_s for p in points if p.features.bytes > 0 and p.time_s > 0]
-    flops_per_s = float(np.percentile(flop_rates, 95)) if flop_rates else 1e9
-    bytes_per_s = float(np.percentile(byte_rates, 95)) if byte_rates else 1e9
+    flops_per_s = _best_rate(points, "flops") or 1e9
+    bytes_per_s = _best_rate(points, "bytes") or 1e9
     return Throughput(max(flops_per_s, 1.0), max(bytes_per_s, 1.0))
 
 
@@ -176,7 +169,9 @@ class ExpectedModel:
         self.points = len(train)
         self.learned_points = sum(1 for p in train if p.origin.startswith("learned:"))
         self.throughput = _throughput(train)
-        self.peak_flops_per_s, self.peak_bytes_per_s = _peak_rates(train)
+        # The roofline: best FLOP/s of compute-heavy families, best byte/s of streaming ones.
+        self.peak_flops_per_s = _best_rate(train, "flops", _COMPUTE_FAMILIES)
+        self.peak_bytes_per_s = _best_rate(train, "bytes", _STREAMING_FAMILIES)
         self.families = _vocabulary(p.features.family for p in train)
         self.ops = _vocabulary(p.features.op for p in train)
         rows = self._rows([p.features for p in train])
@@ -199,13 +194,11 @@ class ExpectedModel:
         self.family_flops_per_s: dict[str, float] = {}
         self.family_bytes_per_s: dict[str, float] = {}
         for family in self.family_points:
-            points_of = [p for p in train if p.features.family == family and p.time_s > 0]
-            flop_rates = [p.features.flops / p.time_s for p in points_of if p.features.flops > 0]
-            byte_rates = [p.features.bytes / p.time_s for p in points_of if p.features.bytes > 0]
-            if flop_rates:
-                self.family_flops_per_s[family] = float(np.percentile(flop_rates, 95))
-            if byte_rates:
-                self.family_bytes_per_s[family] = float(np.percentile(byte_rates, 95))
+            flops_per_s, bytes_per_s = _best_rate(train, "flops", [family]), _best_rate(train, "bytes", [family])
+            if flops_per_s is not None:
+                self.family_flops_per_s[family] = flops_per_s
+            if bytes_per_s is not None:
+                self.family_bytes_per_s[family] = bytes_per_s
         # How far below the measurement this model routinely predicts, per family (set by fit_and_evaluate from
         # shapes it never saw): a node is only surprising beyond that.
         self.underprediction: dict[str, float] = {}

@@ -37,10 +37,10 @@ _PLAIN_INPUTS = (torch.Tensor, int, float, bool, complex, str, bytes, type(None)
                  torch.memory_format, torch.layout, slice, type(Ellipsis))  # fmt: skip
 
 
-def replayable(args: Any, kwargs: Any) -> bool:
-    """Whether a module call's inputs are tensors and plain values only (see ``_PLAIN_INPUTS``)."""
-    leaves, _ = tree_flatten((args, kwargs))
-    return all(isinstance(leaf, _PLAIN_INPUTS) for leaf in leaves)
+def stateful_inputs(leaves: list[Any]) -> set[str]:
+    """Type names of the flattened inputs that are not tensors or plain values (see ``_PLAIN_INPUTS``): a call
+    with any of them is not replayable."""
+    return {type(leaf).__name__ for leaf in leaves if not isinstance(leaf, _PLAIN_INPUTS)}
 
 
 @dataclass(frozen=True)
@@ -102,7 +102,7 @@ def root_module(fn: Any) -> torch.nn.Module | None:
 def record_module_calls(workload: Workload) -> RecordedCalls | None:
     """Every replayable module call of one eager run, with what it needs to be replayed; None when too large.
 
-    A call whose inputs hold an object its forward may change (see ``replayable``) is left out: its operators and
+    A call whose inputs hold an object its forward may change (see ``stateful_inputs``) is left out: its operators and
     overhead count in the nearest enclosing replayable module, which becomes its children's parent.
     """
     root = root_module(workload.fn)
@@ -117,8 +117,9 @@ def record_module_calls(workload: Workload) -> RecordedCalls | None:
     def pre(module: torch.nn.Module, args: Any, kwargs: Any) -> None:
         path = names.get(id(module), "?")
         leaves, _ = tree_flatten((args, kwargs))
-        if not replayable(args, kwargs):
-            stateful.update(type(leaf).__name__ for leaf in leaves if not isinstance(leaf, _PLAIN_INPUTS))
+        found = stateful_inputs(leaves)
+        if found:
+            stateful.update(found)
             stack.append((path, False))
             return
         recorded_bytes[0] += sum(t.numel() * t.element_size() for t in leaves if isinstance(t, torch.Tensor))
