@@ -49,3 +49,4 @@ def test_repeated_layers_fold_and_no_peaks_means_no_roofline() -> None:
     text = _render(report)  # no calibration: rates only
     assert "GFLOP/s" in text and "roofline" not in text
     assert " x4 at " in text  # the 4 layers of the fixture fold into one row
+    assert "per call (estimated)" in text  # every energy says how it was obtained

@@ -86,7 +86,7 @@ def render_throughput(report: Report, console: Console, top: int = 5) -> None:
         located = where(source.file, source.line) if source else "(no source line)"
         count = f" x{len(row.nodes)}" if len(row.nodes) > 1 else ""
         console.print(
-            f"  {escape(short_op(node.op))}{count} at {escape(located)}: {format_energy(node.energy_j)} per call; "
-            + ", ".join(parts),
+            f"  {escape(short_op(node.op))}{count} at {escape(located)}: "
+            f"{format_energy(node.energy_j)} per call ({node.provenance.kind}); " + ", ".join(parts),
             highlight=False,
         )
