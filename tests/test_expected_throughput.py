@@ -14,7 +14,7 @@ from tests.golden.report_fixture import golden_report
 
 def _render(report: Report) -> str:
     out = io.StringIO()
-    render_throughput(report, Console(file=out, width=200, color_system=None))
+    render_throughput(report, Console(file=out, width=300, color_system=None))
     return out.getvalue()
 
 
