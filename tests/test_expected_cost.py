@@ -118,3 +118,11 @@ def test_json_nodes_carry_flops_and_bytes() -> None:
     graph = captured(lambda x: x * 2, torch.randn(3, 3))
     node = only(graph, "aten.mul.Tensor")
     assert (node.flops, node.bytes) == (9, 2 * 9 * F32)
+
+
+def test_an_argument_that_picks_another_kernel_names_the_op_apart() -> None:
+    from magneton.expected.features import NodeFeatures
+
+    graph = captured(lambda x: F.gelu(x, approximate="tanh") + F.gelu(x), torch.randn(8, 16))
+    ops = [NodeFeatures.of(n, threads=2).op for n in graph.nodes if n.op == "aten.gelu.default"]
+    assert sorted(ops) == ["gelu", "gelu_tanh"]

@@ -31,7 +31,8 @@ if TYPE_CHECKING:
 
 # Bump when the meaning of a stored feature, or the sweep that measures them, changes: older caches are rebuilt.
 # 2: the stratified sweep (every elementwise op across a size ladder, factories, analyze's operand rotation).
-FEATURE_VERSION = 2
+# 3: ops whose arguments pick a different kernel are named apart ("gelu_tanh"; see ``op_variant``).
+FEATURE_VERSION = 3
 
 MATMUL_OPS = frozenset(
     {"mm", "addmm", "bmm", "baddbmm", "addbmm", "matmul", "linear", "_addmm_activation", "mv", "dot", "einsum"}
@@ -82,6 +83,19 @@ MODULE_FAMILIES = {
 }
 LAYOUT_FEATURES = ("noncontiguous_inputs", "expanded_inputs", "channels_last_inputs")
 USUAL_FLOAT_WIDTH = 4  # float32: the usual dtype on CPUs and, for the default math mode, on GPUs too
+
+
+# Arguments that select another kernel of the same ATen op, at a different cost per element: on our CPUs
+# gelu(approximate="tanh") costs 2.5-4x the erf gelu, so one "gelu" op hid a 3x spread from the regression.
+_KERNEL_VARIANTS = {"gelu": (("'approximate','tanh'", "gelu_tanh"),)}
+
+
+def op_variant(base: str, scalar_args: str) -> str:
+    """The op's name for the regression: its ATen base name, or a variant name where an argument picks the kernel."""
+    for marker, name in _KERNEL_VARIANTS.get(base, ()):
+        if marker in scalar_args:
+            return name
+    return base
 
 
 def op_family(op: str, inputs: int = 1) -> str:
@@ -164,7 +178,7 @@ class NodeFeatures:
         dtype = _primary_dtype(node)
         device = (node.outputs or node.inputs)[0].device if (node.outputs or node.inputs) else "cpu"
         return cls(
-            op=aten_base_name(node.op),
+            op=op_variant(aten_base_name(node.op), node.scalar_args),
             family=op_family(node.op, len(node.inputs)),
             flops=int(node.flops),
             bytes=int(node.bytes),
@@ -274,4 +288,5 @@ __all__ = [
     "is_expanded",
     "numeric_row",
     "op_family",
+    "op_variant",
 ]
