@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
 # Bump when the meaning of a stored feature, or the sweep that measures them, changes: older caches are rebuilt.
 # 2: the stratified sweep (every elementwise op across a size ladder, factories, analyze's operand rotation).
-# 3: ops whose arguments pick a different kernel are named apart ("gelu_tanh"; see ``op_variant``).
+# 3: ops whose arguments pick a different kernel are named apart ("gelu_tanh"; see ``op_variant``), masked attention.
 FEATURE_VERSION = 3
 
 MATMUL_OPS = frozenset(
@@ -86,15 +86,46 @@ USUAL_FLOAT_WIDTH = 4  # float32: the usual dtype on CPUs and, for the default m
 
 
 # Arguments that select another kernel of the same ATen op, at a different cost per element: on our CPUs
-# gelu(approximate="tanh") costs 2.5-4x the erf gelu, so one "gelu" op hid a 3x spread from the regression.
-_KERNEL_VARIANTS = {"gelu": (("'approximate','tanh'", "gelu_tanh"),)}
+# gelu(approximate="tanh") costs 2.5-4x the erf gelu, so one "gelu" op hid a 3x spread from the regression;
+# a causal attention skips the blocks above the diagonal (about half the work for the same FLOP count).
+# (argument name, position among the op's arguments, value, variant name)
+_KERNEL_VARIANTS: dict[str, tuple[tuple[str, int, str, str], ...]] = {
+    "gelu": (("approximate", 1, "'tanh'", "gelu_tanh"),),
+    "scaled_dot_product_attention": (("is_causal", 5, "True", "scaled_dot_product_attention_causal"),),
+}
+
+
+def _top_level_items(text: str) -> list[str]:
+    """The comma-separated items of a bracketed list (``OpNode.scalar_args``' rendering), nested lists whole."""
+    items, depth, current = [], 0, ""
+    for char in text[1:-1]:
+        if char == "," and depth == 0:
+            items.append(current)
+            current = ""
+            continue
+        depth += {"[": 1, "]": -1}.get(char, 0)
+        current += char
+    return [*items, current] if current else items
+
+
+def _argument(scalar_args: str, name: str, position: int) -> str | None:
+    """One argument's rendering from ``OpNode.scalar_args`` (``[positional...][[name,value]...]``), if given."""
+    split = scalar_args.find("][")
+    if not scalar_args.startswith("[") or split < 0:
+        return None
+    positional, keywords = _top_level_items(scalar_args[: split + 1]), _top_level_items(scalar_args[split + 1 :])
+    for keyword in keywords:
+        pair = _top_level_items(keyword)
+        if len(pair) == 2 and pair[0] == repr(name):
+            return pair[1]
+    return positional[position] if position < len(positional) else None
 
 
 def op_variant(base: str, scalar_args: str) -> str:
     """The op's name for the regression: its ATen base name, or a variant name where an argument picks the kernel."""
-    for marker, name in _KERNEL_VARIANTS.get(base, ()):
-        if marker in scalar_args:
-            return name
+    for name, position, value, variant in _KERNEL_VARIANTS.get(base, ()):
+        if _argument(scalar_args, name, position) == value:
+            return variant
     return base
 
 
