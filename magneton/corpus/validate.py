@@ -22,6 +22,7 @@ from magneton.corpus.case import Case, CaseError, line_holds_code, source_lines
 from magneton.corpus.measure import DEFAULT_TRIALS, BuiltVariant, PairEnergy, measure_pair
 from magneton.corpus.outputs import DEFAULT_TOLERANCE, compare_outputs
 from magneton.errors import MagnetonError
+from magneton.measure.options import Allocator
 
 MIN_RATIO = 1.1
 EXTRA_MODULES = {"hf": ("transformers", "diffusers")}
@@ -65,6 +66,7 @@ class ValidateOptions:
     min_ratio: float = MIN_RATIO
     tolerance: float = DEFAULT_TOLERANCE
     measure: bool = True  # False: only load and compare outputs (no energy)
+    allocator: Allocator = "process"
 
 
 def missing_extras(case: Case) -> list[str]:
@@ -154,7 +156,9 @@ def validate_case(case: Case, options: ValidateOptions | None = None) -> CaseVal
     checks.append(Check("outputs", comparison.equal, detail))
     energy = None
     if options.measure:
-        energy = measure_pair(slow, fast, options.backend, case_device(case), options.trials)
+        energy = measure_pair(
+            slow, fast, options.backend, case_device(case), options.trials, allocator=options.allocator
+        )
         ratio = energy.ratio
         checks.append(
             Check(
@@ -219,6 +223,7 @@ def measured_table(result: CaseValidation, machine: str, note: str = "") -> str:
         f'backend = "{energy.backend}"',
         f"machine = {json.dumps(machine)}",  # a TOML basic string takes JSON's escapes
         f"trials = {energy.trials}",
+        f'allocator = "{energy.allocator}"',
         f'date = "{date.today().isoformat()}"',
     ]
     if note:
