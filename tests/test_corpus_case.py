@@ -220,3 +220,26 @@ def test_validate_measures_under_the_allocator_asked_for(allocator: str, monkeyp
     energy = measure_pair(slow, fast, "estimate", trials=1, window_s=0.01, allocator=allocator)  # type: ignore[arg-type]
     assert bool(applied) == (allocator == "steady") and energy.allocator == allocator
     assert energy.to_json()["allocator"] == allocator
+
+
+def test_validate_measures_each_case_in_a_fresh_process(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A case that cannot run where something was imported before it: measured in a fresh interpreter, it runs.
+    import sys
+    import types
+
+    from magneton.corpus.validate import ValidateOptions, validate_cases
+
+    variant = (
+        "import sys\nimport torch\n\n"
+        "if 'magneton_test_state_left_by_an_earlier_case' in sys.modules:\n"
+        "    raise RuntimeError('state from an earlier case')\n\n\n"
+        "def workload():\n    return (lambda x: x * 2), (torch.ones(4),)\n"
+    )
+    folder = make_case(tmp_path, "fresh", slow=variant)
+    (folder / "fast.py").write_text(variant)
+    monkeypatch.setitem(sys.modules, "magneton_test_state_left_by_an_earlier_case", types.ModuleType("state"))
+    options = ValidateOptions(backend="estimate", trials=1, min_ratio=0.0)
+    [isolated] = validate_cases([load_case(folder)], options)
+    [in_process] = validate_cases([load_case(folder)], ValidateOptions(backend="estimate", trials=1, isolate=False))
+    assert isolated.energy is not None and "loads" in [c.name for c in isolated.checks if c.passed]
+    assert in_process.status == "failed" and "state from an earlier case" in in_process.reason

@@ -67,6 +67,10 @@ class ValidateOptions:
     tolerance: float = DEFAULT_TOLERANCE
     measure: bool = True  # False: only load and compare outputs (no energy)
     allocator: Allocator = "process"
+    # Measure each case in a fresh process, as its user would run it: in one long process, the cases before
+    # it leave glibc's allocator in a state (raised mmap threshold, no more page faults on big temporaries)
+    # that changed a case's slow/fast ratio from 1.2 to 1.04.
+    isolate: bool = True
 
 
 def missing_extras(case: Case) -> list[str]:
@@ -188,9 +192,10 @@ def validate_cases(
 ) -> list[CaseValidation]:
     """Validate each case; an unexpected failure in one becomes its error result and the batch goes on."""
     results = []
+    isolate = options is not None and options.measure and options.isolate
     for case in cases:
         try:
-            result = validate_case(case, options)
+            result = _validate_in_fresh_process(case, options) if isolate else validate_case(case, options)
         except MagnetonError as err:
             result = CaseValidation(case.id, "error", (), str(err))
         except Exception as err:
@@ -199,6 +204,19 @@ def validate_cases(
         if on_result is not None:
             on_result(result)
     return results
+
+
+def _validate_in_fresh_process(case: Case, options: ValidateOptions | None) -> CaseValidation:
+    """``validate_case`` in a newly spawned interpreter (spawn: no state inherited, CUDA-safe)."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
+
+    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        try:
+            return pool.submit(validate_case, case, options).result()
+        except BrokenProcessPool as err:  # the case killed its process (a crash in native code, out of memory)
+            raise MagnetonError(f"{case.id}: the process validating it died ({err})") from err
 
 
 def machine_description() -> str:
