@@ -67,9 +67,9 @@ class ValidateOptions:
     tolerance: float = DEFAULT_TOLERANCE
     measure: bool = True  # False: only load and compare outputs (no energy)
     allocator: Allocator = "process"
-    # Measure each case in a fresh process, as its user would run it: in one long process, the cases before
-    # it leave glibc's allocator in a state (raised mmap threshold, no more page faults on big temporaries)
-    # that changed a case's slow/fast ratio from 1.2 to 1.04.
+    # Measure each case in a fresh process, as its user would run it: in one long process, glibc's allocator
+    # state (its mmap threshold, raised by the big blocks earlier cases freed) decides whether a case's
+    # temporaries page-fault on every call, and so part of its slow/fast ratio.
     isolate: bool = True
 
 
