@@ -243,3 +243,32 @@ def test_validate_measures_each_case_in_a_fresh_process(tmp_path: Path, monkeypa
     [in_process] = validate_cases([load_case(folder)], ValidateOptions(backend="estimate", trials=1, isolate=False))
     assert isolated.energy is not None and "loads" in [c.name for c in isolated.checks if c.passed]
     assert in_process.status == "failed" and "state from an earlier case" in in_process.reason
+
+
+def test_eval_runs_each_case_in_a_fresh_process(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+    import types
+
+    from magneton.corpus.detectors import EvalOptions
+    from magneton.corpus.evaluate import evaluate
+
+    variant = (
+        "import sys\nimport torch\n\n"
+        "if 'magneton_test_state_left_by_an_earlier_case' in sys.modules:\n"
+        "    raise RuntimeError('state from an earlier case')\n\n\n"
+        "def workload():\n    return (lambda x: x * 2), (torch.ones(4),)\n"
+    )
+    folder = make_case(tmp_path, "fresh", slow=variant)
+    (folder / "fast.py").write_text(variant)
+    monkeypatch.setitem(sys.modules, "magneton_test_state_left_by_an_earlier_case", types.ModuleType("state"))
+    steps: list[str] = []
+
+    def run(isolate: bool) -> str:
+        options = EvalOptions(backend="estimate", trials=1, isolate=isolate)
+        evaluation = evaluate(
+            [load_case(folder)], options, on_step=lambda case, step: steps.append(step), steps_to_run=("analyze",)
+        )
+        return evaluation.runs[0].steps["analyze"].status
+
+    assert run(isolate=True) == "ok" and steps == ["analyze"]  # the child reports its steps as they start
+    assert run(isolate=False) == "error"
