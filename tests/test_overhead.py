@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import pytest
 import torch
 from torch import nn
 
 from magneton.capture import capture
-from magneton.measure.overhead import attribute_overhead, record_module_calls
+from magneton.measure.overhead import attribute_overhead, measure_overhead, record_module_calls
 from magneton.pipeline import AnalyzeOptions, analyze_workload
 from magneton.workload import Workload
 
@@ -154,3 +155,56 @@ def test_a_forward_that_cannot_be_replayed_loses_the_attribution_not_the_analysi
     note = next(n for n in report.measurement_notes if n.startswith("overhead per module not attributed"))
     assert "RuntimeError" in note and "KV cache" in note
     assert report.total_energy_j > 0 and report.nodes
+
+
+class CountedNet(Net):
+    """Net that counts its own forward calls (the root of a workload)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.forward_calls = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.forward_calls += 1
+        return super().forward(x)
+
+    def twice(self, x: torch.Tensor) -> torch.Tensor:
+        return self(self(x))  # a callable around the model: two root calls plus glue
+
+
+def _pass(workload: Workload) -> tuple[Any, Any, Any, Any]:
+    from magneton.measure.backends.estimate import EstimateBackend
+    from magneton.measure.energy_pass import run_energy_pass
+    from magneton.measure.options import PassOptions
+
+    graph = capture(workload)
+    backend = EstimateBackend()
+    options = PassOptions(trials=2, min_window_s=0.002, forward_window_s=0.004, idle_s=0.001)
+    return graph, backend, options, run_energy_pass(graph, workload, backend, options)
+
+
+def test_the_root_module_is_the_whole_pass_and_is_not_replayed() -> None:
+    # A replay of the root measured the whole pass a second time, at another moment and in a few short
+    # windows; on HF GPT-2 the two readings of one computation disagreed (explained coverage 1.49).
+    model = CountedNet().eval()
+    workload = Workload(model, (torch.ones(2, 4),))
+    graph, backend, options, result = _pass(workload)
+    model.forward_calls = 0
+    rows, _ = measure_overhead(graph, workload, backend, options, result)
+    assert model.forward_calls == 1  # the recording run only: no warm-up, no window replays the root
+    assert rows is not None
+    by_path = {row.path: row for row in rows}
+    assert by_path[""].whole_energy_j == result.forward_energy_j.median
+    assert by_path["a"].whole_energy_j > 0  # children are still replayed
+    explained = sum(row.overhead_energy_j for row in rows) + result.node_sum_j
+    assert explained == pytest.approx(result.forward_energy_j.median)
+
+
+def test_a_root_called_by_a_wrapper_callable_is_still_replayed() -> None:
+    model = CountedNet().eval()
+    workload = Workload(model.twice, (torch.ones(2, 4),))
+    graph, backend, options, result = _pass(workload)
+    model.forward_calls = 0
+    rows, _ = measure_overhead(graph, workload, backend, options, result)
+    assert model.forward_calls > 2  # recorded twice, then replayed: the whole pass is two calls plus glue
+    assert rows is not None and "(outside the model)" in {row.path for row in rows}

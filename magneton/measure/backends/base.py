@@ -104,9 +104,10 @@ class EnergyBackend(ABC):
 
         Calls run in batches with one synchronisation after each (on a GPU the clock must include
         the queued work; a sync per call would inflate short kernels). Each next batch is sized
-        from the time per call so far to just fill the window, at most doubling the calls made
-        and at most ``max_rounds`` calls. No window ends below its minimum: a 3 µs graph launch
-        needs far more than any fixed cap of rounds to fill a one-second NVML window.
+        from the time per call so far to just fill the window (no margin: a batch that falls short is
+        followed by another), at most doubling the calls made and at most ``max_rounds`` calls. No
+        window ends below its minimum: a 3 µs graph launch needs far more than any fixed cap of rounds
+        to fill a one-second NVML window.
         Returns the reading and the number of calls made.
         """
         self.synchronize()
@@ -121,7 +122,10 @@ class EnergyBackend(ABC):
             elapsed = time.perf_counter() - start
             if elapsed >= min_window_s:
                 break
-            needed = math.ceil((min_window_s - elapsed) / max(elapsed / done, 1e-9) * 1.02)
+            # Exactly the calls the rest of the window needs at the rate so far: a margin here cost a whole extra
+            # call whenever the rest was a whole number of calls (a 40 ms forward pass in a 0.2 s window: 6 calls
+            # for 5). A batch that falls short is followed by another; the loop never ends below the minimum.
+            needed = math.ceil((min_window_s - elapsed) / max(elapsed / done, 1e-9))
             batch = max(1, min(needed, done * 2, max_rounds))
         return self.close_window(window), done
 
