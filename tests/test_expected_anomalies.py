@@ -201,3 +201,20 @@ def test_an_uncalibrated_op_in_a_catch_all_family_gets_no_regression_verdict(fak
     assert [f["title"] for f in anomalies(gelu)] == ["aten.gelu.default: far above its expected energy"]
     tanh = analyse("tanh", fake_backend_cls, multiplier=lambda op: 30.0 if op == "aten.tanh.default" else 1.0)
     assert anomalies(tanh) == []
+
+
+def test_a_counterfactual_gap_that_not_every_pair_saw_is_no_finding() -> None:
+    from magneton.expected.anomalies import NodeEvidence, find_anomalies
+    from magneton.expected.counterfactual import Counterfactual
+
+    graph = capture(load_target(f"{PLANTED}:strided_norm"))
+    norm = next(n for n in graph.nodes if n.op == "aten.layer_norm.default")
+
+    def layout_findings(paired_gaps: tuple[float, ...]) -> list[str]:
+        cf = Counterfactual(norm.id, 1.0, 0.75, 1e-3, 7.5e-4, (0,), len(paired_gaps), paired_gaps=paired_gaps)
+        evidence = [NodeEvidence(norm, energy_j=1.0, time_s=1e-3, counterfactual=cf)]
+        findings = find_anomalies(graph, evidence, 2.0, None, AnomalyOptions(), "estimated")
+        return [f.title for f in findings]
+
+    assert layout_findings((0.3, 0.22, 0.25, 0.27, 0.2))  # a 25% saving seen in every pair of windows
+    assert not layout_findings((0.45, 0.25, -0.05, 0.3, 0.12))  # the same median, but one pair saw none

@@ -118,3 +118,22 @@ def test_json_nodes_carry_flops_and_bytes() -> None:
     graph = captured(lambda x: x * 2, torch.randn(3, 3))
     node = only(graph, "aten.mul.Tensor")
     assert (node.flops, node.bytes) == (9, 2 * 9 * F32)
+
+
+def test_an_argument_that_picks_another_kernel_names_the_op_apart() -> None:
+    from magneton.expected.features import NodeFeatures
+
+    graph = captured(lambda x: F.gelu(x, approximate="tanh") + F.gelu(x), torch.randn(8, 16))
+    ops = [NodeFeatures.of(n, threads=2).op for n in graph.nodes if n.op == "aten.gelu.default"]
+    assert sorted(ops) == ["gelu", "gelu_tanh"]
+
+    def attention(q, k, v, mask):
+        sdpa = F.scaled_dot_product_attention
+        causal_positional = sdpa(q, k, v, None, 0.0, True)
+        return sdpa(q, k, v, is_causal=True) + sdpa(q, k, v) + sdpa(q, k, v, attn_mask=mask) + causal_positional
+
+    q, mask = torch.randn(1, 2, 8, 4), torch.zeros(1, 1, 8, 8)
+    graph = captured(attention, q, q.clone(), q.clone(), mask)
+    ops = [NodeFeatures.of(n, threads=2).op for n in graph.nodes if "attention" in n.op]
+    causal = "scaled_dot_product_attention_causal"
+    assert ops == [causal, causal, "scaled_dot_product_attention", "scaled_dot_product_attention"]

@@ -6,7 +6,16 @@ import json
 from pathlib import Path
 
 import pytest
-from expected_helpers import FINGERPRINT, cost_j, features, matmul_features, synthetic_calibration
+from expected_helpers import (
+    BYTES_PER_S,
+    FINGERPRINT,
+    OVERHEAD_S,
+    WATTS,
+    cost_j,
+    features,
+    matmul_features,
+    synthetic_calibration,
+)
 
 from magneton.expected import pipeline
 from magneton.expected.calibrate import (
@@ -18,7 +27,7 @@ from magneton.expected.calibrate import (
     load_calibration,
 )
 from magneton.expected.features import FEATURE_VERSION
-from magneton.expected.model import ExpectedModel, fit_and_evaluate
+from magneton.expected.model import ExpectedModel, Point, fit_and_evaluate
 
 
 @pytest.fixture
@@ -154,3 +163,72 @@ def test_learned_points_are_kept_and_capped(cache: Path) -> None:
     loaded = load_calibration(FINGERPRINT)
     assert loaded is not None and sum(p.origin == "learned:t" for p in loaded.points) == 5
     assert ExpectedModel(loaded.points).learned_points == 5
+
+
+def test_cost_line_recovers_overhead_and_rate() -> None:
+    from magneton.expected.model import fit_cost_line
+
+    work = [1e-8 * 4**i for i in range(10)]
+    energy = [2e-5 + 12.0 * w for w in work]
+    line = fit_cost_line(work, energy)
+    assert line.overhead_j == pytest.approx(2e-5, rel=0.05)
+    assert line.joules_per_work_s == pytest.approx(12.0, rel=0.05)
+
+
+def test_cost_line_takes_what_its_points_leave_open_from_its_parent() -> None:
+    from magneton.expected.model import CostLine, fit_cost_line
+
+    parent = CostLine(overhead_j=3e-5, joules_per_work_s=10.0, points=100)
+    # Three large, throughput-bound points: they fix the rate but say nothing about the overhead.
+    work = [1e-3, 2e-3, 4e-3]
+    line = fit_cost_line(work, [20.0 * w for w in work], parent)
+    assert line.joules_per_work_s == pytest.approx(20.0, rel=0.05)
+    assert line.overhead_j == pytest.approx(3e-5, rel=0.5)
+    # Without a parent, nothing holds the overhead to a plausible value.
+    assert line.overhead_j < 1e-3
+
+
+def test_each_op_gets_its_own_cost_per_element() -> None:
+    # Two elementwise ops of one family, one 8x dearer per element: the model must not pool them.
+    points = []
+    for i in range(8):
+        n = 2 ** (8 + 2 * i)
+        for op, slowdown in (("mul", 1.0), ("tanh", 8.0)):
+            f = features("unary", op, n, 8 * n, n)
+            energy = WATTS * (OVERHEAD_S + slowdown * 8 * n / BYTES_PER_S)
+            points.append(Point(f, energy, energy / WATTS, f"unary:{op}({n})", "sweep"))
+    model = ExpectedModel(points)
+    n = 3 * 2**17  # between two calibrated sizes
+    mul, tanh = model.predict_j([features("unary", op, n, 8 * n, n) for op in ("mul", "tanh")])
+    assert tanh / mul == pytest.approx(8.0, rel=0.25)
+    assert mul == pytest.approx(WATTS * (OVERHEAD_S + 8 * n / BYTES_PER_S), rel=0.15)
+
+
+def test_real_model_rounds_are_spread_over_the_sweep(cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    from magneton.expected import calibrate as calibrate_module
+    from magneton.measure.backends.estimate import EstimateBackend
+    from magneton.workload import Workload
+
+    events: list[str] = []
+    monkeypatch.setattr(calibrate_module, "SWEEP_CHUNK", 10)  # the quick sweep's ~120 cases: 12 chunks
+    monkeypatch.setattr(calibrate_module, "measure_workload", lambda *args, **kwargs: events.append("chunk") or [])
+    tiny = Workload(torch.nn.Linear(4, 4), (torch.ones(2, 4),))
+    monkeypatch.setattr(calibrate_module, "real_model_workloads", lambda device: [("tiny", lambda: tiny)])
+    energies = iter([3e-4, 1e-4, 2e-4])  # the three rounds' measurements of the model's one operator
+
+    def measure_round(self, backend, progress=None) -> None:
+        events.append("round")
+        f, energy_j = features("matmul", "linear", 64, 160, 8), next(energies)
+        # Two signatures of one shape group (a mul by 0.5 and one by 0.044715 share theirs) stay two points.
+        self.rounds.append([Point(f, e, 1e-5, "matmul:linear(2x4)", "model:tiny") for e in (energy_j, 10 * energy_j)])
+
+    monkeypatch.setattr(calibrate_module.RealModelCheck, "measure_round", measure_round)
+    calibration, _ = calibrate_module.calibrate(EstimateBackend(), quick=True, real_models=True)
+    chunks = events.count("chunk")
+    assert chunks > 2
+    middle = chunks // 2
+    assert events == ["round", *["chunk"] * middle, "round", *["chunk"] * (chunks - middle), "round"]
+    measured = sorted(p.energy_j for p in calibration.points if p.origin == "model:tiny")
+    assert measured == pytest.approx([2e-4, 2e-3])  # the median of each one's rounds, not the last or the first

@@ -4,7 +4,8 @@ A node is an anomaly when both hold:
 
 1. one of
    - its counterfactual replay shows that well-laid-out inputs save >= ``min_gap``
-     (10%) of its energy (measured: the backend's provenance);
+     (10%) of its energy (the median; every trial's pair of windows must also see a
+     saving), measured: the backend's provenance;
    - it only materialises a layout another op could read directly: a copy of an
      expanded (broadcast) view feeding an elementwise op, or a transposed copy
      feeding a matmul (its ideal energy is zero: measured);
@@ -270,7 +271,7 @@ def find_anomalies(
                 )
             group.details = {"consumer": consumer.id, "ideal_energy_j": 0.0}
             continue
-        if cf is not None and cf.gap >= options.min_gap:
+        if cf is not None and cf.gap >= options.min_gap and cf.consistent:
             group = group_for(item, "layout")
             group.evidence.append(item)
             ideal_j = item.energy_j * (1 - cf.gap)

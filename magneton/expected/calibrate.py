@@ -15,8 +15,9 @@ import hashlib
 import json
 import math
 import os
+from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -37,6 +38,10 @@ CACHE_SCHEMA = "magneton.calibration/1"
 CACHE_ENV = "MAGNETON_CACHE_DIR"
 MAX_LEARNED_POINTS = 5000
 SWEEP_CHUNK = 40  # cases per captured program: progress granularity vs capture overhead
+# Trials per sweep point: a median of 5 windows is steadier than of 3; the quick sweep takes 2 (its 30 s budget).
+DEFAULT_TRIALS, QUICK_TRIALS = 5, 2
+# The real-model check: rounds spread over the sweep (see RealModelCheck), each with this many trials.
+REAL_MODEL_ROUNDS, REAL_MODEL_TRIALS = 3, 2
 
 Progress = Callable[[float, float, str], None]  # (done, total, what) in arbitrary units
 
@@ -248,9 +253,17 @@ def measure_workload(
 
 
 def run_sweep(
-    backend: EnergyBackend, device: str = "cpu", quick: bool = False, progress: Progress | None = None
+    backend: EnergyBackend,
+    device: str = "cpu",
+    quick: bool = False,
+    progress: Progress | None = None,
+    between_chunks: Callable[[int, int], None] | None = None,
 ) -> list[Point]:
-    """Measure the microbenchmark sweep (``--quick``: about a fifth of it, float32 only)."""
+    """Measure the microbenchmark sweep (``--quick``: about a fifth of it, float32 only).
+
+    ``between_chunks(index, count)`` runs before chunk ``index`` of ``count`` and once more after the last
+    (index == count): the real-model check measures there, interleaved with the sweep.
+    """
     import torch
 
     from magneton.expected.sweep import DEFAULT_SCALE, QUICK_SCALE, SweepProgram, build_sweep, chunks
@@ -259,15 +272,20 @@ def run_sweep(
     cases = build_sweep(QUICK_SCALE if quick else DEFAULT_SCALE, device)
     points: list[Point] = []
     done = 0
+    parts = chunks(cases, SWEEP_CHUNK)
     with torch.no_grad():
-        for chunk in chunks(cases, SWEEP_CHUNK):
+        for index, chunk in enumerate(parts):
+            if between_chunks:
+                between_chunks(index, len(parts))
             if progress:
                 progress(done, len(cases), f"sweep: {chunk[0].name} .. {chunk[-1].name}")
             program = SweepProgram(chunk)
             inputs = tuple(t for case in chunk for t in case.inputs)
-            options = calibration_pass_options(trials=2 if quick else 3)
+            options = calibration_pass_options(trials=QUICK_TRIALS if quick else DEFAULT_TRIALS)
             points.extend(measure_workload(Workload(program, inputs), backend, "sweep", options))
             done += len(chunk)
+    if between_chunks:
+        between_chunks(len(parts), len(parts))
     if progress:
         progress(done, len(cases), "sweep measured")
     return points
@@ -315,28 +333,62 @@ def real_model_workloads(device: str = "cpu") -> list[tuple[str, Callable[[], Wo
     return [("tinygpt", tiny_gpt), ("bert", bert), ("gpt2", gpt2)]
 
 
-def measure_real_models(
-    backend: EnergyBackend, device: str = "cpu", progress: Progress | None = None
-) -> tuple[list[Point], list[str]]:
-    """Measured nodes of the real models (evaluation only); a model that cannot be built is skipped, saying why."""
-    from magneton.measure.options import PassOptions
+class RealModelCheck:
+    """The real models' measured nodes (evaluation only), in rounds spread over the sweep.
 
-    points: list[Point] = []
-    skipped: list[str] = []
-    models = real_model_workloads(device)
-    for index, (name, build) in enumerate(models):
-        if progress:
-            progress(index, len(models), f"real model: {name}")
-        try:
-            workload = build()
-        except ImportError as err:
-            skipped.append(f"{name}: {err} (install magneton[hf])")
-            continue
-        # analyze's own settings (operand rotation included), fewer trials.
-        points.extend(measure_workload(workload, backend, f"model:{name}", PassOptions(trials=3, idle_s=0.05)))
-    if progress:
-        progress(len(models), len(models), "real models measured")
-    return points, skipped
+    The machine's speed drifts over a calibration run (on our shared VMs one model's nodes measured 1.3-1.6x
+    slower in one run than in the next, uniformly): measured in one block after the sweep, a drift during that
+    block reads as model error. Each model is measured ``REAL_MODEL_ROUNDS`` times, at the start, the middle
+    and the end of the sweep, and each node keeps the median of its rounds.
+    """
+
+    def __init__(self, device: str = "cpu") -> None:
+        from magneton.capture import capture
+
+        self.models: list[tuple[str, Workload, OpGraph]] = []
+        self.skipped: list[str] = []
+        for name, build in real_model_workloads(device):
+            try:
+                workload = build()
+            except ImportError as err:
+                self.skipped.append(f"{name}: {err} (install magneton[hf])")
+                continue
+            self.models.append((name, workload, capture(workload)))
+        self.rounds: list[list[Point]] = []
+
+    def measure_round(self, backend: EnergyBackend, progress: Callable[[str], None] | None = None) -> None:
+        """One energy pass per model with analyze's own settings (operand rotation included)."""
+        from magneton.measure.energy_pass import run_energy_pass
+        from magneton.measure.options import PassOptions
+
+        options = PassOptions(trials=REAL_MODEL_TRIALS, min_trials=REAL_MODEL_TRIALS, idle_s=0.05)
+        measured: list[Point] = []
+        for name, workload, graph in self.models:
+            if progress:
+                progress(f"real model: {name} (round {len(self.rounds) + 1} of {REAL_MODEL_ROUNDS})")
+            result = run_energy_pass(graph, workload, backend, options)
+            measured.extend(points_from_pass(graph, result, f"model:{name}"))
+        self.rounds.append(measured)
+
+    def points(self) -> list[Point]:
+        """One point per measured signature: the median energy and time of its rounds."""
+        import statistics
+
+        # Signatures that share a shape group (a mul by 0.5 and by 0.044715) keep their order in every round.
+        by_key: dict[tuple[str, str, int], list[Point]] = {}
+        for measured in self.rounds:
+            occurrences: Counter[tuple[str, str]] = Counter()
+            for point in measured:
+                occurrences[point.origin, point.group] += 1
+                by_key.setdefault((point.origin, point.group, occurrences[point.origin, point.group]), []).append(point)
+        return [
+            replace(
+                seen[0],
+                energy_j=statistics.median(p.energy_j for p in seen),
+                time_s=statistics.median(p.time_s for p in seen),
+            )
+            for seen in by_key.values()
+        ]
 
 
 def calibrate(
@@ -349,12 +401,25 @@ def calibrate(
 ) -> tuple[Calibration, list[str]]:
     """Run the sweep (and the real-model check), keeping any learned points of ``previous``; save to the cache."""
     device_fingerprint = fingerprint(backend, device)
-    points = run_sweep(backend, device, quick, progress)
     notes: list[str] = []
-    if real_models:
-        model_points, skipped = measure_real_models(backend, device, progress)
-        points.extend(model_points)
-        notes.extend(f"real-model check skipped {reason}" for reason in skipped)
+    check = RealModelCheck(device) if real_models else None
+    if check is not None:
+        notes.extend(f"real-model check skipped {reason}" for reason in check.skipped)
+    where = [0.0, 1.0]  # the sweep's progress, which a real-model round's message keeps
+
+    def sweep_progress(done: float, total: float, what: str) -> None:
+        where[:] = [done, total]
+        if progress:
+            progress(done, total, what)
+
+    def between_chunks(index: int, count: int) -> None:
+        # Real-model rounds before the first chunk, before the middle one and after the last.
+        if check is not None and index in {0, count // 2, count}:
+            check.measure_round(backend, lambda what: sweep_progress(where[0], where[1], what))
+
+    points = run_sweep(backend, device, quick, sweep_progress, between_chunks)
+    if check is not None:
+        points.extend(check.points())
     if previous is not None and previous.fingerprint == device_fingerprint:
         points.extend(p for p in previous.points if p.origin.startswith("learned:"))
     calibration = Calibration(
@@ -372,6 +437,7 @@ __all__ = [
     "CACHE_ENV",
     "CACHE_SCHEMA",
     "Calibration",
+    "RealModelCheck",
     "CalibrationCacheError",
     "DeviceFingerprint",
     "cache_dir",
@@ -379,7 +445,6 @@ __all__ = [
     "calibrate",
     "fingerprint",
     "load_calibration",
-    "measure_real_models",
     "measure_workload",
     "points_from_pass",
     "run_sweep",

@@ -12,7 +12,7 @@ carries the backend's provenance (measured or estimated), never "predicted".
 from __future__ import annotations
 
 from collections.abc import Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -42,17 +42,24 @@ class Counterfactual:
     ideal_time_s: float
     bad_inputs: tuple[int, ...]  # positions (among the node's tensor inputs) that were re-laid-out
     trials: int
+    paired_gaps: tuple[float, ...] = ()  # each trial's saving: its ideal window against its as-laid-out one
 
     @property
     def gap(self) -> float:
         """Fraction of the as-laid-out energy that good layout saves (negative: the copy would cost more)."""
         return (self.original_j - self.ideal_j) / self.original_j if self.original_j > 0 else 0.0
 
+    @property
+    def consistent(self) -> bool:
+        """Every trial saw the saving: a gap that one noisy window made (a median of 3 can) is no evidence."""
+        return all(g > 0 for g in self.paired_gaps)
+
     def to_json(self) -> dict[str, Any]:
         return {
             "original_j": self.original_j,
             "ideal_j": self.ideal_j,
             "gap": self.gap,
+            "paired_gaps": list(self.paired_gaps),
             "bad_inputs": list(self.bad_inputs),
             "trials": self.trials,
         }
@@ -134,6 +141,7 @@ class _CounterfactualInterpreter(torch.fx.Interpreter):
             ideal_time_s=summarize([t for _, t in best]).median,
             bad_inputs=bad_input_positions(op_node),
             trials=self.trials,
+            paired_gaps=tuple((o - i) / o if o > 0 else 0.0 for (o, _), (i, _) in zip(orig, best, strict=True)),
         )
         del original, ideal
         return super().run_node(fx_node)
@@ -181,15 +189,7 @@ def counterfactual_replays(
     for node in graph.nodes:
         if node.id in wanted and node.signature in by_signature:
             found = by_signature[node.signature]
-            shared[node.id] = Counterfactual(
-                node.id,
-                found.original_j,
-                found.ideal_j,
-                found.original_time_s,
-                found.ideal_time_s,
-                found.bad_inputs,
-                found.trials,
-            )
+            shared[node.id] = replace(found, node_id=node.id)
     return shared
 
 

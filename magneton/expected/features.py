@@ -31,7 +31,8 @@ if TYPE_CHECKING:
 
 # Bump when the meaning of a stored feature, or the sweep that measures them, changes: older caches are rebuilt.
 # 2: the stratified sweep (every elementwise op across a size ladder, factories, analyze's operand rotation).
-FEATURE_VERSION = 2
+# 3: ops whose arguments pick a different kernel are named apart ("gelu_tanh"; see ``op_variant``), masked attention.
+FEATURE_VERSION = 3
 
 MATMUL_OPS = frozenset(
     {"mm", "addmm", "bmm", "baddbmm", "addbmm", "matmul", "linear", "_addmm_activation", "mv", "dot", "einsum"}
@@ -82,6 +83,50 @@ MODULE_FAMILIES = {
 }
 LAYOUT_FEATURES = ("noncontiguous_inputs", "expanded_inputs", "channels_last_inputs")
 USUAL_FLOAT_WIDTH = 4  # float32: the usual dtype on CPUs and, for the default math mode, on GPUs too
+
+
+# Arguments that select another kernel of the same ATen op, at a different cost per element: on our CPUs
+# gelu(approximate="tanh") costs 2.5-4x the erf gelu, so one "gelu" op hid a 3x spread from the regression;
+# a causal attention skips the blocks above the diagonal (about half the work for the same FLOP count).
+# (argument name, position among the op's arguments, value, variant name)
+_KERNEL_VARIANTS: dict[str, tuple[tuple[str, int, str, str], ...]] = {
+    "gelu": (("approximate", 1, "'tanh'", "gelu_tanh"),),
+    "scaled_dot_product_attention": (("is_causal", 5, "True", "scaled_dot_product_attention_causal"),),
+}
+
+
+def _top_level_items(text: str) -> list[str]:
+    """The comma-separated items of a bracketed list (``OpNode.scalar_args``' rendering), nested lists whole."""
+    items, depth, current = [], 0, ""
+    for char in text[1:-1]:
+        if char == "," and depth == 0:
+            items.append(current)
+            current = ""
+            continue
+        depth += {"[": 1, "]": -1}.get(char, 0)
+        current += char
+    return [*items, current] if current else items
+
+
+def _argument(scalar_args: str, name: str, position: int) -> str | None:
+    """One argument's rendering from ``OpNode.scalar_args`` (``[positional...][[name,value]...]``), if given."""
+    split = scalar_args.find("][")
+    if not scalar_args.startswith("[") or split < 0:
+        return None
+    positional, keywords = _top_level_items(scalar_args[: split + 1]), _top_level_items(scalar_args[split + 1 :])
+    for keyword in keywords:
+        pair = _top_level_items(keyword)
+        if len(pair) == 2 and pair[0] == repr(name):
+            return pair[1]
+    return positional[position] if position < len(positional) else None
+
+
+def op_variant(base: str, scalar_args: str) -> str:
+    """The op's name for the regression: its ATen base name, or a variant name where an argument picks the kernel."""
+    for name, position, value, variant in _KERNEL_VARIANTS.get(base, ()):
+        if _argument(scalar_args, name, position) == value:
+            return variant
+    return base
 
 
 def op_family(op: str, inputs: int = 1) -> str:
@@ -164,7 +209,7 @@ class NodeFeatures:
         dtype = _primary_dtype(node)
         device = (node.outputs or node.inputs)[0].device if (node.outputs or node.inputs) else "cpu"
         return cls(
-            op=aten_base_name(node.op),
+            op=op_variant(aten_base_name(node.op), node.scalar_args),
             family=op_family(node.op, len(node.inputs)),
             flops=int(node.flops),
             bytes=int(node.bytes),
@@ -274,4 +319,5 @@ __all__ = [
     "is_expanded",
     "numeric_row",
     "op_family",
+    "op_variant",
 ]

@@ -46,7 +46,7 @@ class ExpectedOptions:
     enabled: bool | None = None  # None: on, unless $MAGNETON_EXPECTED is 0/off/false
     learn: bool = False  # add this analysis' measured nodes to the training data
     anomaly: AnomalyOptions = field(default_factory=AnomalyOptions)
-    counterfactual_trials: int = 3
+    counterfactual_trials: int = 5  # every pair must agree (see Counterfactual.consistent): 5 pairs, not 3
     calibration: Calibration | None = None  # a given calibration (tests); None: the cache, else the quick sweep
 
     def is_enabled(self) -> bool:

@@ -305,11 +305,16 @@ def _embeddings_and_attention(b: SweepBuilder) -> None:
         table = b.tensor(vocab, dim)
         ids = torch.randint(0, vocab, (2, tokens // 2), generator=b.generator).to(b.device)
         b.add("embedding", F.embedding, ids, table)
-    for _ in range(b.count(10)):
+    for _ in range(b.count(15)):
         heads, t, d = b.pick([2, 4, 8, 12]), b.pick([32, 64, 128, 256]), b.pick([32, 64])
         q, k, v = (b.tensor(2, heads, t, d) for _ in range(3))
-        causal = b.rng.random() < 0.5
-        b.add("sdpa", lambda q, k, v, c=causal: F.scaled_dot_product_attention(q, k, v, is_causal=c), q, k, v)
+        kind = b.rng.choice(["plain", "causal", "masked"])
+        if kind == "masked":  # an additive mask, as transformers builds one (causal or padding)
+            mask = b.tensor(2, 1, t, t)
+            b.add("sdpa_mask", lambda q, k, v, m: F.scaled_dot_product_attention(q, k, v, attn_mask=m), q, k, v, mask)
+        else:
+            causal = kind == "causal"
+            b.add("sdpa", lambda q, k, v, c=causal: F.scaled_dot_product_attention(q, k, v, is_causal=c), q, k, v)
 
 
 def build_sweep(scale: float, device: str = "cpu", seed: int = 0) -> list[Case]:
