@@ -201,3 +201,74 @@ def test_measured_table_round_trips_through_toml(tmp_path: Path) -> None:
     assert case.measured.machine == 'CPU "X" \\ 2 threads'
     assert case.measured.note == 'busy "VM"'
     assert case.title == "A bias added after the matmul"  # the rest of the file is kept
+
+
+@pytest.mark.parametrize("allocator", ["process", "steady"])
+def test_validate_measures_under_the_allocator_asked_for(allocator: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    from magneton.corpus.measure import BuiltVariant, measure_pair
+    from magneton.diff.settings import record_settings
+    from magneton.measure import allocator as allocator_module
+    from magneton.workload import Workload
+
+    applied: list[str] = []
+    monkeypatch.setattr(allocator_module, "steady_allocator", lambda: applied.append("applied") or "fixed")
+    x = torch.randn(64, 64)
+    slow = BuiltVariant("slow", Workload(lambda y: (y @ y) @ y, (x,)), record_settings())
+    fast = BuiltVariant("fast", Workload(lambda y: y @ y, (x,)), record_settings())
+    energy = measure_pair(slow, fast, "estimate", trials=1, window_s=0.01, allocator=allocator)  # type: ignore[arg-type]
+    assert bool(applied) == (allocator == "steady") and energy.allocator == allocator
+    assert energy.to_json()["allocator"] == allocator
+
+
+def test_validate_measures_each_case_in_a_fresh_process(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A case that cannot run where something was imported before it: measured in a fresh interpreter, it runs.
+    import sys
+    import types
+
+    from magneton.corpus.validate import ValidateOptions, validate_cases
+
+    variant = (
+        "import sys\nimport torch\n\n"
+        "if 'magneton_test_state_left_by_an_earlier_case' in sys.modules:\n"
+        "    raise RuntimeError('state from an earlier case')\n\n\n"
+        "def workload():\n    return (lambda x: x * 2), (torch.ones(4),)\n"
+    )
+    folder = make_case(tmp_path, "fresh", slow=variant)
+    (folder / "fast.py").write_text(variant)
+    monkeypatch.setitem(sys.modules, "magneton_test_state_left_by_an_earlier_case", types.ModuleType("state"))
+    options = ValidateOptions(backend="estimate", trials=1, min_ratio=0.0)
+    [isolated] = validate_cases([load_case(folder)], options)
+    [in_process] = validate_cases([load_case(folder)], ValidateOptions(backend="estimate", trials=1, isolate=False))
+    assert isolated.energy is not None and "loads" in [c.name for c in isolated.checks if c.passed]
+    assert in_process.status == "failed" and "state from an earlier case" in in_process.reason
+
+
+def test_eval_runs_each_case_in_a_fresh_process(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+    import types
+
+    from magneton.corpus.detectors import EvalOptions
+    from magneton.corpus.evaluate import evaluate
+
+    variant = (
+        "import sys\nimport torch\n\n"
+        "if 'magneton_test_state_left_by_an_earlier_case' in sys.modules:\n"
+        "    raise RuntimeError('state from an earlier case')\n\n\n"
+        "def workload():\n    return (lambda x: x * 2), (torch.ones(4),)\n"
+    )
+    folder = make_case(tmp_path, "fresh", slow=variant)
+    (folder / "fast.py").write_text(variant)
+    monkeypatch.setitem(sys.modules, "magneton_test_state_left_by_an_earlier_case", types.ModuleType("state"))
+    steps: list[str] = []
+
+    def run(isolate: bool) -> str:
+        options = EvalOptions(backend="estimate", trials=1, isolate=isolate)
+        evaluation = evaluate(
+            [load_case(folder)], options, on_step=lambda case, step: steps.append(step), steps_to_run=("analyze",)
+        )
+        return evaluation.runs[0].steps["analyze"].status
+
+    assert run(isolate=True) == "ok" and steps == ["analyze"]  # the child reports its steps as they start
+    assert run(isolate=False) == "error"

@@ -34,6 +34,17 @@ def non_negative_int(text: str) -> int:
     return value
 
 
+def add_allocator_argument(parser: argparse.ArgumentParser) -> None:
+    """``--allocator``, the same for every command that measures (analyze, diff, corpus validate)."""
+    parser.add_argument(
+        "--allocator",
+        choices=("process", "steady"),
+        default="process",
+        help="process: measure under the allocator the process has, as you run it (default); steady: fix "
+        "glibc malloc's mmap and trim thresholds, so runs do not depend on allocator history",
+    )
+
+
 def exit_code(reports: Sequence[Report], errors: int) -> int:
     """DESIGN.md: 0 nothing found, 1 findings, 2 errors."""
     if errors:

@@ -8,7 +8,14 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
-from magneton.commands import EXIT_ERROR, EXIT_INTERRUPTED, exit_code, positive_float, positive_int
+from magneton.commands import (
+    EXIT_ERROR,
+    EXIT_INTERRUPTED,
+    add_allocator_argument,
+    exit_code,
+    positive_float,
+    positive_int,
+)
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -91,13 +98,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="do not measure glibc malloc's thresholds as a knob in a child process",
     )
-    parser.add_argument(
-        "--allocator",
-        choices=("process", "steady"),
-        default=defaults.allocator,
-        help="process: measure under the allocator the process has, as you run it (default); steady: fix "
-        "glibc malloc's mmap and trim thresholds, so runs do not depend on allocator history",
-    )
+    add_allocator_argument(parser)
     parser.add_argument(
         "--warmup-calls",
         type=non_negative_int,

@@ -7,7 +7,7 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-from magneton.commands import EXIT_ERROR, EXIT_OK, positive_int
+from magneton.commands import EXIT_ERROR, EXIT_OK, add_allocator_argument, positive_int
 
 NAME = "corpus"
 HELP = "validate the slow/fast case corpus and score Magneton's detectors on it"
@@ -39,6 +39,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     _common(validate)
     validate.add_argument("--trials", type=positive_int, default=15, help="interleaved trials per case (default 15)")
     validate.add_argument("--no-measure", action="store_true", help="skip the energy comparison (fast)")
+    add_allocator_argument(validate)
     validate.add_argument(
         "--write-measured",
         action="store_true",
@@ -110,7 +111,9 @@ def _run_validate(args: argparse.Namespace) -> int:
 
     corpus = _load(args)
     console, errors = Console(), Console(stderr=True)
-    options = ValidateOptions(backend=args.backend, trials=args.trials, measure=not args.no_measure)
+    options = ValidateOptions(
+        backend=args.backend, trials=args.trials, measure=not args.no_measure, allocator=args.allocator
+    )
     with _progress(errors) as progress:
         task = progress.add_task("validating", total=len(corpus.cases))
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from magneton.commands import EXIT_ERROR, positive_float, positive_int
+from magneton.commands import EXIT_ERROR, add_allocator_argument, positive_float, positive_int
 
 NAME = "diff"
 HELP = "compare two programs that compute the same thing, region by region"
@@ -64,6 +64,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--trace", type=Path, metavar="FILE", help="recorded trace for --backend replay")
     parser.add_argument("--top", type=positive_int, default=15, help="regions shown in the terminal (default 15)")
     parser.add_argument("--quiet", action="store_true", help="no terminal report, only errors and the summary")
+    add_allocator_argument(parser)
     add_diff_options(parser)
 
 
@@ -89,6 +90,7 @@ def run_diff(args: argparse.Namespace, target_a: str, target_b: str) -> int:
         trace_path=args.trace,
         op_split=not args.no_op_split,
         knobs=not args.no_knobs,
+        allocator=args.allocator,  # analyze --peer passes analyze's own --allocator
     )
 
     def progress(message: str) -> None:

@@ -46,6 +46,7 @@ _MEASURED_KEYS = {
     "trials",
     "date",
     "note",
+    "allocator",
 }
 
 
@@ -96,6 +97,7 @@ class Measured:
     slow_energy_j: float | None = None
     fast_energy_j: float | None = None
     note: str = ""
+    allocator: str = ""  # "process" (the allocator as the process has it) or "steady" (glibc thresholds fixed)
 
 
 @dataclass(frozen=True)
@@ -255,6 +257,7 @@ def parse_case(data: Mapping[str, Any], folder: Path) -> Case:
         slow_energy_j=_optional_float(measured_data, "slow_energy_j", where),
         fast_energy_j=_optional_float(measured_data, "fast_energy_j", where),
         note=note,
+        allocator=_string(measured_data, "allocator", where, "measured", required=False),
     )
     if measured.provenance and measured.provenance not in ("measured", "estimated"):
         raise CaseError(where, f"measured.provenance must be 'measured' or 'estimated', got {measured.provenance!r}")

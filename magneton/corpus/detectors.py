@@ -55,6 +55,10 @@ class EvalOptions:
     # Interleaved trials of fix --verify (a trial is two short windows): with 15 the saving's 95% interval starts
     # at the fourth-smallest paired saving, so a few trials disturbed by other load cannot un-verify a fix.
     fix_trials: int = 15
+    # Run each case in a fresh process, as its user would run it: in one long process the allocator state,
+    # caches and globals the cases before it left decide part of what it measures, and `--case ID` alone
+    # would not give what the full run gives.
+    isolate: bool = True
 
 
 def _module_exists(name: str) -> bool:

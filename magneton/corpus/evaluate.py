@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
+from typing import Any
 
 from magneton.corpus import detectors
 from magneton.corpus.case import Case
@@ -66,6 +67,50 @@ def run_case(
     return CaseRun(case, steps, measured_gap_j=gap)
 
 
+def _run_case_child(case: Case, options: EvalOptions, steps_to_run: Sequence[str], messages: Any) -> None:
+    """In the fresh process: run the case, sending each step's name as it starts, then the run."""
+    try:
+        run = run_case(case, options, lambda step: messages.put(("step", step)), steps_to_run)
+    except BaseException as err:  # the parent must hear of it, whatever it was
+        messages.put(("error", f"{type(err).__name__}: {err}"))
+        return
+    messages.put(("done", run))
+
+
+def run_case_in_fresh_process(
+    case: Case,
+    options: EvalOptions,
+    on_step: Callable[[str], None] | None = None,
+    steps_to_run: Sequence[str] = detectors.STEPS,
+) -> CaseRun:
+    """``run_case`` in a newly spawned interpreter (spawn: nothing inherited, CUDA-safe)."""
+    import multiprocessing
+    import queue
+
+    context = multiprocessing.get_context("spawn")
+    messages = context.Queue()
+    child = context.Process(target=_run_case_child, args=(case, options, tuple(steps_to_run), messages))
+    child.start()
+    try:
+        while True:
+            try:
+                kind, payload = messages.get(timeout=1.0)
+            except queue.Empty:
+                if child.is_alive():
+                    continue
+                raise MagnetonError(f"{case.id}: the process evaluating it died (exit code {child.exitcode})") from None
+            if kind == "step" and on_step is not None:
+                on_step(payload)
+            elif kind == "error":
+                raise MagnetonError(f"{case.id}: internal error in its process: {payload}")
+            elif kind == "done":
+                return payload
+    finally:
+        child.join(timeout=30)
+        if child.is_alive():
+            child.kill()
+
+
 def evaluate(
     cases: Sequence[Case],
     options: EvalOptions | None = None,
@@ -79,7 +124,11 @@ def evaluate(
         step_callback: Callable[[str], None] | None = None
         if on_step is not None:
             step_callback = partial(on_step, case)
-        run = run_case(case, options, step_callback, steps_to_run)
+        run_one = run_case_in_fresh_process if options.isolate and skip_reason(case) is None else run_case
+        try:
+            run = run_one(case, options, step_callback, steps_to_run)
+        except MagnetonError as err:  # its process died: every step is an error, the others go on
+            run = CaseRun(case, {step: StepResult("error", str(err)) for step in detectors.STEPS})
         score = score_case(run)
         runs.append(run)
         scores.append(score)
@@ -88,4 +137,4 @@ def evaluate(
     return Evaluation(tuple(runs), tuple(scores), summarize(cases, scores))
 
 
-__all__ = ["Evaluation", "evaluate", "run_case"]
+__all__ = ["Evaluation", "evaluate", "run_case", "run_case_in_fresh_process"]

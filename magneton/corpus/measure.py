@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from magneton.diff.settings import Settings, applied
+from magneton.measure.options import Allocator
 from magneton.measure.stats import Summary, summarize
 from magneton.workload import Workload
 
@@ -48,6 +49,7 @@ class PairEnergy:
     backend: str
     provenance: str  # measured | estimated, from the backend
     sensor: str
+    allocator: str = "process"  # as analyze measures: see magneton.measure.options.PassOptions.allocator
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -58,6 +60,7 @@ class PairEnergy:
             "fast_time_s": self.fast_time_s.to_json(),
             "trials": self.trials,
             "backend": {"name": self.backend, "provenance": self.provenance, "sensor": self.sensor},
+            "allocator": self.allocator,
         }
 
 
@@ -82,6 +85,7 @@ def measure_pair(
     device: str = "cpu",
     trials: int = DEFAULT_TRIALS,
     window_s: float = DEFAULT_WINDOW_S,
+    allocator: Allocator = "process",
 ) -> PairEnergy:
     """Interleaved whole-pass energy of both variants, under each one's own global settings."""
     import torch
@@ -91,7 +95,8 @@ def measure_pair(
 
     if trials < 1:
         raise ValueError("trials must be >= 1")
-    steady_allocator()  # the same allocator state analyze measures under
+    if allocator == "steady":  # as analyze --allocator steady; by default the allocator the process has
+        steady_allocator()
     choice = create_backend(backend_name, BackendOptions(device=device))
     backend = choice.backend
     info = backend.info()
@@ -130,6 +135,7 @@ def measure_pair(
         backend=info.name,
         provenance=info.provenance,
         sensor=info.sensor,
+        allocator=allocator,
     )
 
 

@@ -22,6 +22,7 @@ from magneton.corpus.case import Case, CaseError, line_holds_code, source_lines
 from magneton.corpus.measure import DEFAULT_TRIALS, BuiltVariant, PairEnergy, measure_pair
 from magneton.corpus.outputs import DEFAULT_TOLERANCE, compare_outputs
 from magneton.errors import MagnetonError
+from magneton.measure.options import Allocator
 
 MIN_RATIO = 1.1
 EXTRA_MODULES = {"hf": ("transformers", "diffusers")}
@@ -65,6 +66,11 @@ class ValidateOptions:
     min_ratio: float = MIN_RATIO
     tolerance: float = DEFAULT_TOLERANCE
     measure: bool = True  # False: only load and compare outputs (no energy)
+    allocator: Allocator = "process"
+    # Measure each case in a fresh process, as its user would run it: in one long process, glibc's allocator
+    # state (its mmap threshold, raised by the big blocks earlier cases freed) decides whether a case's
+    # temporaries page-fault on every call, and so part of its slow/fast ratio.
+    isolate: bool = True
 
 
 def missing_extras(case: Case) -> list[str]:
@@ -154,7 +160,9 @@ def validate_case(case: Case, options: ValidateOptions | None = None) -> CaseVal
     checks.append(Check("outputs", comparison.equal, detail))
     energy = None
     if options.measure:
-        energy = measure_pair(slow, fast, options.backend, case_device(case), options.trials)
+        energy = measure_pair(
+            slow, fast, options.backend, case_device(case), options.trials, allocator=options.allocator
+        )
         ratio = energy.ratio
         checks.append(
             Check(
@@ -184,9 +192,10 @@ def validate_cases(
 ) -> list[CaseValidation]:
     """Validate each case; an unexpected failure in one becomes its error result and the batch goes on."""
     results = []
+    isolate = options is not None and options.measure and options.isolate
     for case in cases:
         try:
-            result = validate_case(case, options)
+            result = _validate_in_fresh_process(case, options) if isolate else validate_case(case, options)
         except MagnetonError as err:
             result = CaseValidation(case.id, "error", (), str(err))
         except Exception as err:
@@ -195,6 +204,19 @@ def validate_cases(
         if on_result is not None:
             on_result(result)
     return results
+
+
+def _validate_in_fresh_process(case: Case, options: ValidateOptions | None) -> CaseValidation:
+    """``validate_case`` in a newly spawned interpreter (spawn: no state inherited, CUDA-safe)."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
+
+    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        try:
+            return pool.submit(validate_case, case, options).result()
+        except BrokenProcessPool as err:  # the case killed its process (a crash in native code, out of memory)
+            raise MagnetonError(f"{case.id}: the process validating it died ({err})") from err
 
 
 def machine_description() -> str:
@@ -219,6 +241,7 @@ def measured_table(result: CaseValidation, machine: str, note: str = "") -> str:
         f'backend = "{energy.backend}"',
         f"machine = {json.dumps(machine)}",  # a TOML basic string takes JSON's escapes
         f"trials = {energy.trials}",
+        f'allocator = "{energy.allocator}"',
         f'date = "{date.today().isoformat()}"',
     ]
     if note:

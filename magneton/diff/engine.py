@@ -25,6 +25,7 @@ from magneton.diff.settings import SettingDifference, Settings, applied, apply_s
 from magneton.diff.verdict import Verdict, judge
 from magneton.findings import Finding, FindingSource, sort_findings
 from magneton.graph import OpNode, SourceLocation
+from magneton.measure.options import Allocator
 from magneton.workload import Workload
 
 
@@ -41,6 +42,7 @@ class DiffOptions:
     trace_path: Any = None  # replay input
     op_split: bool = True  # run each side's per-operator energy pass for the split inside regions
     knobs: bool = True
+    allocator: Allocator = "process"  # as analyze: the allocator the process has, or glibc's thresholds fixed
 
 
 @dataclass
@@ -145,11 +147,13 @@ def _run(workload: Workload, settings: Settings) -> Any:
     return outputs
 
 
-def _node_energy(graph: Any, workload: Workload, settings: Settings, backend: Any, trials: int) -> tuple[dict, float]:
+def _node_energy(
+    graph: Any, workload: Workload, settings: Settings, backend: Any, trials: int, allocator: Allocator
+) -> tuple[dict, float]:
     from magneton.measure.energy_pass import PassOptions, run_energy_pass
 
     with applied(settings):
-        result = run_energy_pass(graph, workload, backend, PassOptions(trials=trials))
+        result = run_energy_pass(graph, workload, backend, PassOptions(trials=trials, allocator=allocator))
     return {node_id: result.node_energy_j(node_id) for node_id in result.nodes}, result.forward_energy_j.median
 
 
@@ -220,11 +224,15 @@ def diff_workloads(
             total: float | None = None
             if options.op_split:
                 say(f"energy pass of side {side.label} (per-operator split)")
-                energies, total = _node_energy(side.graph, side.workload, side.settings, backend, options.trials)
+                energies, total = _node_energy(
+                    side.graph, side.workload, side.settings, backend, options.trials, options.allocator
+                )
             side_results.append(SideResult(side, energies, total))
         say("replaying regions of both sides, interleaved")
         replay_options = ReplayOptions(
-            trials=options.replay_trials or options.trials, min_window_s=options.min_window_s
+            trials=options.replay_trials or options.trials,
+            min_window_s=options.min_window_s,
+            allocator=options.allocator,
         )
         programs = {
             "A": build_programs(side_a, [r.a_ops for r in match.regions]),

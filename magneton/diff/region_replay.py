@@ -7,7 +7,8 @@ replayed whole: its operators in program order, on the values its entries
 held in a real run, enough rounds to fill the backend's window, rotating
 through copies of those entry values so that rounds do not run cache-hot.
 
-Both sides run in this one process under the same allocator policy, each under
+Both sides run in this one process under the same allocator (the process's own by
+default, as ``analyze`` measures; ``--allocator steady`` fixes glibc's thresholds), each under
 its own global torch settings, and their measurements are interleaved: trial
 t measures every region of A and of B once (alternating which side goes
 first), so drift over the run spreads over both. Regions whose operators have
@@ -29,6 +30,7 @@ from magneton.diff.flow import Flow
 from magneton.diff.settings import Settings, applied
 from magneton.graph import OpGraph
 from magneton.measure.backends.base import EnergyBackend
+from magneton.measure.options import Allocator
 from magneton.measure.stats import Summary, summarize
 from magneton.workload import Workload
 
@@ -139,6 +141,7 @@ class ReplayOptions:
     forward_window_s: float = 0.2
     working_set_bytes: int = 32 * 2**20  # entry copies rotated through, as the energy pass does
     max_copies: int = 16
+    allocator: Allocator = "process"  # as the energy pass: see magneton.measure.options.PassOptions.allocator
 
 
 @dataclass(frozen=True)
@@ -271,7 +274,7 @@ def replay_regions(
 
     if options.trials < 1:
         raise ValueError("trials must be >= 1")
-    note = steady_allocator()
+    note = steady_allocator() if options.allocator == "steady" else None
     min_window_s = options.min_window_s if options.min_window_s is not None else backend.info().min_window_s
     calibrator = Calibrator(backend, min_window_s)
     samples: dict[str, list[tuple[float, float]]] = {}
