@@ -144,6 +144,7 @@ def test_piecewise_pieces_are_checked_and_captured() -> None:
     graph = capture(Workload(Untraceable().eval(), (torch.randn(4, 16),)))
     assert graph.method == "piecewise"
     assert "piece first: captured with make_fx (pre-dispatch)" in graph.notes
+    assert any(n.startswith("piece first: torch.export's graph runs") for n in graph.notes), graph.notes
     assert "piece second: captured with torch.export" in graph.notes
     assert "aten.cumsum.default" in _ops(graph)
     assert "aten.tril.default" not in _ops(graph)

@@ -162,8 +162,15 @@ def _quiet_tracers() -> Iterator[None]:
         logging.disable(previous)
 
 
-def _capture_whole(workload: Workload, notes: list[str]) -> tuple[str, GraphPiece] | None:
-    """The first capture method whose graph does the work eager does; else the first that captures at all."""
+def _capture_whole(
+    workload: Workload, notes: list[str], fidelity_notes: list[str] | None = None
+) -> tuple[str, GraphPiece] | None:
+    """The first capture method whose graph does the work eager does; else the first that captures at all.
+
+    Failures go to ``notes``; why a graph was set aside (or kept though it differs) to ``fidelity_notes``
+    (default: ``notes``), which a piecewise capture keeps even when the piece was captured.
+    """
+    fidelity_notes = notes if fidelity_notes is None else fidelity_notes
     check = FidelityCheck(workload)
     fallback: tuple[str, GraphPiece, Divergence] | None = None
     for index, (method, capture_fn) in enumerate(CAPTURE_METHODS):
@@ -182,7 +189,7 @@ def _capture_whole(workload: Workload, notes: list[str]) -> tuple[str, GraphPiec
         if divergence is not None:
             continue
         if fallback is not None:
-            notes.append(_fallback_note(fallback[0], fallback[2], method))
+            fidelity_notes.append(_fallback_note(fallback[0], fallback[2], method))
         elif index > 0 and method == "make_fx":
             notes.append(
                 "make_fx traced with real tensors: Python control flow follows the path taken for these example inputs"
@@ -191,7 +198,7 @@ def _capture_whole(workload: Workload, notes: list[str]) -> tuple[str, GraphPiec
     if fallback is None:
         return None
     method, piece, divergence = fallback
-    notes.append(
+    fidelity_notes.append(
         f"{method}'s graph {divergence.describe()} for these inputs, and no other capture method follows eager "
         f"either: the {method} graph is analysed, so findings on the operators eager does not run do not apply "
         "to the eager program"
@@ -288,13 +295,16 @@ def _capture_pieces(
         path = f"{prefix}{name}"
         child_workload = Workload(child, args, kwargs)
         child_notes: list[str] = []
-        result = _capture_whole(child_workload, child_notes)
+        fidelity_notes: list[str] = []
+        result = _capture_whole(child_workload, child_notes, fidelity_notes)
         if result is not None:
             piece = result[1]
             piece.name = path
             pieces.append(piece)
             notes.append(f"piece {path}: captured with {result[0]}")
+            notes.extend(f"piece {path}: {note}" for note in fidelity_notes)
             continue
+        notes.extend(f"piece {path}: {note}" for note in fidelity_notes)
         notes.extend(f"piece {path}: {note}" for note in child_notes)
         if depth + 1 < _MAX_PIECEWISE_DEPTH:
             pieces.extend(_capture_pieces(child, child_workload, notes, f"{path}.", depth + 1))
