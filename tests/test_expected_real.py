@@ -33,24 +33,6 @@ def quick_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return cache
 
 
-def test_matmul_predictions_monotonic_on_calibrated_data(quick_cache: Path, monkeypatch) -> None:
-    from expected_helpers import matmul_features
-
-    from magneton.expected.calibrate import Calibration, DeviceFingerprint, load_calibration
-
-    monkeypatch.setenv("MAGNETON_CACHE_DIR", str(quick_cache))
-    [path] = quick_cache.glob("calibration-*.json")
-    import json
-
-    fingerprint = DeviceFingerprint(**json.loads(path.read_text())["fingerprint"])
-    calibration = load_calibration(fingerprint)
-    assert isinstance(calibration, Calibration)
-    model = calibration.evaluation().model
-    sizes = [16, 32, 64, 128, 256, 512, 1024, 2048]
-    predicted = model.predict_j([matmul_features(s, s, s) for s in sizes])
-    assert all(b >= a for a, b in zip(predicted, predicted[1:], strict=False)), predicted
-
-
 def test_analyze_labels_every_measured_node_with_a_prediction(quick_cache: Path, monkeypatch) -> None:
     # Whether a clean model shows no anomaly >= 5% depends on the regression's accuracy on this machine's noisy
     # measurements: tests/bench/bench_expected.py reports the false anomalies of TinyGPT, BERT and a UNet.

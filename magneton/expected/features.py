@@ -277,8 +277,6 @@ NUMERIC_COLUMNS = (
     "is_cuda",
     "threads",
 )
-# Work only ever adds cost: the model is constrained to be non-decreasing in these.
-MONOTONIC_COLUMNS = ("log_flops", "log_bytes", "log_out_numel", "log_work")
 
 
 @dataclass(frozen=True)
@@ -310,7 +308,6 @@ def numeric_row(features: NodeFeatures, throughput: Throughput) -> list[float]:
 __all__ = [
     "FEATURE_VERSION",
     "LAYOUT_FEATURES",
-    "MONOTONIC_COLUMNS",
     "NUMERIC_COLUMNS",
     "NodeFeatures",
     "Throughput",
