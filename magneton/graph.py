@@ -116,7 +116,7 @@ class TrainingInfo:
 
 @dataclass
 class OpGraph:
-    method: str  # "torch.export", "make_fx", "torch.fx.symbolic_trace" or "piecewise"
+    method: str  # "torch.export", "make_fx (pre-dispatch)", "make_fx", "torch.fx.symbolic_trace" or "piecewise"
     pieces: list[GraphPiece]
     nodes: list[OpNode]
     notes: list[str] = field(default_factory=list)

@@ -359,8 +359,12 @@ def gpt2_graph() -> OpGraph:
     return capture(Workload(model, (input_ids,), {"use_cache": False}))
 
 
-def test_gpt2_is_captured_by_export(gpt2_graph: OpGraph) -> None:
-    assert gpt2_graph.method == "torch.export"
+def test_gpt2_is_captured_at_export_level(gpt2_graph: OpGraph) -> None:
+    # transformers builds its causal mask only under torch.export's tracing (eager SDPA runs with is_causal):
+    # the capture then falls back to pre-dispatch make_fx, which keeps export's operators and follows eager.
+    assert gpt2_graph.method in ("torch.export", "make_fx (pre-dispatch)")
+    if gpt2_graph.method != "torch.export":
+        assert any("torch.export's graph runs" in note for note in gpt2_graph.notes), gpt2_graph.notes
     ops = {node.op for node in gpt2_graph.nodes}
     assert "aten.addmm.default" in ops or "aten.linear.default" in ops
     assert ops & {"aten.scaled_dot_product_attention.default", "aten.matmul.default", "aten.bmm.default"}

@@ -79,3 +79,57 @@ def test_verify_needs_a_target(workload_file: Path) -> None:
         cwd=ROOT, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert run.returncode == 2 and "needs a TARGET" in run.stderr
+
+
+class _CountingMeter:
+    """A meter whose joules are the cost units the calls inside a window add up: deterministic, no sensor."""
+
+    contention_sensitive = False
+
+    def __init__(self, spent: list[float]) -> None:
+        self.spent = spent
+
+    def measure(self, key: str, fn: object, calls: int) -> object:
+        from types import SimpleNamespace
+
+        before = self.spent[0]
+        fn()  # type: ignore[operator]
+        return SimpleNamespace(energy_j=self.spent[0] - before)
+
+
+def _switching_sides(spent: list[float]) -> dict[str, object]:
+    """Side a costs 10 a call, b 5; the first b call after a pays 8 more (the heap a's frees gave back)."""
+    last = [""]
+
+    def call(side: str) -> None:
+        spent[0] += 10 if side == "a" else 5
+        if side == "b" and last[0] == "a":
+            spent[0] += 8
+        last[0] = side
+
+    return {"a": lambda: call("a"), "b": lambda: call("b")}
+
+
+@pytest.mark.parametrize("warmup", [0, 2])
+def test_a_window_does_not_pay_for_the_state_the_other_side_left(monkeypatch: pytest.MonkeyPatch, warmup: int) -> None:
+    from magneton.fix import verify
+
+    monkeypatch.setattr(verify, "WARMUP_CALLS_PER_WINDOW", warmup)
+    spent = [0.0]
+    pairs = verify._PairedTrials(_CountingMeter(spent), _switching_sides(spent), {"a": 4, "b": 4})  # type: ignore[arg-type]
+    for trial in range(6):
+        pairs.measure(("a", "b") if trial % 2 == 0 else ("b", "a"))
+    assert pairs.samples["a"] == [10.0] * 6
+    if warmup:
+        assert pairs.samples["b"] == [5.0] * 6  # what the fixed code costs when it runs on its own
+    else:
+        assert pairs.samples["b"] == [7.0, 5.0] * 3  # the artefact: every other trial charged 8 / 4 calls more
+
+
+def test_verification_reports_contention_and_faults(workload_file: Path) -> None:
+    original = workload_file.read_text(encoding="utf-8")
+    result = verify_fix(f"{workload_file}:workload", workload_file, original, backend="estimate", trials=2)
+    data = result.to_json()
+    assert data["contended_trials"] >= 0 and data["remeasured_trials"] >= 0
+    assert data["remeasured_trials"] <= 2
+    assert data["minor_faults_per_call"] is None or len(data["minor_faults_per_call"]) == 2

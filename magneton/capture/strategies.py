@@ -6,6 +6,12 @@ is specialised to the example inputs), then torch.fx.symbolic_trace (module
 level). A program none of these can capture whole is captured piecewise: each
 child module separately, the glue between them left unmeasured (and visible as
 missing coverage). The method used and every failure on the way are reported.
+
+Each graph is checked against one eager call (magneton.capture.fidelity): a graph
+that runs operators eager does not (library code that takes a tracing-only path,
+as transformers does under torch.export) is set aside for the next method that
+matches eager, first make_fx in pre-dispatch mode (real tensors, so Python follows
+eager's path, with export's operators), and the report's capture notes say why.
 """
 
 from __future__ import annotations
@@ -19,7 +25,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from magneton.capture.annotate import ValueObserver, annotate
+from magneton.capture.annotate import ValueObserver, annotate, run_piece
+from magneton.capture.fidelity import DispatchProfile, Divergence, compare, record_call
 from magneton.capture.torch_compat import (
     full_export_stack_traces,
     make_fx_data_dependent_ok,
@@ -48,7 +55,7 @@ def _capture_export(workload: Workload) -> GraphPiece:
     return GraphPiece("main", program.module(), flat)
 
 
-def _capture_make_fx(workload: Workload) -> GraphPiece:
+def _capture_make_fx(workload: Workload, pre_dispatch: bool = False) -> GraphPiece:
     from torch.fx.experimental.proxy_tensor import make_fx
 
     flat, spec = tree_flatten((workload.args, dict(workload.kwargs)))
@@ -68,6 +75,7 @@ def _capture_make_fx(workload: Workload) -> GraphPiece:
             tracing_mode="real",
             record_module_stack=True,
             record_stack_traces=True,
+            pre_dispatch=pre_dispatch,
             **make_fx_data_dependent_ok(),
         )(*[flat[i] for i in tensor_positions])
     return GraphPiece("main", module, [flat[i] for i in tensor_positions])
@@ -87,8 +95,17 @@ def _capture_symbolic(workload: Workload) -> GraphPiece:
     return GraphPiece("main", module, list(bound.arguments.values()))
 
 
+def _capture_make_fx_pre_dispatch(workload: Workload) -> GraphPiece:
+    return _capture_make_fx(workload, pre_dispatch=True)
+
+
+PRE_DISPATCH_MAKE_FX = "make_fx (pre-dispatch)"
+
 CAPTURE_METHODS: tuple[tuple[str, Callable[[Workload], GraphPiece]], ...] = (
     ("torch.export", _capture_export),
+    # Only tried when an earlier graph did not do what eager does (see _capture_whole): it runs the program on
+    # real tensors, as make_fx does, but keeps export's operators (linear, scaled_dot_product_attention).
+    (PRE_DISPATCH_MAKE_FX, _capture_make_fx_pre_dispatch),
     ("make_fx", _capture_make_fx),
     ("torch.fx.symbolic_trace", _capture_symbolic),
 )
@@ -145,20 +162,115 @@ def _quiet_tracers() -> Iterator[None]:
         logging.disable(previous)
 
 
-def _capture_whole(workload: Workload, notes: list[str]) -> tuple[str, GraphPiece] | None:
+def _capture_whole(
+    workload: Workload, notes: list[str], fidelity_notes: list[str] | None = None
+) -> tuple[str, GraphPiece] | None:
+    """The first capture method whose graph does the work eager does; else the first that captures at all.
+
+    Failures go to ``notes``; why a graph was set aside (or kept though it differs) to ``fidelity_notes``
+    (default: ``notes``), which a piecewise capture keeps even when the piece was captured.
+    """
+    fidelity_notes = notes if fidelity_notes is None else fidelity_notes
+    check = FidelityCheck(workload)
+    fallback: tuple[str, GraphPiece, Divergence] | None = None
     for index, (method, capture_fn) in enumerate(CAPTURE_METHODS):
+        if method == PRE_DISPATCH_MAKE_FX and fallback is None:
+            continue
+        check.before_capture()
         try:
             with _quiet_tracers():
                 piece = capture_fn(workload)
         except Exception as err:  # every tracer raises its own types; we report and fall back
             notes.append(f"{method} failed: {_short_error(err)}")
             continue
-        if index > 0 and method == "make_fx":
+        divergence = check.divergence(method, piece, notes)
+        if divergence is not None and fallback is None:
+            fallback = (method, piece, divergence)
+        if divergence is not None:
+            continue
+        if fallback is not None:
+            fidelity_notes.append(_fallback_note(fallback[0], fallback[2], method))
+        elif index > 0 and method == "make_fx":
             notes.append(
                 "make_fx traced with real tensors: Python control flow follows the path taken for these example inputs"
             )
         return method, piece
-    return None
+    if fallback is None:
+        return None
+    method, piece, divergence = fallback
+    fidelity_notes.append(
+        f"{method}'s graph {divergence.describe()} for these inputs, and no other capture method follows eager "
+        f"either: the {method} graph is analysed, so findings on the operators eager does not run do not apply "
+        "to the eager program"
+    )
+    return method, piece
+
+
+def _fallback_note(method: str, divergence: Divergence, used: str) -> str:
+    return (
+        f"{method}'s graph {divergence.describe()} for these inputs: the program takes another path under "
+        f"{method}'s tracing (library code that checks torch.compiler.is_compiling() or sees a traced tensor, as "
+        f"transformers does when it builds masks); captured with {used} instead, which follows what eager runs "
+        "for these inputs"
+    )
+
+
+class FidelityCheck:
+    """Compares each captured graph's run with one eager call of the workload, at the ATen dispatch level.
+
+    The eager call is recorded once, lazily. The random-number state is put back before each capture, so a
+    tracer that runs the program on real tensors (make_fx) takes the path the recorded eager call took. The
+    workload's inputs are restored after every run (programs that write into their inputs).
+    """
+
+    def __init__(self, workload: Workload) -> None:
+        self.workload = workload
+        self.inputs = InputSnapshot((workload.args, dict(workload.kwargs)))
+        self.rng = _RngState.save(workload_device(workload))
+        self.eager: DispatchProfile | None = None
+        self.failed = False
+
+    def before_capture(self) -> None:
+        self.inputs.restore()
+        self.rng.restore()
+
+    def divergence(self, method: str, piece: GraphPiece, notes: list[str]) -> Divergence | None:
+        """How ``piece`` differs materially from eager, or None where it does not (or cannot be checked)."""
+        if self.failed:
+            return None
+        self.inputs.restore()  # a tracer that runs the program (make_fx) may have written into them
+        try:
+            if self.eager is None:
+                self.rng.restore()
+                self.eager = record_call(lambda: self.workload.fn(*self.workload.args, **self.workload.kwargs))
+                self.inputs.restore()
+                self.rng.restore()
+            graph = record_call(lambda: run_piece(torch.fx.Interpreter(piece.module), piece))
+        except Exception as err:  # a check that cannot run must not cost the capture
+            self.failed = True
+            notes.append(f"could not compare {method}'s graph with eager: {_short_error(err)}")
+            return None
+        finally:
+            self.inputs.restore()
+        found = compare(self.eager, graph)
+        return found if found.is_material() else None
+
+
+class _RngState:
+    """The CPU generator's state and the workload's CUDA device's, to run the program twice on the same draws."""
+
+    def __init__(self, cpu: torch.Tensor, device: str, cuda: torch.Tensor | None) -> None:
+        self.cpu, self.device, self.cuda = cpu, device, cuda
+
+    @classmethod
+    def save(cls, device: str) -> _RngState:
+        cuda = torch.cuda.get_rng_state(device) if device.startswith("cuda") else None
+        return cls(torch.get_rng_state(), device, cuda)
+
+    def restore(self) -> None:
+        torch.set_rng_state(self.cpu)
+        if self.cuda is not None:
+            torch.cuda.set_rng_state(self.cuda, self.device)
 
 
 def _capture_pieces(
@@ -183,13 +295,16 @@ def _capture_pieces(
         path = f"{prefix}{name}"
         child_workload = Workload(child, args, kwargs)
         child_notes: list[str] = []
-        result = _capture_whole(child_workload, child_notes)
+        fidelity_notes: list[str] = []
+        result = _capture_whole(child_workload, child_notes, fidelity_notes)
         if result is not None:
             piece = result[1]
             piece.name = path
             pieces.append(piece)
             notes.append(f"piece {path}: captured with {result[0]}")
+            notes.extend(f"piece {path}: {note}" for note in fidelity_notes)
             continue
+        notes.extend(f"piece {path}: {note}" for note in fidelity_notes)
         notes.extend(f"piece {path}: {note}" for note in child_notes)
         if depth + 1 < _MAX_PIECEWISE_DEPTH:
             pieces.extend(_capture_pieces(child, child_workload, notes, f"{path}.", depth + 1))

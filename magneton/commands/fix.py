@@ -156,4 +156,11 @@ def _print_verification(console: object, v: object) -> None:
         highlight=False,
         markup=False,
     )
+    if v.contended_trials or v.remeasured_trials:
+        console.print(
+            f"  busy machine: {v.remeasured_trials} trial pair(s) waited for a CPU and were measured again; "
+            f"{v.contended_trials} kept pair(s) still waited",
+            highlight=False,
+            markup=False,
+        )
     console.print(f"  {v.verdict()}", highlight=False, markup=False)

@@ -61,7 +61,7 @@ class BackendSummary(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=Fa
 class CaptureSummary(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=False):
     """How the operator graph was captured."""
 
-    method: str  # torch.export | make_fx | torch.fx.symbolic_trace | piecewise
+    method: str  # torch.export | make_fx (pre-dispatch) | make_fx | torch.fx.symbolic_trace | piecewise
     notes: list[str] = msgspec.field(default_factory=list)  # why other capture methods failed, what was lost
 
 
