@@ -137,3 +137,16 @@ def test_an_argument_that_picks_another_kernel_names_the_op_apart() -> None:
     ops = [NodeFeatures.of(n, threads=2).op for n in graph.nodes if "attention" in n.op]
     causal = "scaled_dot_product_attention_causal"
     assert ops == [causal, causal, "scaled_dot_product_attention", "scaled_dot_product_attention"]
+
+
+def test_inner_dim_is_the_row_a_kernel_loops_over() -> None:
+    from magneton.expected.features import NodeFeatures
+
+    def program(q, x, w):
+        return F.scaled_dot_product_attention(q, q, q), F.layer_norm(x, (16,)), torch.relu(x), x @ w
+
+    graph = captured(program, torch.randn(1, 4, 32, 8), torch.randn(6, 16), torch.randn(16, 3))
+    inner = {n.op.split(".")[1]: NodeFeatures.of(n, threads=2).inner_dim for n in graph.nodes if not n.zero_cost}
+    assert inner["scaled_dot_product_attention"] == 8  # the head size
+    assert inner["layer_norm"] == 16 and inner["matmul" if "matmul" in inner else "mm"] == 16
+    assert inner["relu"] == 0  # elementwise: runs over its elements flat

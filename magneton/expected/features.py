@@ -32,7 +32,8 @@ if TYPE_CHECKING:
 # Bump when the meaning of a stored feature, or the sweep that measures them, changes: older caches are rebuilt.
 # 2: the stratified sweep (every elementwise op across a size ladder, factories, analyze's operand rotation).
 # 3: ops whose arguments pick a different kernel are named apart ("gelu_tanh"; see ``op_variant``), masked attention.
-FEATURE_VERSION = 3
+# 4: the innermost dimension (``inner_dim``); attention heads of 8 and 16 in the sweep.
+FEATURE_VERSION = 4
 
 MATMUL_OPS = frozenset(
     {"mm", "addmm", "bmm", "baddbmm", "addbmm", "matmul", "linear", "_addmm_activation", "mv", "dot", "einsum"}
@@ -187,6 +188,16 @@ def _primary_dtype(node: OpNode) -> str:
     return metas[0].dtype if metas else "float32"
 
 
+_ROW_FAMILIES = frozenset({"matmul", "conv", "attention", "norm", "softmax", "reduction", "embedding"})
+
+
+def _inner_dim(node: OpNode) -> int:
+    family = op_family(node.op, len(node.inputs))
+    if family not in _ROW_FAMILIES or not node.inputs or not node.inputs[0].shape:
+        return 0
+    return int(node.inputs[0].shape[-1])
+
+
 @dataclass(frozen=True)
 class NodeFeatures:
     """What the regression knows about one operator call; JSON-safe (see ``to_json``)."""
@@ -203,6 +214,11 @@ class NodeFeatures:
     channels_last_inputs: int  # how many 4-D inputs are stored channels-last
     device_type: str  # "cpu" or "cuda"
     threads: int
+    # The first input's last dimension where a kernel loops over it (an attention's head size, a norm's or
+    # softmax's row, a matmul's rows); 0 for elementwise ops, which run over their elements flat. FLOPs and
+    # bytes cannot tell 16 heads of 8 from 2 heads of 64; the kernels can: short inner loops vectorise badly
+    # (a UNet's 8-wide heads cost far more per FLOP than 64-wide ones).
+    inner_dim: int = 0
 
     @classmethod
     def of(cls, node: OpNode, threads: int) -> NodeFeatures:
@@ -221,6 +237,7 @@ class NodeFeatures:
             channels_last_inputs=sum(1 for m in node.inputs if is_channels_last(m)),
             device_type=device.split(":")[0],
             threads=threads,
+            inner_dim=_inner_dim(node),
         )
 
     def ideal(self) -> NodeFeatures:
@@ -262,6 +279,7 @@ class NodeFeatures:
             channels_last_inputs=int(data["channels_last_inputs"]),
             device_type=str(data["device_type"]),
             threads=int(data["threads"]),
+            inner_dim=int(data["inner_dim"]),
         )
 
 
@@ -276,6 +294,7 @@ NUMERIC_COLUMNS = (
     "channels_last_inputs",
     "is_cuda",
     "threads",
+    "log_inner_dim",
 )
 
 
@@ -302,6 +321,7 @@ def numeric_row(features: NodeFeatures, throughput: Throughput) -> list[float]:
         float(features.channels_last_inputs),
         1.0 if features.device_type == "cuda" else 0.0,
         float(features.threads),
+        math.log1p(features.inner_dim),
     ]
 
 

@@ -305,8 +305,8 @@ def _embeddings_and_attention(b: SweepBuilder) -> None:
         table = b.tensor(vocab, dim)
         ids = torch.randint(0, vocab, (2, tokens // 2), generator=b.generator).to(b.device)
         b.add("embedding", F.embedding, ids, table)
-    for _ in range(b.count(15)):
-        heads, t, d = b.pick([2, 4, 8, 12]), b.pick([32, 64, 128, 256]), b.pick([32, 64])
+    for _ in range(b.count(20)):  # head sizes from a diffusers UNet's 8 to a language model's 64
+        heads, t, d = b.pick([2, 4, 8, 12]), b.pick([32, 64, 128, 256]), b.pick([8, 16, 32, 64])
         q, k, v = (b.tensor(2, heads, t, d) for _ in range(3))
         kind = b.rng.choice(["plain", "causal", "masked"])
         if kind == "masked":  # an additive mask, as transformers builds one (causal or padding)
