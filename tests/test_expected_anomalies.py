@@ -218,3 +218,22 @@ def test_a_counterfactual_gap_that_not_every_pair_saw_is_no_finding() -> None:
 
     assert layout_findings((0.3, 0.22, 0.25, 0.27, 0.2))  # a 25% saving seen in every pair of windows
     assert not layout_findings((0.45, 0.25, -0.05, 0.3, 0.12))  # the same median, but one pair saw none
+
+
+def test_attention_reads_heads_transposed_from_the_projection_natively() -> None:
+    from torch import nn
+
+    from magneton.expected.counterfactual import needs_counterfactual
+    from magneton.workload import Workload
+
+    class Heads(nn.Module):
+        def forward(self, qkv: torch.Tensor, odd: torch.Tensor) -> torch.Tensor:
+            b, s, _ = qkv.shape
+            q, k, v = qkv.view(b, s, 3, 2, 8).permute(2, 0, 3, 1, 4).unbind(0)  # rows of 8 stay contiguous
+            native = torch.nn.functional.scaled_dot_product_attention(q, k, v)
+            strided = odd.transpose(-1, -2)  # rows are columns of the stored tensor: a copy would help
+            return native + torch.nn.functional.scaled_dot_product_attention(strided, strided, strided)
+
+    graph = capture(Workload(Heads(), (torch.randn(2, 16, 48), torch.randn(2, 2, 8, 16))))
+    attention = [n for n in graph.nodes if "attention" in n.op]
+    assert [needs_counterfactual(n) for n in attention] == [False, True]

@@ -150,3 +150,11 @@ def test_inner_dim_is_the_row_a_kernel_loops_over() -> None:
     assert inner["scaled_dot_product_attention"] == 8  # the head size
     assert inner["layer_norm"] == 16 and inner["matmul" if "matmul" in inner else "mm"] == 16
     assert inner["relu"] == 0  # elementwise: runs over its elements flat
+
+
+def test_complex_inputs_name_the_op_apart() -> None:
+    from magneton.expected.features import NodeFeatures
+
+    graph = captured(lambda x: torch.fft.rfft(x).abs() + x.abs().sum(), torch.randn(4, 64))
+    ops = sorted(NodeFeatures.of(n, threads=2).op for n in graph.nodes if n.op == "aten.abs.default")
+    assert ops == ["abs", "abs_complex"]  # a complex abs is a hypot: no calibrated abs says what it costs

@@ -19,8 +19,8 @@ import torch
 
 from magneton.capture import InputSnapshot, is_profiled, run_piece
 from magneton.capture.torch_compat import tree_map
-from magneton.expected.features import is_badly_laid_out
-from magneton.graph import GraphPiece, OpGraph, OpNode
+from magneton.expected.features import is_badly_laid_out, is_expanded, op_family
+from magneton.graph import GraphPiece, OpGraph, OpNode, TensorMeta
 from magneton.measure.backends.base import EnergyBackend
 from magneton.measure.energy_pass import _Timer, operand_copies
 from magneton.measure.options import PassOptions
@@ -66,7 +66,20 @@ class Counterfactual:
 
 
 def bad_input_positions(node: OpNode) -> tuple[int, ...]:
-    return tuple(i for i, meta in enumerate(node.inputs) if is_badly_laid_out(meta))
+    """Inputs a contiguous copy would serve better. Attention kernels read q, k and v through their batch, head
+    and sequence strides as long as each row (the head dimension) is contiguous: the (batch, seq, heads, dim)
+    projection viewed as (batch, heads, seq, dim), which every transformer hands them, is their native layout,
+    and copying it contiguous costs more than the replay would save (it does not charge the copy)."""
+    attention = op_family(node.op, len(node.inputs)) == "attention"
+    return tuple(
+        i
+        for i, meta in enumerate(node.inputs)
+        if is_badly_laid_out(meta) and not (attention and _rows_contiguous(meta))
+    )
+
+
+def _rows_contiguous(meta: TensorMeta) -> bool:
+    return bool(meta.stride) and meta.stride[-1] == 1 and not is_expanded(meta)
 
 
 def needs_counterfactual(node: OpNode) -> bool:

@@ -32,7 +32,8 @@ if TYPE_CHECKING:
 # Bump when the meaning of a stored feature, or the sweep that measures them, changes: older caches are rebuilt.
 # 2: the stratified sweep (every elementwise op across a size ladder, factories, analyze's operand rotation).
 # 3: ops whose arguments pick a different kernel are named apart ("gelu_tanh"; see ``op_variant``), masked attention.
-# 4: the innermost dimension (``inner_dim``); attention heads of 8 and 16 in the sweep.
+# 4: the innermost dimension (``inner_dim``); attention heads of 8 and 16, matrix-vector products in the sweep;
+#    complex-valued ops named apart.
 FEATURE_VERSION = 4
 
 MATMUL_OPS = frozenset(
@@ -122,12 +123,14 @@ def _argument(scalar_args: str, name: str, position: int) -> str | None:
     return positional[position] if position < len(positional) else None
 
 
-def op_variant(base: str, scalar_args: str) -> str:
-    """The op's name for the regression: its ATen base name, or a variant name where an argument picks the kernel."""
+def op_variant(base: str, scalar_args: str, dtype: str = "float32") -> str:
+    """The op's name for the regression: its ATen base name, or a variant name where an argument picks the
+    kernel. Complex inputs run other kernels (an abs is a hypot): "abs_complex" is not a calibrated abs."""
     for name, position, value, variant in _KERNEL_VARIANTS.get(base, ()):
         if _argument(scalar_args, name, position) == value:
-            return variant
-    return base
+            base = variant
+            break
+    return f"{base}_complex" if dtype.startswith("complex") else base
 
 
 def op_family(op: str, inputs: int = 1) -> str:
@@ -225,7 +228,7 @@ class NodeFeatures:
         dtype = _primary_dtype(node)
         device = (node.outputs or node.inputs)[0].device if (node.outputs or node.inputs) else "cpu"
         return cls(
-            op=op_variant(aten_base_name(node.op), node.scalar_args),
+            op=op_variant(aten_base_name(node.op), node.scalar_args, dtype),
             family=op_family(node.op, len(node.inputs)),
             flops=int(node.flops),
             bytes=int(node.bytes),

@@ -90,6 +90,12 @@ def _matmuls(b: SweepBuilder) -> None:
             b.add("addmm", lambda bias, x, w: torch.addmm(bias, x, w.t()), bias, x, w)
         else:
             b.add("matmul_t", lambda x, w: x @ w.t(), x, w)
+    # Matrix-vector products (a decoding step's layers, a last-position LM head): a few rows against a big
+    # weight, bound by reading the weight, not by FLOPs.
+    for _ in range(b.count(8)):
+        m, k, n = b.pick([1, 2, 4, 8]), b.pick([128, 256, 512, 1024]), b.pick([1024, 4096, 16384, 32768])
+        x, w, bias = b.tensor(m, k), b.tensor(n, k), b.tensor(n)
+        b.add("linear_gemv", lambda x, w, bias: F.linear(x, w, bias), x, w, bias)
     for _ in range(b.count(10)):
         batch, m, k, n = b.pick([2, 4, 8, 16, 32]), b.pick(_DIMS[:6]), b.pick(_DIMS[:6]), b.pick(_DIMS[:6])
         dtype = b.dtype(double=0.0)
