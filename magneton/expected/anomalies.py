@@ -309,7 +309,8 @@ def find_anomalies(
         group.expected_j += expected_j
         group.excess_provenance = "predicted"
         reasons = [
-            f"measured {item.energy_j / expected_j:.1f}x the expected energy of a {features.family} of this shape"
+            f"measured {item.energy_j / expected_j:.1f}x the expected energy of "
+            f"{'an' if features.family[0] in 'aeiou' else 'a'} {features.family} of this shape"
         ]
         note = _throughput_note(item, model)
         if note:

@@ -311,12 +311,17 @@ def _embeddings_and_attention(b: SweepBuilder) -> None:
         table = b.tensor(vocab, dim)
         ids = torch.randint(0, vocab, (2, tokens // 2), generator=b.generator).to(b.device)
         b.add("embedding", F.embedding, ids, table)
-    for _ in range(b.count(20)):  # head sizes from a diffusers UNet's 8 to a language model's 64
-        heads, t, d = b.pick([2, 4, 8, 12]), b.pick([32, 64, 128, 256]), b.pick([8, 16, 32, 64])
-        q, k, v = (b.tensor(2, heads, t, d) for _ in range(3))
+    # Head sizes from a diffusers UNet's 8 to a language model's 64; sequences from 16 tokens (many short
+    # sequences in a batch: per-row overhead, not FLOPs, sets the cost) to 256.
+    for _ in range(b.count(24)):
+        heads, t, d = b.pick([2, 4, 8, 12]), b.pick([16, 32, 64, 128, 256]), b.pick([8, 16, 32, 64])
+        batch = b.pick([1, 2, 8, 32, 128])
+        while batch > 1 and batch * heads * t * t * d > 2**24:
+            batch //= 2
+        q, k, v = (b.tensor(batch, heads, t, d) for _ in range(3))
         kind = b.rng.choice(["plain", "causal", "masked"])
         if kind == "masked":  # an additive mask, as transformers builds one (causal or padding)
-            mask = b.tensor(2, 1, t, t)
+            mask = b.tensor(batch, 1, t, t)
             b.add("sdpa_mask", lambda q, k, v, m: F.scaled_dot_product_attention(q, k, v, attn_mask=m), q, k, v, mask)
         else:
             causal = kind == "causal"
