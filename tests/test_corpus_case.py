@@ -222,12 +222,11 @@ def test_validate_measures_under_the_allocator_asked_for(allocator: str, monkeyp
     assert energy.to_json()["allocator"] == allocator
 
 
-def test_validate_measures_each_case_in_a_fresh_process(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    # A case that cannot run where something was imported before it: measured in a fresh interpreter, it runs.
+def case_that_fails_after_an_earlier_case(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A case whose variants raise where an earlier case left state behind (a module in ``sys.modules``), as
+    this process has it now; in a fresh interpreter they run."""
     import sys
     import types
-
-    from magneton.corpus.validate import ValidateOptions, validate_cases
 
     variant = (
         "import sys\nimport torch\n\n"
@@ -238,6 +237,13 @@ def test_validate_measures_each_case_in_a_fresh_process(tmp_path: Path, monkeypa
     folder = make_case(tmp_path, "fresh", slow=variant)
     (folder / "fast.py").write_text(variant)
     monkeypatch.setitem(sys.modules, "magneton_test_state_left_by_an_earlier_case", types.ModuleType("state"))
+    return folder
+
+
+def test_validate_measures_each_case_in_a_fresh_process(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from magneton.corpus.validate import ValidateOptions, validate_cases
+
+    folder = case_that_fails_after_an_earlier_case(tmp_path, monkeypatch)
     options = ValidateOptions(backend="estimate", trials=1, min_ratio=0.0)
     [isolated] = validate_cases([load_case(folder)], options)
     [in_process] = validate_cases([load_case(folder)], ValidateOptions(backend="estimate", trials=1, isolate=False))
@@ -246,21 +252,10 @@ def test_validate_measures_each_case_in_a_fresh_process(tmp_path: Path, monkeypa
 
 
 def test_eval_runs_each_case_in_a_fresh_process(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import sys
-    import types
-
     from magneton.corpus.detectors import EvalOptions
     from magneton.corpus.evaluate import evaluate
 
-    variant = (
-        "import sys\nimport torch\n\n"
-        "if 'magneton_test_state_left_by_an_earlier_case' in sys.modules:\n"
-        "    raise RuntimeError('state from an earlier case')\n\n\n"
-        "def workload():\n    return (lambda x: x * 2), (torch.ones(4),)\n"
-    )
-    folder = make_case(tmp_path, "fresh", slow=variant)
-    (folder / "fast.py").write_text(variant)
-    monkeypatch.setitem(sys.modules, "magneton_test_state_left_by_an_earlier_case", types.ModuleType("state"))
+    folder = case_that_fails_after_an_earlier_case(tmp_path, monkeypatch)
     steps: list[str] = []
 
     def run(isolate: bool) -> str:
