@@ -82,6 +82,9 @@ def test_bigger_ops_are_not_predicted_cheaper(evaluation) -> None:  # type: igno
     from expected_helpers import features, matmul_features
 
     model = evaluation.model
+    # Matmuls doubling in size (the "monotonic in size for matmul, on calibrated data"): strictly.
+    doubling = model.predict_j([matmul_features(s, s, s) for s in [16, 32, 64, 128, 256, 512, 1024, 2048]])
+    assert all(b > a for a, b in zip(doubling, doubling[1:], strict=False)), doubling
     sizes = [16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024, 1536, 2048]
     curves = {"mm": model.predict_j([matmul_features(s, s, s) for s in sizes])}
     numels = [round(2 ** (k / 2)) for k in range(16, 46)]
