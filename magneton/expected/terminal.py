@@ -82,6 +82,8 @@ def render_throughput(report: Report, console: Console, top: int = 5) -> None:
             achieved = flops_per_s if node.flops else bytes_per_s
             bound = "compute-bound" if node.flops and intensity * peak_bytes >= peak_flops else "memory-bound"
             parts.append(f"{achieved / ceiling:.0%} of roofline ({bound})")
+            if achieved > ceiling:  # the roofline is calibration's best rate, not the hardware's peak
+                parts.append("faster than anything calibration measured (`magneton calibrate` measures more shapes)")
         source = node.source
         located = where(source.file, source.line) if source else "(no source line)"
         count = f" x{len(row.nodes)}" if len(row.nodes) > 1 else ""
