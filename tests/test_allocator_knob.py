@@ -66,7 +66,12 @@ def test_finding_when_fixed_thresholds_save_enough() -> None:
 
 
 @pytest.mark.skipif(not GLIBC, reason="glibc thresholds only")
-def test_child_measures_default_then_fixed_thresholds(write_target) -> None:
+def test_child_measures_default_then_fixed_thresholds(write_target, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Under glibc's defaults whether these temporaries re-fault on every call is a coin flip per process (the
+    # dynamic mmap threshold and where small allocations land: README, "The allocator"). The child inherits
+    # an mmap threshold fixed at 1 MiB, the state of a process whose threshold never rose, so its first phase
+    # re-faults every call, always; the second phase's fixed thresholds must stop that.
+    monkeypatch.setenv("GLIBC_TUNABLES", "glibc.malloc.mmap_threshold=1048576")
     target = write_target(TRIMMED_TEMPORARIES)
     result = measure_in_child(target, "estimate", "cpu", window_s=0.05, trials=3, warmup_calls=3, watts=10.0)
     assert len(result.default_energy_j) == 3 and len(result.steady_energy_j) == 3
