@@ -306,11 +306,10 @@ class ExpectedModel:
 
         if not features:
             return []
-        residual = np.zeros(len(features))
-        for offset in RESIDUAL_SIZE_OFFSETS:
-            with _one_thread():
-                residual += self.regressor.predict(self._rows([_scaled(f, 2.0**offset) for f in features]))
-        residual /= len(RESIDUAL_SIZE_OFFSETS)
+        # One predict over every (offset, node) row: rows of offset k are block k.
+        rows = self._rows([_scaled(f, 2.0**offset) for offset in RESIDUAL_SIZE_OFFSETS for f in features])
+        with _one_thread():
+            residual = self.regressor.predict(rows).reshape(len(RESIDUAL_SIZE_OFFSETS), len(features)).mean(axis=0)
         return [float(v) for v in np.exp(self._line_log_j(features) + residual)]
 
     def expected_j(self, features: Sequence[NodeFeatures]) -> list[float]:
