@@ -111,6 +111,7 @@ def add_allocator_check(
             max(3, pass_options.min_trials),
             max(3, pass_options.forward_warmup_calls),
             watts_per_core,
+            pass_options.allocator,
         )
     except (OSError, RuntimeError, ValueError, TypeError, subprocess.TimeoutExpired) as err:
         note = f"allocator check failed: {err}"

@@ -258,7 +258,7 @@ def _analyze_workload(
             write_trace_events(options.trace_events, graph, report)
     finally:
         backend.close()
-    if options.allocator_check and pass_options.allocator == "process" and step is None:
+    if options.allocator_check and pass_options.allocator != "steady" and step is None:
         report = add_allocator_check(
             report,
             options.energy_pass,

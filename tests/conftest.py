@@ -139,6 +139,17 @@ def fake_energy_per_call(key: str) -> float:
 
 
 @pytest.fixture
+def allocator_calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Which allocator state a measurement put the process in: test doubles record it instead of changing it."""
+    from magneton.measure import allocator
+
+    calls: list[str] = []
+    monkeypatch.setattr(allocator, "steady_allocator", lambda: calls.append("steady") or "fixed (test double)")
+    monkeypatch.setattr(allocator, "settle_allocator", lambda: calls.append("settled") or "settled (test double)")
+    return calls
+
+
+@pytest.fixture
 def energy_per_call():
     """The fake backend's joules per call for a key (``__forward__``: 1000 J)."""
     return fake_energy_per_call

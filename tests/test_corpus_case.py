@@ -203,22 +203,19 @@ def test_measured_table_round_trips_through_toml(tmp_path: Path) -> None:
     assert case.title == "A bias added after the matmul"  # the rest of the file is kept
 
 
-@pytest.mark.parametrize("allocator", ["process", "steady"])
-def test_validate_measures_under_the_allocator_asked_for(allocator: str, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("allocator", ["settled", "process", "steady"])
+def test_validate_measures_under_the_allocator_asked_for(allocator: str, allocator_calls: list[str]) -> None:
     import torch
 
     from magneton.corpus.measure import BuiltVariant, measure_pair
     from magneton.diff.settings import record_settings
-    from magneton.measure import allocator as allocator_module
     from magneton.workload import Workload
 
-    applied: list[str] = []
-    monkeypatch.setattr(allocator_module, "steady_allocator", lambda: applied.append("applied") or "fixed")
     x = torch.randn(64, 64)
     slow = BuiltVariant("slow", Workload(lambda y: (y @ y) @ y, (x,)), record_settings())
     fast = BuiltVariant("fast", Workload(lambda y: y @ y, (x,)), record_settings())
     energy = measure_pair(slow, fast, "estimate", trials=1, window_s=0.01, allocator=allocator)  # type: ignore[arg-type]
-    assert bool(applied) == (allocator == "steady") and energy.allocator == allocator
+    assert allocator_calls == ([] if allocator == "process" else [allocator]) and energy.allocator == allocator
     assert energy.to_json()["allocator"] == allocator
 
 

@@ -305,21 +305,11 @@ def test_settings_round_trip_never_mixes_the_legacy_and_new_matmul_precision_api
         assert torch.backends.cuda.matmul.allow_tf32 == before.get("torch.backends.cuda.matmul.allow_tf32")
 
 
-@pytest.mark.parametrize("allocator", ["process", "steady"])
-def test_diff_measures_under_the_allocator_asked_for(allocator: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    # As analyze: the allocator the process has by default; glibc's thresholds fixed only with --allocator steady.
-    from magneton.measure import allocator as allocator_module
-    from magneton.measure import energy_pass
-
-    applied_: list[str] = []
-
-    def fake_steady_allocator() -> str:
-        applied_.append("applied")
-        return "allocator fixed (test double)"
-
-    monkeypatch.setattr(allocator_module, "steady_allocator", fake_steady_allocator)
-    monkeypatch.setattr(energy_pass, "steady_allocator", fake_steady_allocator)
+@pytest.mark.parametrize("allocator", ["settled", "process", "steady"])
+def test_diff_measures_under_the_allocator_asked_for(allocator: str, allocator_calls: list[str]) -> None:
+    # As analyze: glibc's defaults settled by default; as found with "process"; thresholds fixed with "steady".
     loaded = load_sides(_target("mkldnn_on"), _target("mkldnn_on"))
     options = DiffOptions(trials=1, knobs=False, allocator=allocator)  # type: ignore[arg-type]
     diff_workloads(loaded, options, backend_choice=_fixed_choice(1e-6))
-    assert bool(applied_) == (allocator == "steady")
+    assert set(allocator_calls) == (set() if allocator == "process" else {allocator})
+    assert DiffOptions().allocator == "settled"

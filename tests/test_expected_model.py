@@ -87,6 +87,19 @@ def test_stale_fingerprint_is_a_clear_error(cache: Path) -> None:
         load_calibration(FINGERPRINT)
 
 
+def test_a_cache_measured_in_another_allocator_state_is_rebuilt(cache: Path) -> None:
+    # Nodes are measured with glibc's allocator settled (magneton.measure.allocator): a sweep measured with the
+    # allocator as found carries other page-fault costs, so its expectations would not match.
+    data = synthetic_calibration(40).to_json()
+    assert data["allocator"] == "settled"
+    del data["allocator"]  # written before the settled state existed
+    path = cache_path(FINGERPRINT)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data))
+    with pytest.raises(CalibrationCacheError, match="allocator 'process'.*'settled'; rebuilding it"):
+        load_calibration(FINGERPRINT)
+
+
 class _Backend:
     def info(self):
         from magneton.measure.backends.base import BackendInfo

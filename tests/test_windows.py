@@ -12,6 +12,7 @@ import magneton.measure.energy_pass as energy_pass
 from magneton.capture import capture
 from magneton.measure.backends.estimate import EstimateBackend
 from magneton.measure.contention import Counters, WindowStats, page_fault_cost_s, read_counters, window_stats
+from magneton.measure.drift import REFERENCE_WINDOW_S
 from magneton.measure.energy_pass import FORWARD_KEY, PassOptions, run_energy_pass
 from magneton.workload import Workload
 
@@ -61,8 +62,10 @@ def test_no_window_ends_below_its_minimum() -> None:
     result = run_energy_pass(graph, workload, backend, options)
     assert len(backend.windows_s) == 1 + result.contention.windows  # the idle window first
     assert min(backend.windows_s[1:]) >= min_window_s
-    # The floor: the idle window plus every window at exactly its minimum.
+    # The floor: the idle window plus every window at exactly its minimum, the drift reference's included.
+    references = len(result.drift.readings_s) if result.drift else 0
     floor_s = 0.001 + 3 * forward_window_s + 3 * result.unique_signatures * min_window_s
+    floor_s += references * REFERENCE_WINDOW_S
     assert floor_s - 1e-9 <= result.floor_s <= floor_s + result.contention.remeasured_windows * forward_window_s + 1e-9
 
 

@@ -5,7 +5,7 @@ from torch import nn
 
 
 class Projection(nn.Module):
-    def __init__(self, d_in: int = 64, d_out: int = 1024) -> None:
+    def __init__(self, d_in: int = 32, d_out: int = 1024) -> None:
         super().__init__()
         self.weight = nn.Parameter(torch.randn(d_out, d_in) / d_in**0.5)
         self.bias = nn.Parameter(torch.randn(d_out))
@@ -16,4 +16,4 @@ class Projection(nn.Module):
 
 def workload():
     torch.manual_seed(0)
-    return Projection().eval(), (torch.randn(2048, 64),)
+    return Projection().eval(), (torch.randn(2048, 32),)

@@ -38,10 +38,11 @@ def add_allocator_argument(parser: argparse.ArgumentParser) -> None:
     """``--allocator``, the same for every command that measures (analyze, diff, corpus validate)."""
     parser.add_argument(
         "--allocator",
-        choices=("process", "steady"),
-        default="process",
-        help="process: measure under the allocator the process has, as you run it (default); steady: fix "
-        "glibc malloc's mmap and trim thresholds, so runs do not depend on allocator history",
+        choices=("settled", "process", "steady"),
+        default="settled",
+        help="settled (default): glibc malloc's own defaults, its adaptive mmap threshold taken to its ceiling as "
+        "in a long-running process, so two runs measure the same state; process: the process as found (a fresh "
+        "process's allocator state is a lottery); steady: fix glibc malloc's mmap and trim thresholds",
     )
 
 

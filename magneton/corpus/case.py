@@ -97,7 +97,7 @@ class Measured:
     slow_energy_j: float | None = None
     fast_energy_j: float | None = None
     note: str = ""
-    allocator: str = ""  # "process" (the allocator as the process has it) or "steady" (glibc thresholds fixed)
+    allocator: str = ""  # "settled", "process" or "steady": see magneton.measure.allocator
 
 
 @dataclass(frozen=True)

@@ -49,7 +49,7 @@ class PairEnergy:
     backend: str
     provenance: str  # measured | estimated, from the backend
     sensor: str
-    allocator: str = "process"  # as analyze measures: see magneton.measure.options.PassOptions.allocator
+    allocator: str = "settled"  # as analyze measures: see magneton.measure.options.PassOptions.allocator
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -85,18 +85,17 @@ def measure_pair(
     device: str = "cpu",
     trials: int = DEFAULT_TRIALS,
     window_s: float = DEFAULT_WINDOW_S,
-    allocator: Allocator = "process",
+    allocator: Allocator = "settled",
 ) -> PairEnergy:
     """Interleaved whole-pass energy of both variants, under each one's own global settings."""
     import torch
 
-    from magneton.measure.allocator import steady_allocator
+    from magneton.measure.allocator import apply_allocator
     from magneton.measure.backends import BackendOptions, create_backend
 
     if trials < 1:
         raise ValueError("trials must be >= 1")
-    if allocator == "steady":  # as analyze --allocator steady; by default the allocator the process has
-        steady_allocator()
+    apply_allocator(allocator)  # the state analyze measures in (magneton.measure.allocator)
     choice = create_backend(backend_name, BackendOptions(device=device))
     backend = choice.backend
     info = backend.info()

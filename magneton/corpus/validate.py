@@ -66,7 +66,7 @@ class ValidateOptions:
     min_ratio: float = MIN_RATIO
     tolerance: float = DEFAULT_TOLERANCE
     measure: bool = True  # False: only load and compare outputs (no energy)
-    allocator: Allocator = "process"
+    allocator: Allocator = "settled"
     # Measure each case in a fresh process, as its user would run it: in one long process, glibc's allocator
     # state (its mmap threshold, raised by the big blocks earlier cases freed) decides whether a case's
     # temporaries page-fault on every call, and so part of its slow/fast ratio.

@@ -42,7 +42,7 @@ class DiffOptions:
     trace_path: Any = None  # replay input
     op_split: bool = True  # run each side's per-operator energy pass for the split inside regions
     knobs: bool = True
-    allocator: Allocator = "process"  # as analyze: the allocator the process has, or glibc's thresholds fixed
+    allocator: Allocator = "settled"  # as analyze: see magneton.measure.allocator
 
 
 @dataclass

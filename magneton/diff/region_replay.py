@@ -141,7 +141,7 @@ class ReplayOptions:
     forward_window_s: float = 0.2
     working_set_bytes: int = 32 * 2**20  # entry copies rotated through, as the energy pass does
     max_copies: int = 16
-    allocator: Allocator = "process"  # as the energy pass: see magneton.measure.options.PassOptions.allocator
+    allocator: Allocator = "settled"  # as the energy pass: see magneton.measure.options.PassOptions.allocator
 
 
 @dataclass(frozen=True)
@@ -270,11 +270,11 @@ def replay_regions(
     """Measure every region of both sides and both whole passes, interleaved over ``options.trials``."""
     import torch
 
-    from magneton.measure.allocator import steady_allocator
+    from magneton.measure.allocator import apply_allocator
 
     if options.trials < 1:
         raise ValueError("trials must be >= 1")
-    note = steady_allocator() if options.allocator == "steady" else None
+    note = apply_allocator(options.allocator)
     min_window_s = options.min_window_s if options.min_window_s is not None else backend.info().min_window_s
     calibrator = Calibrator(backend, min_window_s)
     samples: dict[str, list[tuple[float, float]]] = {}

@@ -128,6 +128,7 @@ class Calibration:
             "sweep": self.sweep,
             "created_utc": self.created_utc,
             "backend": self.backend,
+            "allocator": calibration_pass_options().allocator,  # the allocator state the sweep measured in
             "points": [point.to_json() for point in self.points],
         }
 
@@ -180,6 +181,12 @@ def load_calibration(device_fingerprint: DeviceFingerprint, path: Path | None = 
         raise CalibrationCacheError(
             f"calibration cache {target} is stale: it was measured on {stored.describe()}, "
             f"this run is {device_fingerprint.describe()}; rebuilding it"
+        )
+    measured_in, calibrating_in = data.get("allocator", "process"), calibration_pass_options().allocator
+    if measured_in != calibrating_in:  # analyze measures nodes in that state: expectations must match it
+        raise CalibrationCacheError(
+            f"calibration cache {target} was measured with the allocator {measured_in!r}, this Magneton "
+            f"calibrates and analyzes with it {calibrating_in!r}; rebuilding it"
         )
     if sum(1 for p in points if p.trainable) < 8:
         raise CalibrationCacheError(f"calibration cache {target} holds too few points; rebuilding it")

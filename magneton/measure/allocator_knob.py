@@ -5,7 +5,8 @@ program that allocates big temporaries page-faults them in again on every call. 
 the thresholds (``MALLOC_MMAP_THRESHOLD_`` / ``MALLOC_TRIM_THRESHOLD_``, or running
 under jemalloc/tcmalloc) removes that cost. ``mallopt`` cannot be undone, so the
 alternative is measured in a child process: it loads the target afresh, measures the
-whole pass under the default allocator, then fixes the thresholds (as the environment
+whole pass under the default allocator (settled as the analysis was, unless it measured
+the process as found), then fixes the thresholds (as the environment
 variables would) and measures again. Both halves run in the same fresh process, so the
 difference is the allocator's and not the analysing process's history.
 
@@ -27,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from magneton.measure.allocator import MMAP_THRESHOLD_BYTES, TRIM_THRESHOLD_BYTES
+from magneton.measure.options import Allocator
 
 FINDING_THRESHOLD = 0.10  # relative change of the whole pass that makes a finding
 MIN_FAULT_SHARE = 0.03  # below this share of the pass spent in page faults the check is skipped
@@ -79,8 +81,16 @@ def should_check(device: str, allocator: str, fault_share: float, backend_name: 
 
 
 def measure_in_child(
-    target: str, backend: str, device: str, window_s: float, trials: int, warmup_calls: int, watts: float | None
+    target: str,
+    backend: str,
+    device: str,
+    window_s: float,
+    trials: int,
+    warmup_calls: int,
+    watts: float | None,
+    allocator: Allocator = "settled",
 ) -> KnobResult:
+    """Whole-pass energy under the defaults in the state ``allocator`` names, then with fixed thresholds."""
     command = [
         sys.executable,
         "-m",
@@ -94,6 +104,7 @@ def measure_in_child(
                 "trials": trials,
                 "warmup_calls": warmup_calls,
                 "watts_per_core": watts,
+                "allocator": allocator,
             }
         ),
     ]
@@ -111,7 +122,7 @@ def _child(spec: dict[str, Any]) -> None:
 
     import torch
 
-    from magneton.measure.allocator import steady_allocator
+    from magneton.measure.allocator import apply_allocator, steady_allocator
     from magneton.measure.backends import BackendOptions, create_backend
     from magneton.workload import load_target, move_workload
 
@@ -138,6 +149,7 @@ def _child(spec: dict[str, Any]) -> None:
         return energies, faults / calls
 
     with torch.no_grad():
+        apply_allocator(spec.get("allocator", "settled"))  # the state the analysis measured in ("steady" never runs)
         default_j, default_faults = windows()
         steady_allocator()
         steady_j, steady_faults = windows()

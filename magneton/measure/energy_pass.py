@@ -33,7 +33,7 @@ import torch
 from magneton.capture import InputSnapshot, is_profiled, run_piece
 from magneton.capture.torch_compat import tree_flatten, tree_map
 from magneton.graph import GraphPiece, OpGraph, OpNode
-from magneton.measure.allocator import describe_allocator, steady_allocator
+from magneton.measure.allocator import apply_allocator, describe_allocator
 from magneton.measure.backends.base import EnergyBackend
 from magneton.measure.contention import (
     CONTENDED_RUN_DELAY_S_PER_S,
@@ -44,6 +44,7 @@ from magneton.measure.contention import (
     window_stats,
 )
 from magneton.measure.cuda_replay import CudaGraphReplays
+from magneton.measure.drift import REFERENCE_WINDOW_S, DriftSummary, SyncReference
 from magneton.measure.options import PassOptions
 from magneton.measure.stats import Summary, summarize
 from magneton.progress import ProgressEvent, ProgressObserver
@@ -124,6 +125,7 @@ class EnergyPassResult:
     min_trials: int = 1
     # Per whole-pass run, already subtracted from forward_energy_j; None when the inputs are not restored.
     input_restore_energy_j: Summary | None = None
+    drift: DriftSummary | None = None  # a thread-synchronisation reference timed once per trial (CPU, >1 thread)
 
     def node_energy_j(self, node_id: str) -> float:
         measured = self.nodes.get(node_id)
@@ -502,7 +504,7 @@ def run_energy_pass(
     forward_samples: list[Sample] = []
     restore_samples: list[Sample] = []  # per run, from the same trials as forward_samples
     allocator = describe_allocator()
-    allocator_note = steady_allocator() if options.steady_allocator else None
+    allocator_note = apply_allocator(options.allocator)
     kept_copies = KeptCopies(options.kept_copies_bytes if options.trials > 1 else 0)
 
     # Only a program that writes into its inputs needs them copied and restored before each run.
@@ -535,10 +537,14 @@ def run_energy_pass(
         idle = backend.measure_idle(idle_s)
         timer.floor_s += idle_s
         idle_power_w = idle.energy_j / idle.time_s if idle.time_s > 0 else 0.0
+        reference = SyncReference.for_device(device) if backend.contention_sensitive else None
         for trial in range(options.trials):
             if trial >= min_trials and FORWARD_KEY in done and signatures <= done:
                 break
             trials_run += 1
+            if reference is not None:
+                reference.read()
+                timer.floor_s += REFERENCE_WINDOW_S  # a window at its minimum, like every other
             tell(trial + 1, len(signatures & done))
             if FORWARD_KEY not in done:
                 # The whole pass runs eagerly, as the user runs it: no CUDA graph for it.
@@ -650,4 +656,5 @@ def run_energy_pass(
         floor_s=timer.floor_s,
         min_trials=min_trials,
         input_restore_energy_j=input_restore_energy_j,
+        drift=reference.summary() if reference is not None else None,
     )

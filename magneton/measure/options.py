@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Literal
 if TYPE_CHECKING:
     from magneton.measure.backends.base import EnergyBackend
 
-Allocator = Literal["process", "steady"]
+Allocator = Literal["settled", "process", "steady"]
 
 
 @dataclass(frozen=True)
@@ -32,16 +32,12 @@ class PassOptions:
     idle_s: float | None = None  # idle-power window; None: max(0.2 s, the backend's minimum window)
     # The whole pass is cheap next to all operators' replays: a longer window averages its jitter.
     forward_window_s: float = 0.2
-    # "process": measure under the allocator the process has, as users run it; "steady": fix glibc
-    # malloc's thresholds (magneton.measure.allocator) for studies that need allocator-independent runs.
-    allocator: Allocator = "process"
+    # The allocator state measured in (magneton.measure.allocator): "settled", glibc's defaults where a
+    # long-running process ends up; "process", as found; "steady", glibc's thresholds fixed.
+    allocator: Allocator = "settled"
     noisy_relative_spread: float = 0.25  # CI half-width / median above which a node is marked noisy
     remeasure_contended: bool = True  # a window whose threads waited for a CPU is measured once more
     max_remeasure_share: float = 0.25  # at most this share of extra windows for contention
-
-    @property
-    def steady_allocator(self) -> bool:
-        return self.allocator == "steady"
 
 
 def replay_pass_options(backend: EnergyBackend, options: PassOptions) -> tuple[PassOptions, list[str]]:

@@ -18,6 +18,7 @@ from magneton.report.model import (
     BackendSummary,
     CaptureSummary,
     Contention,
+    MachineDrift,
     MeasurementCost,
     Node,
     NodeSource,
@@ -173,6 +174,7 @@ def build_report(
             node_minor_per_call=sum(n.minor_faults_per_call for n in nodes),
         ),
         contention=_contention(result),
+        machine_drift=_machine_drift(result),
         measurement_cost=MeasurementCost(
             wall_s=result.wall_s, floor_s=result.floor_s, min_trials=result.min_trials, max_trials=options.trials
         ),
@@ -191,6 +193,19 @@ def _contention(result: EnergyPassResult) -> Contention | None:
         others_busy_cores=summary.others_busy_cores,
         threshold_s_per_s=summary.threshold_s_per_s,
         warning=summary.warning,
+    )
+
+
+def _machine_drift(result: EnergyPassResult) -> MachineDrift | None:
+    drift = result.drift
+    if drift is None:
+        return None
+    return MachineDrift(
+        reference=drift.reference,
+        readings_s=drift.readings_s,
+        spread=drift.spread,
+        threshold=drift.threshold,
+        warning=drift.warning,
     )
 
 

@@ -225,6 +225,13 @@ def _provenance_badge(provenance: str) -> str:
     return f'<span class="badge prov-{cls.get(provenance, "unknown")}">{_e(provenance.upper())}</span>'
 
 
+def _drift_html(drift: Any) -> str:
+    """The machine-drift warning; nothing when the machine held still or was not checked."""
+    if not isinstance(drift, Mapping) or not drift.get("warning"):
+        return ""
+    return f'<div class="warning" id="drift-warning"><b>Machine drift:</b> {_e(drift["warning"])}</div>'
+
+
 def _contention_html(contention: Any) -> str:
     if not contention:
         return ""
@@ -332,7 +339,7 @@ def render_header(report: Mapping[str, Any]) -> str:
     )
     return (
         f'<header id="header"><h1>Magneton energy report <span class="dim">·</span> <code>{_e(title)}</code></h1>'
-        f"{banner}{_contention_html(report.get('contention'))}"
+        f"{banner}{_contention_html(report.get('contention'))}{_drift_html(report.get('machine_drift'))}"
         + "".join(f'<div class="warning">{_e(w)}</div>' for w in warnings)
         + f'<table class="kv">{"".join(rows)}</table>'
         + (

@@ -168,6 +168,17 @@ class ModuleOverheadRow(msgspec.Struct, frozen=True, kw_only=True, omit_defaults
     provenance: EnergyProvenance | None = None
 
 
+class MachineDrift(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=False):
+    """How the machine's thread-synchronisation cost moved during the analysis (host effects; CPU, >1 thread)."""
+
+    reference: str  # what was timed: see magneton.measure.drift
+    readings_s: list[float]  # process CPU time per reference call, one reading per trial
+    spread: float  # largest reading / smallest - 1
+    threshold: float  # spread above which ``warning`` is set
+    warning: str | None = None
+    method: str = "a fixed reference timed between windows, once per trial, on the workload's intra-op threads"
+
+
 class MeasurementCost(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=False):
     """Wall time of the energy pass against its floor (idle window + every window at its minimum)."""
 
@@ -391,6 +402,7 @@ class Report(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=False):
     allocator: str = ""  # the allocator the workload ran under, and anything Magneton changed in it
     page_faults: PageFaults | None = None
     contention: Contention | None = None
+    machine_drift: MachineDrift | None = None
     measurement_cost: MeasurementCost | None = None
     diff: DiffSummary | None = None  # a diff: both sides' totals, settings, matching, unmatched operators
     expected: ExpectedSummary | None = None  # the expected-energy stage; None when it did not run

@@ -310,6 +310,15 @@ def _measurement_context(report: Report, row: Callable[..., None], grid: Table) 
         )
         if contention.warning:
             grid.add_row(Text("warning", style="bold yellow"), Text(one_line(contention.warning), style="bold yellow"))
+    drift = report.machine_drift
+    if drift is not None and drift.readings_s:
+        row(
+            "sync drift",
+            f"{drift.spread:.0%} across {len(drift.readings_s)} trials (thread-synchronisation reference "
+            f"{min(drift.readings_s) * 1e6:.1f}-{max(drift.readings_s) * 1e6:.1f} us per call)",
+        )
+        if drift.warning:
+            grid.add_row(Text("warning", style="bold yellow"), Text(one_line(drift.warning), style="bold yellow"))
 
 
 # ------------------------------------------------------------------------------------------------ tables

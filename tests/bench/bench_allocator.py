@@ -1,19 +1,24 @@
-"""Repeatability under the process' own allocator, against the pinned one (run by `just bench`).
+"""Repeatability of analyses under each allocator setting (run by `just bench`).
 
-Two fresh `magneton analyze` processes per allocator setting (`--allocator process`, the default,
-and `--allocator steady`): Spearman of per-node energies and the total-energy difference between
-the two runs of each setting (targets: Spearman >= 0.9, totals within 10%), and the page faults per
-call each setting reports. Prints figures; asserts nothing. On a shared machine, say so.
+Fresh `magneton analyze` processes, two per setting (`--runs N` for more), the settings
+interleaved: `--allocator settled` (the default: glibc's defaults taken to a long-running
+process's state), `process` (as found) and `steady` (thresholds fixed). For each setting:
+Spearman of per-node energies and the total-energy difference over every pair of its runs
+(targets: Spearman >= 0.9, totals within 10%), the page faults per call of each run, and each
+run's thread-synchronisation reference (a run in a slow phase of the host reads a higher one:
+README, "Busy machines"). Prints figures; asserts nothing.
 
-    python tests/bench/bench_allocator.py [--quick]
+    python tests/bench/bench_allocator.py [--quick] [--runs N]
 """
 
 from __future__ import annotations
 
+import statistics
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 TARGET = "magneton.examples.tiny_gpt:workload"
 
@@ -42,25 +47,38 @@ def run(allocator: str, path: Path, trials: int) -> None:
     )
 
 
+def reference_us(report: Any) -> str:
+    """Median thread-synchronisation reading of a run (magneton.measure.drift), or "-" where none was taken."""
+    drift = report.machine_drift
+    return f"{statistics.median(drift.readings_s) * 1e6:.1f}" if drift and drift.readings_s else "-"
+
+
 def main() -> None:
     from magneton.report.compare import compare_runs
     from magneton.report.load import load_report
 
     trials = 3 if "--quick" in sys.argv else 7
-    print(f"{TARGET}, estimate backend, up to {trials} trials; the machine may be busy")
+    runs = int(sys.argv[sys.argv.index("--runs") + 1]) if "--runs" in sys.argv else 2
+    settings = ("settled", "process", "steady")
+    print(f"{TARGET}, estimate backend, up to {trials} trials, {runs} runs per setting; the machine may be busy")
+    reports: dict[str, list[Any]] = {allocator: [] for allocator in settings}
     with tempfile.TemporaryDirectory() as tmp:
-        for allocator in ("process", "steady"):
-            paths = [Path(tmp) / f"{allocator}-{i}.json" for i in (1, 2)]
-            for path in paths:
+        for index in range(runs):  # settings interleaved, so a slow phase of the host hits them alike
+            for allocator in settings:
+                path = Path(tmp) / f"{allocator}-{index}.json"
                 run(allocator, path, trials)
-            first, second = (load_report(path) for path in paths)
-            agreement = compare_runs(first, second)
-            faults = [r.page_faults.minor_per_call if r.page_faults else float("nan") for r in (first, second)]
-            print(
-                f"--allocator {allocator}: Spearman {agreement.spearman:.3f} over {agreement.nodes} nodes, "
-                f"totals differ by {agreement.total_difference:.1%} ({first.total_energy_j * 1e3:.1f} / "
-                f"{second.total_energy_j * 1e3:.1f} mJ), page faults per call {faults[0]:,.0f} / {faults[1]:,.0f}"
-            )
+                reports[allocator].append(load_report(path))
+    for allocator, runs_of in reports.items():
+        pairs = [compare_runs(a, b) for i, a in enumerate(runs_of) for b in runs_of[i + 1 :]]
+        within = sum(1 for pair in pairs if pair.total_difference <= 0.10)
+        totals = " / ".join(f"{r.total_energy_j * 1e3:.1f}" for r in runs_of)
+        faults = " / ".join(f"{r.page_faults.minor_per_call:,.0f}" if r.page_faults else "-" for r in runs_of)
+        print(
+            f"--allocator {allocator}: Spearman >= {min(p.spearman for p in pairs):.3f}, totals apart by at most "
+            f"{max(p.total_difference for p in pairs):.1%}, {within}/{len(pairs)} pairs within 10%\n"
+            f"    totals mJ {totals}\n    page faults per call {faults}\n"
+            f"    sync reference us per call {' / '.join(reference_us(r) for r in runs_of)}"
+        )
 
 
 if __name__ == "__main__":
