@@ -463,3 +463,21 @@ def test_compare_runs_ranks_common_measured_nodes_and_relative_differences(repor
     assert agreement.spearman == -1.0  # the two measured nodes swapped order
     assert agreement.total_difference == 1.0  # |1 - 3| / mean 2
     assert agreement.node_sum_difference == 0.0
+
+
+def test_compare_runs_says_whether_the_host_was_in_the_same_phase(report_model: Report) -> None:
+    import msgspec
+
+    from magneton.report.compare import compare_runs
+    from magneton.report.model import MachineDrift
+
+    def with_reference(readings_s: list[float] | None) -> Report:
+        drift = None
+        if readings_s is not None:
+            drift = MachineDrift(reference="test", readings_s=readings_s, spread=0.0, threshold=0.25)
+        return msgspec.structs.replace(report_model, machine_drift=drift)
+
+    slow_phase, fast_phase = with_reference([15e-6, 16e-6, 17e-6]), with_reference([9e-6, 10e-6, 11e-6])
+    assert compare_runs(slow_phase, fast_phase).sync_reference_difference == pytest.approx(6 / 13)  # medians 16, 10
+    assert compare_runs(fast_phase, fast_phase).sync_reference_difference == 0.0
+    assert compare_runs(fast_phase, with_reference(None)).sync_reference_difference is None

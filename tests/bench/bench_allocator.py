@@ -13,7 +13,6 @@ README, "Busy machines"). Prints figures; asserts nothing.
 
 from __future__ import annotations
 
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -21,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 TARGET = "magneton.examples.tiny_gpt:workload"
+SAME_PHASE = 0.10  # sync references this close: both runs met the host in the same state
 
 
 def run(allocator: str, path: Path, trials: int) -> None:
@@ -48,9 +48,10 @@ def run(allocator: str, path: Path, trials: int) -> None:
 
 
 def reference_us(report: Any) -> str:
-    """Median thread-synchronisation reading of a run (magneton.measure.drift), or "-" where none was taken."""
-    drift = report.machine_drift
-    return f"{statistics.median(drift.readings_s) * 1e6:.1f}" if drift and drift.readings_s else "-"
+    from magneton.report.compare import sync_reference_s
+
+    reading = sync_reference_s(report)
+    return f"{reading * 1e6:.1f}" if reading is not None else "-"
 
 
 def main() -> None:
@@ -71,11 +72,17 @@ def main() -> None:
     for allocator, runs_of in reports.items():
         pairs = [compare_runs(a, b) for i, a in enumerate(runs_of) for b in runs_of[i + 1 :]]
         within = sum(1 for pair in pairs if pair.total_difference <= 0.10)
+        # Pairs measured in the same phase of the host: their thread-synchronisation references agree.
+        same_phase = [
+            p for p in pairs if p.sync_reference_difference is not None and p.sync_reference_difference <= SAME_PHASE
+        ]
+        within_same = sum(1 for pair in same_phase if pair.total_difference <= 0.10)
         totals = " / ".join(f"{r.total_energy_j * 1e3:.1f}" for r in runs_of)
         faults = " / ".join(f"{r.page_faults.minor_per_call:,.0f}" if r.page_faults else "-" for r in runs_of)
         print(
             f"--allocator {allocator}: Spearman >= {min(p.spearman for p in pairs):.3f}, totals apart by at most "
-            f"{max(p.total_difference for p in pairs):.1%}, {within}/{len(pairs)} pairs within 10%\n"
+            f"{max(p.total_difference for p in pairs):.1%}, {within}/{len(pairs)} pairs within 10% "
+            f"({within_same}/{len(same_phase)} of the pairs whose sync references agree within {SAME_PHASE:.0%})\n"
             f"    totals mJ {totals}\n    page faults per call {faults}\n"
             f"    sync reference us per call {' / '.join(reference_us(r) for r in runs_of)}"
         )
