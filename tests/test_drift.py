@@ -85,14 +85,11 @@ def test_the_energy_pass_reads_the_reference_once_per_trial(
 
 
 def _drifted() -> MachineDrift:
-    summary = DriftSummary(REFERENCE, [10e-6, 16e-6], DRIFT_WARNING_SPREAD)
-    return MachineDrift(
-        reference=summary.reference,
-        readings_s=summary.readings_s,
-        spread=summary.spread,
-        threshold=summary.threshold,
-        warning=summary.warning,
-    )
+    from magneton.report.build import machine_drift
+
+    drift = machine_drift(DriftSummary(REFERENCE, [10e-6, 16e-6], DRIFT_WARNING_SPREAD))
+    assert drift is not None
+    return drift
 
 
 def test_the_terminal_header_shows_the_drift_and_its_warning() -> None:

@@ -11,6 +11,7 @@ from magneton import __version__
 from magneton.graph import OpGraph, SourceLocation, TensorMeta
 from magneton.hardware import device_description
 from magneton.measure.backends import BackendChoice
+from magneton.measure.drift import DriftSummary
 from magneton.measure.energy_pass import EnergyPassResult, PassOptions
 from magneton.provenance import EnergyProvenance, provenance_of_backend
 from magneton.report.model import (
@@ -174,7 +175,7 @@ def build_report(
             node_minor_per_call=sum(n.minor_faults_per_call for n in nodes),
         ),
         contention=_contention(result),
-        machine_drift=_machine_drift(result),
+        machine_drift=machine_drift(result.drift),
         measurement_cost=MeasurementCost(
             wall_s=result.wall_s, floor_s=result.floor_s, min_trials=result.min_trials, max_trials=options.trials
         ),
@@ -196,8 +197,8 @@ def _contention(result: EnergyPassResult) -> Contention | None:
     )
 
 
-def _machine_drift(result: EnergyPassResult) -> MachineDrift | None:
-    drift = result.drift
+def machine_drift(drift: DriftSummary | None) -> MachineDrift | None:
+    """The report's view of the thread-synchronisation reference's readings."""
     if drift is None:
         return None
     return MachineDrift(

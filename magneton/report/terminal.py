@@ -308,8 +308,7 @@ def _measurement_context(report: Report, row: Callable[..., None], grid: Table) 
             f"{contention.contended_windows}/{contention.windows} windows waited for a CPU "
             f"({contention.remeasured_windows} re-measured){busy}",
         )
-        if contention.warning:
-            grid.add_row(Text("warning", style="bold yellow"), Text(one_line(contention.warning), style="bold yellow"))
+        _warn(grid, contention.warning)
     drift = report.machine_drift
     if drift is not None and drift.readings_s:
         row(
@@ -317,8 +316,13 @@ def _measurement_context(report: Report, row: Callable[..., None], grid: Table) 
             f"{drift.spread:.0%} across {len(drift.readings_s)} trials (thread-synchronisation reference "
             f"{min(drift.readings_s) * 1e6:.1f}-{max(drift.readings_s) * 1e6:.1f} us per call)",
         )
-        if drift.warning:
-            grid.add_row(Text("warning", style="bold yellow"), Text(one_line(drift.warning), style="bold yellow"))
+        _warn(grid, drift.warning)
+
+
+def _warn(grid: Table, warning: str | None) -> None:
+    """A header row in bold yellow, for what makes the numbers less trustworthy."""
+    if warning:
+        grid.add_row(Text("warning", style="bold yellow"), Text(one_line(warning), style="bold yellow"))
 
 
 # ------------------------------------------------------------------------------------------------ tables
