@@ -97,7 +97,7 @@ def test_the_terminal_header_shows_the_drift_and_its_warning() -> None:
 
     text = render(120, msgspec.structs.replace(golden_report(), machine_drift=_drifted()))
     assert "sync drift" in text and "60% across 2 trials" in text
-    assert "the host moved its CPUs" in " ".join(text.split())
+    assert "the host moved its virtual CPUs" in " ".join(text.split())
 
 
 def test_the_html_report_warns_about_drift_and_escapes_it() -> None:
@@ -106,7 +106,7 @@ def test_the_html_report_warns_about_drift_and_escapes_it() -> None:
     report = sample_report(layers=1)
     report["machine_drift"] = json.loads(msgspec.json.encode(_drifted()))
     page = render_html(report)
-    assert 'id="drift-warning"' in page and "host moved its CPUs" in page
+    assert 'id="drift-warning"' in page and "host moved its virtual CPUs" in page
     report["machine_drift"]["warning"] = HOSTILE_CODE
     page = render_html(report)
     assert "<b>bold</b>" not in page.split('id="drift-warning"')[1].split("</div>")[0]

@@ -49,8 +49,8 @@ class DriftSummary:
         return (
             f"the machine's thread-synchronisation cost changed by {self.spread:.0%} during this analysis "
             f"(reference {min(self.readings_s) * 1e6:.1f}-{max(self.readings_s) * 1e6:.1f} us per call) with "
-            "nothing else busy in it: the host moved its CPUs; energies of parallel operators moved with it, "
-            "and another run can differ by as much"
+            "nothing else busy in it (most likely the host moved its virtual CPUs); energies of parallel "
+            "operators moved with it, and another run can differ by as much"
         )
 
 

@@ -629,7 +629,7 @@ def run_energy_pass(
         )
     forward_time = summarize([s.time_s for s in forward_samples])
     forward_minor, forward_major = _faults_per_call(forward_samples)
-    notes = ([allocator_note] if allocator_note else []) + timer.graphs.notes()
+    notes = timer.graphs.notes()  # what was done to the allocator is in ``allocator``, said once
     input_restore_energy_j = summarize([s.energy_j for s in restore_samples]) if restore_samples else None
     if input_restore_energy_j is not None:
         notes.append(
