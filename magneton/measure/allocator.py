@@ -47,6 +47,7 @@ TRIM_THRESHOLD_BYTES = 2**30
 SETTLE_BLOCK_BYTES = MMAP_THRESHOLD_BYTES - 64 * 2**10
 
 
+@lru_cache(maxsize=1)
 def _libc() -> ctypes.CDLL | None:
     """The process's C library on Linux glibc, else None."""
     if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
@@ -83,7 +84,7 @@ def settle_allocator() -> str | None:
     turn glibc's adaptation off), are measured as they are.
     """
     libc = _libc()
-    if libc is None or preloaded_allocator() is not None or any(name in os.environ for name in GLIBC_TUNING_ENV):
+    if libc is None or preloaded_allocator() is not None or _glibc_tuning():
         return None
     malloc, free = libc.malloc, libc.free
     malloc.argtypes, malloc.restype = [ctypes.c_size_t], ctypes.c_void_p
@@ -112,6 +113,11 @@ _PRELOADED = (("jemalloc", "jemalloc"), ("tcmalloc", "tcmalloc"), ("mimalloc", "
 GLIBC_TUNING_ENV = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_TOP_PAD_", "GLIBC_TUNABLES")
 
 
+def _glibc_tuning() -> list[str]:
+    """glibc malloc settings from the environment (``NAME=value``); any of them turns its adaptation off."""
+    return [f"{name}={os.environ[name]}" for name in GLIBC_TUNING_ENV if name in os.environ]
+
+
 def preloaded_allocator() -> str | None:
     """jemalloc/tcmalloc/mimalloc when the process runs with one (LD_PRELOAD or linked), else None."""
     try:
@@ -133,7 +139,7 @@ def describe_allocator() -> str:
         return f"{other} (loaded into the process, e.g. through LD_PRELOAD)"
     if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
         return f"the platform allocator ({platform.system()})"
-    settings = [f"{name}={os.environ[name]}" for name in GLIBC_TUNING_ENV if name in os.environ]
+    settings = _glibc_tuning()
     if settings:
         return f"glibc malloc {platform.libc_ver()[1]} with {', '.join(settings)}"
     return (

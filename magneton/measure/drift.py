@@ -60,7 +60,6 @@ class SyncReference:
     def __init__(self) -> None:
         import torch
 
-        self._torch = torch
         self._values = torch.zeros(REFERENCE_NUMEL)
         self.readings_s: list[float] = []
 

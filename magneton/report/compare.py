@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import statistics
 from dataclasses import dataclass
 
 from magneton.report.model import Report
@@ -22,8 +23,6 @@ class RunComparison:
 
 def sync_reference_s(report: Report) -> float | None:
     """The median of a run's thread-synchronisation readings, or None where none was taken."""
-    import statistics
-
     drift = report.machine_drift
     return statistics.median(drift.readings_s) if drift is not None and drift.readings_s else None
 
